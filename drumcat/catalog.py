@@ -1,0 +1,159 @@
+"""The SQLite catalog: engine setup, numbered SQL migrations, and small helpers for typed access.
+
+How the catalog is stored lives here; what a drum sample is lives in the modules that use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+from drumcat.errors import DrumcatError
+from drumcat.resources import migrations_dir
+
+BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def utc_now() -> str:
+    """Current time as ISO-8601 UTC text, the catalog's one time format."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def iso_from_ns(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def available_migrations(directory: Path | None = None) -> list[Migration]:
+    """The migrations/NNNN_name.sql files, in version order."""
+    directory = directory or migrations_dir()
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise DrumcatError(f"{path}: migration files must be named NNNN_lower_case_name.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path))
+    return found
+
+
+def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL, much faster than FULL
+    cursor.close()
+
+
+class Catalog:
+    """An open catalog file, migrated to the newest schema this drumcat knows."""
+
+    def __init__(self, path: Path, *, migrate: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise DrumcatError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        event.listen(self.engine, "connect", _set_pragmas)
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            raise DrumcatError(f"{self.path}: cannot open as a SQLite catalog ({exc})") from exc
+        if migrate:
+            self.migrate()
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection in one transaction, committed on success, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- migrations -------------------------------------------------------------------------------
+
+    def applied_versions(self) -> list[int]:
+        with self.read() as conn:
+            exists = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+            ).first()
+            if not exists:
+                return []
+            return [row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_migrations")]
+
+    def migrate(self) -> list[Migration]:
+        """Apply every migration not yet recorded, each in its own transaction. Returns those applied."""
+        migrations = available_migrations()
+        applied = set(self.applied_versions())
+        newest_known = max((m.version for m in migrations), default=0)
+        if applied and max(applied) > newest_known:
+            raise DrumcatError(
+                f"{self.path}: catalog schema version {max(applied)} was written by a newer drumcat "
+                f"(this one knows up to {newest_known}); upgrade drumcat to open it"
+            )
+        pending = [m for m in migrations if m.version not in applied]
+        if not pending:
+            return []
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.executescript(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);"
+            )
+            for migration in pending:
+                # executescript runs the file as one transaction: a failing migration leaves no trace.
+                cursor.executescript(
+                    "BEGIN;\n" + migration.sql + "\n"
+                    f"INSERT INTO schema_migrations VALUES ({migration.version}, "
+                    f"'{migration.name}', '{utc_now()}');\nCOMMIT;"
+                )
+        except Exception as exc:
+            raw.rollback()
+            raise DrumcatError(f"{self.path}: migration failed ({exc})") from exc
+        finally:
+            raw.close()
+        return pending
+
+    def schema_version(self) -> int:
+        return max(self.applied_versions(), default=0)
+
+
+def rows(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run a query and return plain dicts, the shape the CLI prints and tests assert on."""
+    result = conn.execute(text(sql), params or {})
+    return [dict(row._mapping) for row in result]
+
+
+def scalar(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
+    return conn.execute(text(sql), params or {}).scalar()
+
+
+def execute_many(conn: Connection, sql: str, params: Sequence[dict[str, Any]]) -> None:
+    """Bulk write with the driver's executemany (named :params); skips SQLAlchemy's per-row compiling."""
+    if params:
+        conn.exec_driver_sql(sql, list(params))

@@ -1,0 +1,355 @@
+"""`drumcat scan`: walk archive roots, hash content, read audio facts into the catalog, incrementally.
+
+A file whose size and mtime are unchanged since the last scan is not opened again. Everything learned
+about a sound is keyed by its content hash, so a moved or renamed file keeps it. Archive files are only
+ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drumcat.audio import IN_MEMORY_LIMIT, AudioReadError, read_info
+from drumcat.catalog import Catalog, execute_many, iso_from_ns, rows, utc_now
+from drumcat.config import ScanConfig
+from drumcat.errors import DrumcatError
+
+WRITE_BATCH = 500
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str
+    rel_path: str
+    ext: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanSummary:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    missing: int = 0
+    failed: int = 0
+    skipped_dirs: list[str] = field(default_factory=list)
+    """Folders that could not be listed (permissions) or were symlink loops; reported, not fatal."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "new": self.new,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "missing": self.missing,
+            "failed": self.failed,
+            "skipped_dirs": self.skipped_dirs,
+        }
+
+
+# --- walking ----------------------------------------------------------------------------------------
+
+
+def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> Iterator[FoundFile]:
+    """Audio files below `root`. Follows folder symlinks but visits each real folder once (no loops).
+
+    Works on plain strings rather than pathlib: on a rescan of a large archive this loop is the cost.
+    """
+    visited: set[tuple[int, int]] = set()
+    root_prefix = len(str(root)) + 1
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            folder_stat = os.stat(folder)
+            key = (folder_stat.st_dev, folder_stat.st_ino)
+            if key in visited:
+                skipped.append(f"{folder}: already visited (symlink loop or alias)")
+                continue
+            visited.add(key)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            skipped.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        for entry in entries:
+            found = _audio_entry(entry, root_prefix, extensions, stack)
+            if found is not None:
+                yield found
+
+
+def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], stack: list[str]) -> FoundFile | None:
+    try:
+        if entry.is_dir():  # follows symlinks; loops are caught by the visited set
+            stack.append(entry.path)
+            return None
+    except OSError:
+        return None
+    ext = os.path.splitext(entry.name)[1][1:].lower()
+    if ext not in extensions:
+        return None
+    try:
+        info = entry.stat()
+        size, mtime_ns = (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else (0, 0)
+    except OSError:  # broken symlink: recorded as an unreadable file
+        size, mtime_ns = 0, 0
+    return FoundFile(entry.path, entry.path[root_prefix:].replace(os.sep, "/"), ext, size, mtime_ns)
+
+
+# --- reading one file (runs in worker processes) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileResult:
+    found: FoundFile
+    hash: str | None
+    info: dict[str, object] | None
+    error_kind: str | None
+    error: str | None
+
+
+def read_file(found: FoundFile, algorithm: str, measure_levels: bool) -> FileResult:
+    """Hash the content and read audio facts, opening the file once and only for reading."""
+    path = found.path
+    try:
+        if found.size <= IN_MEMORY_LIMIT:
+            with open(path, "rb") as handle:
+                content = handle.read()
+            digest = hashlib.new(algorithm, content).hexdigest()
+        else:
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, algorithm).hexdigest()
+            content = None
+    except OSError as exc:
+        return FileResult(found, None, None, "unreadable", exc.strerror or str(exc))
+    if (content is not None and len(content) == 0) or found.size == 0:
+        return FileResult(found, digest, None, "empty", "the file is empty (0 bytes)")
+    try:
+        info = read_info(Path(path), measure_levels=measure_levels, content=content)
+    except AudioReadError as exc:
+        return FileResult(found, digest, None, exc.kind, str(exc))
+    facts = {
+        "format": info.format,
+        "subtype": info.subtype,
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "frames": info.frames,
+        "duration": round(info.duration, 6),
+        "peak_db": info.peak_db,
+        "rms_db": info.rms_db,
+    }
+    return FileResult(found, digest, facts, None, None)
+
+
+def _read_file_star(args: tuple[FoundFile, str, bool]) -> FileResult:
+    return read_file(*args)
+
+
+def silence_native_stderr() -> None:
+    """Workers only: decoders in C (mpg123) print notes on garbage input; the catalog records errors."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def worker_count(configured: int) -> int:
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+def _read_all(
+    work: list[FoundFile], config: ScanConfig, workers: int
+) -> Iterator[FileResult]:
+    tasks = [(found, config.hash_algorithm, config.audio_stats) for found in work]
+    if workers <= 1 or len(work) < 64:
+        yield from map(_read_file_star, tasks)
+        return
+    # fork is cheap and safe here: the scanning parent has no threads and imports no TensorFlow.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=silence_native_stderr) as pool:
+        yield from pool.imap_unordered(_read_file_star, tasks, chunksize=64)
+
+
+# --- the scan ------------------------------------------------------------------------------------------
+
+_UPSERT_FILE = """
+INSERT INTO files (root_id, path, rel_path, ext, size, mtime, mtime_ns, hash, hash_algorithm,
+                   first_seen, last_seen, missing, error_kind, error)
+VALUES (:root_id, :path, :rel_path, :ext, :size, :mtime, :mtime_ns, :hash, :hash_algorithm,
+        :now, :now, 0, :error_kind, :error)
+ON CONFLICT(path) DO UPDATE SET
+    root_id = excluded.root_id, rel_path = excluded.rel_path, ext = excluded.ext, size = excluded.size,
+    mtime = excluded.mtime, mtime_ns = excluded.mtime_ns, hash = excluded.hash,
+    hash_algorithm = excluded.hash_algorithm, last_seen = excluded.last_seen, missing = 0,
+    error_kind = excluded.error_kind, error = excluded.error
+"""
+
+_INSERT_AUDIO = """
+INSERT OR IGNORE INTO audio (hash, format, subtype, sample_rate, channels, frames, duration,
+                             peak_db, rms_db, read_at)
+VALUES (:hash, :format, :subtype, :sample_rate, :channels, :frames, :duration, :peak_db, :rms_db, :now)
+"""
+
+
+def _check_algorithm(name: str) -> None:
+    if name not in hashlib.algorithms_available:
+        raise DrumcatError(f"scan.hash_algorithm: unknown hash algorithm {name!r}; use e.g. 'sha256'")
+
+
+def _register_root(catalog: Catalog, root: Path) -> int:
+    with catalog.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (str(root), utc_now())
+        )
+        return conn.exec_driver_sql("SELECT id FROM roots WHERE path = ?", (str(root),)).scalar_one()
+
+
+def scan(
+    catalog: Catalog,
+    roots: list[Path],
+    config: ScanConfig,
+    *,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ScanSummary:
+    """Scan `roots` into `catalog`. `on_total` hears how many files need reading, `on_progress` each one."""
+    _check_algorithm(config.hash_algorithm)
+    resolved = []
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise DrumcatError(f"{root}: not a folder; pass the top folder of a sample archive")
+        resolved.append(root)
+
+    summary = ScanSummary()
+    started = utc_now()
+    with catalog.connect() as conn:
+        scan_id = conn.exec_driver_sql(
+            "INSERT INTO scans (started_at, roots) VALUES (?, ?) RETURNING id",
+            (started, json.dumps([str(r) for r in resolved])),
+        ).scalar_one()
+
+    extensions = {ext.lower().lstrip(".") for ext in config.formats}
+    work: list[tuple[int, FoundFile, bool]] = []
+    for root in resolved:
+        root_id = _register_root(catalog, root)
+        work.extend(
+            (root_id, found, is_new) for found, is_new in _plan_root(catalog, root_id, root, extensions, summary)
+        )
+
+    if on_total:
+        on_total(len(work))
+    new_hashes = _read_and_store(catalog, work, config, summary, on_progress)
+    _count_moved(catalog, new_hashes, summary)
+
+    with catalog.connect() as conn:
+        conn.exec_driver_sql(
+            "UPDATE scans SET finished_at=?, new=?, changed=?, unchanged=?, moved=?, missing=?, failed=? "
+            "WHERE id=?",
+            (utc_now(), summary.new, summary.changed, summary.unchanged, summary.moved,
+             summary.missing, summary.failed, scan_id),
+        )
+        for root in resolved:
+            conn.exec_driver_sql("UPDATE roots SET last_scan_at=? WHERE path=?", (utc_now(), str(root)))
+    return summary
+
+
+def _plan_root(
+    catalog: Catalog, root_id: int, root: Path, extensions: set[str], summary: ScanSummary
+) -> list[tuple[FoundFile, bool]]:
+    """Walk one root; mark unchanged and missing files; return the files to read, each with is-new."""
+    with catalog.read() as conn:
+        known = {
+            row["path"]: row
+            for row in rows(conn, "SELECT path, size, mtime_ns, missing FROM files WHERE root_id=:r",
+                            {"r": root_id})
+        }
+    now = utc_now()
+    to_read: list[tuple[FoundFile, bool]] = []
+    unchanged: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for found in walk_audio_files(root, extensions, summary.skipped_dirs):
+        seen.add(found.path)
+        previous = known.get(found.path)
+        if previous is None:
+            summary.new += 1
+            to_read.append((found, True))
+        elif previous["size"] == found.size and previous["mtime_ns"] == found.mtime_ns:
+            summary.unchanged += 1
+            unchanged.append({"path": found.path, "now": now})
+        else:
+            summary.changed += 1
+            to_read.append((found, False))
+    vanished = [
+        {"path": path, "now": now} for path, row in known.items() if path not in seen and not row["missing"]
+    ]
+    summary.missing += len(vanished)
+    with catalog.connect() as conn:
+        execute_many(conn, "UPDATE files SET last_seen=:now, missing=0 WHERE path=:path", unchanged)
+        execute_many(conn, "UPDATE files SET missing=1 WHERE path=:path", vanished)
+    return to_read
+
+
+def _read_and_store(
+    catalog: Catalog,
+    work: list[tuple[int, FoundFile, bool]],
+    config: ScanConfig,
+    summary: ScanSummary,
+    on_progress: ProgressCallback | None,
+) -> list[str]:
+    """Read files in worker processes; write results in batched transactions. Returns new paths' hashes."""
+    root_of = {found.path: root_id for root_id, found, _ in work}
+    new_paths = {found.path for _, found, is_new in work if is_new}
+    new_hashes: list[str] = []
+    file_rows: list[dict[str, object]] = []
+    audio_rows: list[dict[str, object]] = []
+
+    def flush() -> None:
+        with catalog.connect() as conn:
+            execute_many(conn, _UPSERT_FILE, file_rows)
+            execute_many(conn, _INSERT_AUDIO, audio_rows)
+        file_rows.clear()
+        audio_rows.clear()
+
+    now = utc_now()
+    for result in _read_all([found for _, found, _ in work], config, worker_count(config.workers)):
+        found = result.found
+        file_rows.append({
+            "root_id": root_of[found.path], "path": found.path, "rel_path": found.rel_path,
+            "ext": found.ext, "size": found.size, "mtime": iso_from_ns(found.mtime_ns),
+            "mtime_ns": found.mtime_ns, "hash": result.hash, "hash_algorithm": config.hash_algorithm,
+            "now": now, "error_kind": result.error_kind, "error": result.error,
+        })
+        if result.info is not None:
+            audio_rows.append({"hash": result.hash, "now": now, **result.info})
+        if result.error:
+            summary.failed += 1
+        elif result.hash and found.path in new_paths:
+            new_hashes.append(result.hash)
+        if len(file_rows) >= WRITE_BATCH:
+            flush()
+            now = utc_now()
+        if on_progress:
+            on_progress(1)
+    flush()
+    return new_hashes
+
+
+def _count_moved(catalog: Catalog, new_hashes: list[str], summary: ScanSummary) -> None:
+    """A new path is a move when a now-missing file had the same content."""
+    if not new_hashes:
+        return
+    with catalog.read() as conn:
+        missing_hashes = {
+            row[0] for row in conn.exec_driver_sql("SELECT DISTINCT hash FROM files WHERE missing=1")
+        }
+    summary.moved = sum(1 for digest in new_hashes if digest in missing_hashes)

@@ -1,0 +1,81 @@
+"""`drumcat stats`: what the catalog holds, as one plain dict (printed as tables or JSON by the CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from drumcat.catalog import Catalog, rows, scalar
+
+
+def _median(conn: Connection, table_sql: str, column: str) -> float | None:
+    count = scalar(conn, f"SELECT count(*) FROM ({table_sql})")
+    if not count:
+        return None
+    return scalar(
+        conn, f"SELECT {column} FROM ({table_sql}) ORDER BY {column} LIMIT 1 OFFSET :o", {"o": (count - 1) // 2}
+    )
+
+
+def catalog_stats(catalog: Catalog, *, error_limit: int = 50) -> dict[str, Any]:
+    with catalog.read() as conn:
+        present_audio = (
+            "SELECT DISTINCT a.hash, a.duration FROM audio a JOIN files f ON f.hash = a.hash "
+            "WHERE f.missing = 0 AND f.error IS NULL"
+        )
+        totals = rows(conn, """
+            SELECT count(*) AS files,
+                   sum(missing = 0) AS present,
+                   sum(missing = 1) AS missing,
+                   sum(missing = 0 AND error IS NOT NULL) AS errors,
+                   count(DISTINCT CASE WHEN missing = 0 AND error IS NULL THEN hash END) AS unique_sounds,
+                   coalesce(sum(CASE WHEN missing = 0 THEN size END), 0) AS bytes
+            FROM files""")[0]
+        totals = {key: value or 0 for key, value in totals.items()}
+        stats: dict[str, Any] = {
+            "catalog": str(catalog.path),
+            "schema_version": catalog.schema_version(),
+            "roots": rows(conn, "SELECT path, last_scan_at FROM roots ORDER BY path"),
+            "totals": totals,
+            "total_duration_s": round(scalar(conn, f"SELECT coalesce(sum(duration), 0) FROM ({present_audio})"), 3),
+            "median_duration_s": _median(conn, present_audio, "duration"),
+            "by_format": rows(conn, """
+                SELECT format, count(*) AS files FROM catalog GROUP BY format ORDER BY files DESC, format"""),
+            "by_sample_rate": rows(conn, """
+                SELECT sample_rate, count(*) AS files FROM catalog GROUP BY sample_rate
+                ORDER BY files DESC, sample_rate"""),
+            "duplicate_groups": scalar(conn, """
+                SELECT count(*) FROM (SELECT hash FROM files WHERE missing = 0 AND error IS NULL
+                GROUP BY hash HAVING count(*) > 1)"""),
+            "duplicate_files": scalar(conn, """
+                SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM files
+                WHERE missing = 0 AND error IS NULL GROUP BY hash HAVING n > 1)"""),
+            "errors_by_kind": rows(conn, """
+                SELECT error_kind, count(*) AS files FROM files WHERE missing = 0 AND error IS NOT NULL
+                GROUP BY error_kind ORDER BY files DESC"""),
+            "errors": rows(conn, """
+                SELECT path, error_kind, error FROM files WHERE missing = 0 AND error IS NOT NULL
+                ORDER BY path LIMIT :n""", {"n": error_limit}),
+        }
+        stats.update(_prediction_stats(conn))
+    return stats
+
+
+def _prediction_stats(conn: Connection) -> dict[str, Any]:
+    """Label distribution and confidence, once inference has run (the classified view exists)."""
+    has_view = scalar(conn, "SELECT count(*) FROM sqlite_master WHERE type='view' AND name='classified'")
+    if not has_view or not scalar(conn, "SELECT count(*) FROM classified"):
+        return {}
+    confidence = rows(conn, """
+        SELECT count(*) AS sounds, round(avg(confidence), 4) AS mean, round(min(confidence), 4) AS min,
+               round(max(confidence), 4) AS max FROM classified""")[0]
+    confidence["median"] = round(_median(conn, "SELECT confidence FROM classified", "confidence"), 4)
+    return {
+        "active_model": scalar(conn, "SELECT value FROM settings WHERE key = 'active_model'"),
+        "labels": rows(conn, """
+            SELECT label, core_label, count(*) AS sounds, round(avg(confidence), 3) AS mean_confidence
+            FROM classified GROUP BY label ORDER BY sounds DESC, label"""),
+        "confidence": confidence,
+        "inference_errors": scalar(conn, "SELECT count(*) FROM inference_errors"),
+    }

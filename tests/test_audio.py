@@ -1,0 +1,47 @@
+"""Audio reading: the scan's in-memory PCM fast path must agree exactly with libsndfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumcat.audio import AudioReadError, decode, read_info
+from drumcat.synth import render
+
+
+PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),
+             ("aiff", "PCM_16"), ("aiff", "PCM_24"), ("aiff", "PCM_32")]
+
+
+@pytest.mark.parametrize(("ext", "subtype"), PCM_KINDS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm_fast_path_equals_libsndfile(tmp_path: Path, ext: str, subtype: str, channels: int) -> None:
+    mono = render("Snare", seed=7)
+    samples = mono if channels == 1 else np.stack([mono, -0.3 * mono], axis=1)
+    path = tmp_path / f"x.{ext}"
+    sf.write(str(path), samples, 48_000, subtype=subtype)
+    fast = read_info(path, measure_levels=True, content=path.read_bytes())
+    reference = read_info(path, measure_levels=True)
+    assert fast == reference
+    assert (fast.sample_rate, fast.channels, fast.frames) == (48_000, channels, mono.size)
+
+
+def test_truncated_wav_is_detected_from_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(str(path), render("Crash", seed=1), 44_100)
+    content = path.read_bytes()[:20_000]
+    with pytest.raises(AudioReadError) as info:
+        read_info(path, measure_levels=True, content=content)
+    assert info.value.kind == "truncated"
+
+
+def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
+    mono = render("Kick", seed=2)
+    path = tmp_path / "x.flac"
+    sf.write(str(path), np.stack([mono, mono], axis=1), 44_100)
+    out = decode(path, 22_050)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(out.size - mono.size // 2) <= 1

@@ -1,0 +1,145 @@
+"""`drumcat scan`: first scan, incremental rescans, moves, deletions and every kind of broken file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from drumcat.catalog import Catalog, rows
+from drumcat.config import ScanConfig
+from drumcat.scan import scan
+from drumcat.synth import WRITE_FORMATS, render, write_sample
+
+
+def files_table(catalog: Catalog) -> dict[str, dict]:
+    with catalog.read() as conn:
+        return {Path(r["path"]).name: r for r in rows(conn, "SELECT * FROM files")}
+
+
+def test_first_scan_catalogs_every_format(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    summary = scan(catalog, [archive], scan_config)
+    assert (summary.new, summary.failed) == (len(WRITE_FORMATS), 0)
+    with catalog.read() as conn:
+        formats = {r["format"] for r in rows(conn, "SELECT format FROM catalog")}
+        audio = rows(conn, "SELECT * FROM audio")
+    assert formats == {"WAV", "AIFF", "FLAC", "OGG", "MP3"}
+    assert len(audio) == len(WRITE_FORMATS)
+    for row in audio:
+        assert row["sample_rate"] == 44_100 and row["channels"] == 1
+        assert -3.0 < row["peak_db"] <= 0.0 and row["rms_db"] < row["peak_db"]
+        assert 0.2 < row["duration"] < 2.2
+
+
+def test_parallel_scan_gives_the_same_catalog(archive: Path, tmp_path: Path) -> None:
+    for index in range(70):  # enough files for the worker pool to be used
+        write_sample(archive / "many" / f"k{index}.wav", render("Kick", seed=100 + index))
+    serial, parallel = Catalog(tmp_path / "a.db"), Catalog(tmp_path / "b.db")
+    scan(serial, [archive], ScanConfig(workers=1))
+    scan(parallel, [archive], ScanConfig(workers=2))
+    query = "SELECT path, hash FROM files ORDER BY path"
+    with serial.read() as a, parallel.read() as b:
+        assert rows(a, query) == rows(b, query)
+
+
+def test_rescan_skips_unchanged_files(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    scan(catalog, [archive], scan_config)
+    before = files_table(catalog)
+    # Rewrite a file's bytes but keep its size and mtime: a scan that re-read content would notice.
+    target = archive / "vendor0" / "s0.wav"
+    stat = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-100:] = bytes(100)
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    summary = scan(catalog, [archive], scan_config)
+    assert (summary.new, summary.changed, summary.unchanged) == (0, 0, len(WRITE_FORMATS))
+    assert files_table(catalog)["s0.wav"]["hash"] == before["s0.wav"]["hash"]
+
+
+def test_changed_file_is_read_again(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    scan(catalog, [archive], scan_config)
+    old_hash = files_table(catalog)["s0.wav"]["hash"]
+    write_sample(archive / "vendor0" / "s0.wav", render("Snare", seed=99))
+    summary = scan(catalog, [archive], scan_config)
+    assert summary.changed == 1
+    assert files_table(catalog)["s0.wav"]["hash"] != old_hash
+
+
+def test_moved_file_keeps_its_hash_and_is_counted(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    scan(catalog, [archive], scan_config)
+    old_hash = files_table(catalog)["s1.aif"]["hash"]
+    (archive / "renamed").mkdir()
+    shutil.move(archive / "vendor1" / "s1.aif", archive / "renamed" / "kick-final.aif")
+    summary = scan(catalog, [archive], scan_config)
+    assert (summary.new, summary.moved, summary.missing) == (1, 1, 1)
+    table = files_table(catalog)
+    assert table["kick-final.aif"]["hash"] == old_hash
+    assert table["s1.aif"]["missing"] == 1
+
+
+def test_deleted_file_is_marked_missing_not_deleted(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    scan(catalog, [archive], scan_config)
+    (archive / "vendor0" / "s2.aiff").unlink()
+    summary = scan(catalog, [archive], scan_config)
+    assert summary.missing == 1
+    assert files_table(catalog)["s2.aiff"]["missing"] == 1
+    summary = scan(catalog, [archive], scan_config)
+    assert summary.missing == 0  # counted once, when it disappears
+
+
+def test_broken_files_are_recorded_and_the_scan_goes_on(
+    archive: Path, catalog: Catalog, scan_config: ScanConfig
+) -> None:
+    broken = archive / "broken"
+    broken.mkdir()
+    (broken / "empty.wav").write_bytes(b"")
+    (broken / "text.mp3").write_text("this is not audio at all\n" * 50)
+    good = write_sample(archive / "vendor0" / "long.wav", render("Crash", seed=5)).read_bytes()
+    (broken / "truncated.wav").write_bytes(good[: len(good) // 3])
+    (broken / "dangling.flac").symlink_to(broken / "does-not-exist.flac")
+    summary = scan(catalog, [archive], scan_config)
+    assert summary.failed == 4
+    assert summary.new == len(WRITE_FORMATS) + 1 + 4
+    table = files_table(catalog)
+    kinds = {name: table[name]["error_kind"] for name in ("empty.wav", "text.mp3", "truncated.wav", "dangling.flac")}
+    assert kinds == {"empty.wav": "empty", "text.mp3": "not_audio", "truncated.wav": "truncated",
+                     "dangling.flac": "unreadable"}
+    assert all(table[name]["error"] for name in kinds)
+    assert table["long.wav"]["error"] is None
+
+
+def test_symlink_loop_does_not_hang(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    (archive / "vendor0" / "loop").symlink_to(archive)
+    summary = scan(catalog, [archive], scan_config)
+    assert summary.new == len(WRITE_FORMATS)
+    assert any("already visited" in line for line in summary.skipped_dirs)
+
+
+def test_scan_never_modifies_the_archive(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in archive.rglob("*") if p.is_file()}
+    scan(catalog, [archive], scan_config)
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in archive.rglob("*") if p.is_file()}
+    assert before == after
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 command line is not installed")
+def test_result_reads_well_with_the_sqlite3_command_line(
+    archive: Path, catalog: Catalog, scan_config: ScanConfig
+) -> None:
+    scan(catalog, [archive], scan_config)
+    output = subprocess.run(
+        ["sqlite3", "-csv", str(catalog.path), "SELECT format, count(*) FROM catalog GROUP BY format ORDER BY 1"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert output.split() == ["AIFF,2", "FLAC,1", "MP3,1", "OGG,1", "WAV,1"]
+
+
+def test_catalog_is_readable_by_plain_sqlite3_module(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:
+    scan(catalog, [archive], scan_config)
+    with sqlite3.connect(catalog.path) as db:
+        assert db.execute("SELECT count(*) FROM catalog").fetchone()[0] == len(WRITE_FORMATS)
