@@ -51,6 +51,8 @@ def _open(source: Path) -> sf.SoundFile:
     except sf.LibsndfileError as exc:
         # Code 1 is "format not recognised"; the MP3 decoder reports garbage as code 7 ("not a regular
         # file"), which for a file we could open means the same.
+        if not source.is_file():
+            raise AudioReadError("unreadable", "no such file") from exc
         if exc.code in (1, 7):
             raise AudioReadError("not_audio", "not a recognised audio file") from exc
         raise AudioReadError("decode_error", getattr(exc, "error_string", "") or str(exc)) from exc

@@ -32,7 +32,16 @@ class State:
         return self.catalog_override or self.config.catalog_path
 
     def open_catalog(self) -> Catalog:
-        return Catalog(self.catalog_path)
+        from drumcat.rules import sync_from_config
+
+        catalog = Catalog(self.catalog_path)
+        sync_from_config(catalog, self.config)
+        return catalog
+
+    def model_path(self, override: Path | None) -> Path | None:
+        if override is not None:
+            return override
+        return self.config.resolve(self.config.model.path) if self.config.model.path else None
 
 
 @app.callback()
@@ -116,6 +125,247 @@ def _print_stats(data: dict) -> None:
         out.print(f"active model: {data['active_model']}")
         out.print(console.table("labels", data["labels"]))
         out.print(console.table("confidence", [data["confidence"]]))
+
+
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", "-m", help="A .keras model with its card (default: model.path or the shipped model)."),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option("--trust-model", help="Allow Keras unsafe deserialization (Lambda layers). Only your own models."),
+]
+
+
+@app.command()
+def infer(
+    ctx: typer.Context,
+    model: ModelOption = None,
+    batch_size: Annotated[int | None, typer.Option(help="Clips per model call (default: model.batch_size).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decode/feature processes (default: model.workers).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many sounds (try a model on a few).")] = None,
+    trust_model: TrustOption = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun."""
+    from drumcat.infer import infer as run_infer
+    from drumcat.models import load_bundle
+
+    state: State = ctx.obj
+    settings = state.config.model
+    catalog = state.open_catalog()
+    bundle = load_bundle(state.model_path(model), trust_unsafe=trust_model or settings.trust_unsafe)
+    with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds") as bar:
+        summary = run_infer(
+            catalog, bundle, batch_size=batch_size or settings.batch_size,
+            workers=settings.workers if workers is None else workers, limit=limit,
+            on_total=bar[0], on_progress=bar[1],
+        )
+    for error in summary.errors:
+        console.warn_line(f"{error['path']}: {error['error']}")
+    if json_output:
+        console.print_json(summary.as_dict())
+        return
+    record = {k: summary.as_dict()[k] for k in ("model", "planned", "predicted", "failed", "already_done", "status")}
+    console.out.print(console.table(f"inference run {summary.run_id}", [record]))
+
+
+model_app = typer.Typer(help="Model bundles: add your own model, show a card.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("add")
+def model_add(
+    path: Annotated[Path, typer.Argument(help="Your .keras model.")],
+    labels: Annotated[Path, typer.Option(help="label_mapping.json: the class names in output order.")],
+    name: Annotated[str | None, typer.Option(help="Model name (default: the file name).")] = None,
+    feature: Annotated[str, typer.Option(help="Feature type: mfcc or logmel.")] = "mfcc",
+    sample_rate: Annotated[int, typer.Option(help="Sample rate the features were computed at.")] = 22_050,
+    clip_seconds: Annotated[float, typer.Option(help="Clip length the model expects.")] = 1.0,
+    n_mfcc: Annotated[int, typer.Option(help="MFCC coefficients (mfcc).")] = 40,
+    n_mels: Annotated[int, typer.Option(help="Mel bands.")] = 128,
+    n_fft: Annotated[int, typer.Option(help="FFT size.")] = 2048,
+    hop_length: Annotated[int, typer.Option(help="Hop length in samples.")] = 512,
+    fmin: Annotated[float, typer.Option(help="Lowest mel frequency.")] = 0.0,
+    fmax: Annotated[float | None, typer.Option(help="Highest mel frequency (default: sample_rate / 2).")] = None,
+    layout: Annotated[str, typer.Option(help="channels_last (bands, frames, 1) or frames_first (frames, bands).")]
+    = "channels_last",
+    peak_normalize: Annotated[bool, typer.Option(help="Peak-normalize clips before features.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing card.")] = False,
+    trust_model: TrustOption = False,
+) -> None:
+    """Write a card for your own model (the reference design's model1.keras + label_mapping.json)."""
+    from drumcat.features import FeatureRecipe
+    from drumcat.models import add_model, card_path_for
+    from drumcat.taxonomy import read_label_mapping
+
+    recipe = FeatureRecipe(
+        sample_rate=sample_rate, clip_seconds=clip_seconds, feature_type=feature, n_fft=n_fft,
+        hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc, fmin=fmin, fmax=fmax,
+        peak_normalize=peak_normalize, layout=layout,
+    )
+    recipe.validate("feature options")
+    card = add_model(path, read_label_mapping(labels), recipe, name=name, trust_unsafe=trust_model, overwrite=force)
+    console.out.print(f"wrote {card_path_for(path)}: {card.name}, {len(card.labels)} labels, "
+                      f"{card.features.feature_type} input {list(card.input_shape)}")
+
+
+@model_app.command("show")
+def model_show(ctx: typer.Context, model: ModelOption = None) -> None:
+    """Print a model's card (labels, feature recipe, metrics) as JSON."""
+    from drumcat.models import ModelCard, card_path_for
+    from drumcat.resources import default_model_path
+
+    path = ctx.obj.model_path(model) or default_model_path()
+    console.out.print(ModelCard.read(card_path_for(path)).to_json(), markup=False, highlight=False)
+
+
+@app.command()
+def views(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List the catalog's views, one line each, and which can be materialized."""
+    from drumcat.query import list_views
+
+    found = list_views(ctx.obj.open_catalog())
+    if json_output:
+        console.print_json(found)
+        return
+    for view in found:
+        mark = "src/dest" if view["materializable"] else "        "
+        console.out.print(f"{view['view']:<20} {mark} {view['rows']:>8} rows  {view['description']}",
+                          markup=False, highlight=False)
+
+
+@app.command()
+def materialize(
+    ctx: typer.Context,
+    view: Annotated[str, typer.Option(help="A view with src and dest columns.")] = "organized_default",
+    out: Annotated[Path, typer.Option(help="Output folder (created, or replaced if it is a drumcat tree).")]
+    = Path("organized"),
+    mode: Annotated[str, typer.Option(help="symlink, hardlink or copy.")] = "symlink",
+    labels: Annotated[str | None, typer.Option(help="Target labels for this run, e.g. Kick,Snare.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Misc threshold for this run.")] = None,
+    allow_all: Annotated[bool, typer.Option("--allow-all", help="A folder per fine class.")] = False,
+    no_dedup: Annotated[bool, typer.Option("--no-dedup", help="Keep every copy of a duplicate.")] = False,
+    overrides: Annotated[Path | None, typer.Option(help="overrides.jsonl to apply for this run.")] = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Build a folder tree from a view. Atomic: the old tree stays until the new one is complete."""
+    from drumcat.materialize import materialize as run_materialize
+    from drumcat.rules import RuleChanges, read_overrides_file
+
+    changes = RuleChanges(
+        threshold=threshold,
+        target_labels=[label.strip() for label in labels.split(",") if label.strip()] if labels else None,
+        allow_all=True if allow_all else None,
+        dedup=False if no_dedup else None,
+        overrides=read_overrides_file(overrides) if overrides else None,
+    )
+    catalog = ctx.obj.open_catalog()
+    with console.progress_bar("materializing", quiet=quiet or json_output) as (set_total, advance):
+        summary = run_materialize(catalog, view, out, mode=mode, changes=changes, on_total=set_total,
+                                  on_progress=advance)
+    for missing in summary.missing_sources[:20]:
+        console.warn_line(f"{missing}: source file is gone since the last scan; skipped (rescan to update)")
+    if json_output:
+        console.print_json(summary.as_dict())
+        return
+    folders = [{"folder": k, "files": v} for k, v in summary.per_folder.items()]
+    console.out.print(console.table(f"{summary.files} files from {view} ({mode})", folders))
+    console.out.print(f"tree: {summary.out}  (manifests in _manifests/, summary in _summary.json)")
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="A read-only SQL statement.")],
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    json_output: JsonOption = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+) -> None:
+    """Run read-only SQL against the catalog and print a table, CSV or JSON."""
+    import csv
+    import sys
+
+    from drumcat.query import run_readonly
+
+    ctx.obj.open_catalog().close()  # creates or upgrades the catalog, applies drumcat.toml
+    columns, records = run_readonly(ctx.obj.catalog_path, sql, limit)
+    if csv_output:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(records)
+    elif json_output:
+        console.print_json([dict(zip(columns, record, strict=True)) for record in records])
+    else:
+        console.out.print(console.table(None, [dict(zip(columns, r, strict=True)) for r in records], columns))
+
+
+@app.command()
+def override(
+    ctx: typer.Context,
+    path_or_hash: Annotated[str, typer.Argument(help="A cataloged file or a content hash.")],
+    label: Annotated[str, typer.Argument(help="The correct fine label (or misc).")],
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Correct a label. Keyed by content hash, so it survives moves, renames and re-inference."""
+    from drumcat.rules import add_override
+
+    item = add_override(ctx.obj.open_catalog(), path_or_hash, label, note)
+    console.out.print(f"override {item['hash'][:16]}… -> {item['correct_label']}")
+
+
+overrides_app = typer.Typer(help="Import and export overrides (the reference overrides.jsonl).", no_args_is_help=True)
+app.add_typer(overrides_app, name="overrides")
+
+
+@overrides_app.command("import")
+def overrides_import(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="overrides.jsonl")]) -> None:
+    """Add or replace overrides from a JSON-lines file."""
+    from drumcat.rules import read_overrides_file, write_overrides
+
+    items = read_overrides_file(file)
+    with ctx.obj.open_catalog().connect() as conn:
+        write_overrides(conn, items)
+    console.out.print(f"imported {len(items)} override(s) from {file}")
+
+
+@overrides_app.command("export")
+def overrides_export(
+    ctx: typer.Context, file: Annotated[Path | None, typer.Argument(help="Output file (default: stdout).")] = None
+) -> None:
+    """Write every override as overrides.jsonl lines."""
+    import json
+
+    from drumcat.rules import export_overrides
+
+    lines = "".join(json.dumps(item) + "\n" for item in export_overrides(ctx.obj.open_catalog()))
+    if file is None:
+        print(lines, end="")
+    else:
+        file.write_text(lines, encoding="utf-8")
+        console.err.print(f"wrote {lines.count(chr(10))} override(s) to {file}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Option(help="Folder made by `make dataset`.")] = Path("build/dataset"),
+    out: Annotated[Path, typer.Option(help="Where to write the model and its card.")] = Path(
+        "models/drumcat-v1.keras"),
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping picks the best).")] = 40,
+    copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 6,
+) -> None:
+    """Train the default model on held-out-kit splits and write it with its card."""
+    from drumcat.train.train import train as run_train
+
+    card = run_train(dataset, out, epochs=epochs, copies=copies)
+    test = card.metrics["test"]
+    console.out.print(
+        f"wrote {out}: core-6 accuracy {test['core']['accuracy']:.3f}, macro-F1 {test['core']['macro_f1']:.3f}; "
+        f"fine-34 macro-F1 {test['fine']['macro_f1']:.3f}; ECE {test['fine']['ece']:.3f}"
+    )
 
 
 @app.command("demo-archive")

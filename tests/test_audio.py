@@ -11,7 +11,6 @@ import soundfile as sf
 from drumcat.audio import AudioReadError, decode, read_info
 from drumcat.synth import render
 
-
 PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),
              ("aiff", "PCM_16"), ("aiff", "PCM_24"), ("aiff", "PCM_32")]
 

@@ -1,0 +1,260 @@
+"""`drumcat infer`: classify every unique sound in the catalog that the model has no result for yet.
+
+Worker processes decode and compute features (the CPU-heavy part); the main process feeds the model
+large batches and commits each batch in one transaction, so an interrupted run loses at most one batch
+and a rerun continues where it stopped. Duplicates share a content hash and are inferred once.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from drumcat.audio import AudioReadError, decode, fit_length
+from drumcat.catalog import Catalog, execute_many, rows, utc_now
+from drumcat.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.models import ModelBundle
+from drumcat.scan import silence_native_stderr, worker_count
+
+CHUNK = 32  # files per worker task
+_DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
+
+
+@dataclass
+class InferSummary:
+    model: str
+    run_id: int
+    planned: int = 0
+    predicted: int = 0
+    failed: int = 0
+    already_done: int = 0
+    status: str = "running"
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+# --- worker side -------------------------------------------------------------------------------------
+
+_worker_recipe: FeatureRecipe | None = None
+
+
+def _init_worker(recipe: dict[str, Any]) -> None:
+    global _worker_recipe
+    silence_native_stderr()
+    _worker_recipe = FeatureRecipe(**recipe)
+
+
+def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
+    """Decode and compute features for (hash, path) items. Returns hashes, features, and (hash, path, error)."""
+    hashes, clips, errors = [], [], []
+    for digest, path in items:
+        try:
+            samples = decode(path, recipe.sample_rate, max_seconds=recipe.clip_seconds + _DECODE_MARGIN_S)
+        except (AudioReadError, OSError) as exc:
+            errors.append((digest, path, str(exc) or type(exc).__name__))
+            continue
+        hashes.append(digest)
+        clips.append(fit_length(samples, recipe.clip_samples))
+    if not clips:
+        return hashes, np.zeros((0, *recipe.input_shape), dtype=np.float32), errors
+    return hashes, compute_features(prepare_clips(clips, recipe), recipe), errors
+
+
+def _featurize_in_worker(items: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, list[tuple]]:
+    assert _worker_recipe is not None
+    return featurize(items, _worker_recipe)
+
+
+def _feature_chunks(
+    items: list[tuple[str, str]], recipe: FeatureRecipe, workers: int
+) -> Iterator[tuple[list[str], np.ndarray, list[tuple]]]:
+    """Feature chunks in order of completion, with a bounded number in flight (bounded memory)."""
+    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield featurize(chunk, recipe)
+        return
+    # spawn, not fork: the parent has TensorFlow loaded, and forking its threads is unsafe.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(recipe.as_dict(),)) as pool:
+        pending: deque = deque()
+        remaining = iter(chunks)
+        for chunk in remaining:
+            pending.append(pool.apply_async(_featurize_in_worker, (chunk,)))
+            if len(pending) >= workers * 3:
+                break
+        while pending:
+            yield pending.popleft().get()
+            next_chunk = next(remaining, None)
+            if next_chunk is not None:
+                pending.append(pool.apply_async(_featurize_in_worker, (next_chunk,)))
+
+
+# --- catalog side ------------------------------------------------------------------------------------
+
+
+def register_model(catalog: Catalog, bundle: ModelBundle) -> int:
+    card = bundle.card
+    with catalog.connect() as conn:
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO models (name, card_hash, path, labels, card, added_at) VALUES (?,?,?,?,?,?)",
+            (card.name, card.card_hash(), str(bundle.path), json.dumps(card.labels), card.to_json(), utc_now()),
+        )
+        # A card may bring classes the catalog does not know: they map to misc until the user says otherwise.
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO classes (name) SELECT value FROM json_each(?)", (json.dumps(card.labels),))
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO canonical_map (fine, canonical) SELECT value, 'misc' FROM json_each(?)",
+            (json.dumps(card.labels),))
+        return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar_one()
+
+
+def pending_sounds(catalog: Catalog, model_id: int) -> list[tuple[str, str]]:
+    """(hash, path) for each present, readable sound without a result or recorded error for the model."""
+    with catalog.read() as conn:
+        return [
+            (r["hash"], r["path"])
+            for r in rows(conn, """
+                SELECT f.hash, min(f.path) AS path FROM files f
+                WHERE f.missing = 0 AND f.error IS NULL AND f.hash IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.model_id = :m AND p.hash = f.hash)
+                  AND NOT EXISTS (SELECT 1 FROM inference_errors e WHERE e.model_id = :m AND e.hash = f.hash)
+                GROUP BY f.hash ORDER BY min(f.path)""", {"m": model_id})
+        ]
+
+
+def _write_batch(
+    catalog: Catalog, model_id: int, run_id: int, labels: list[str], hashes: list[str],
+    probabilities: np.ndarray, embeddings: np.ndarray, errors: list[tuple],
+) -> None:
+    now = utc_now()
+    order = np.argsort(-probabilities, axis=1)
+    prediction_rows, probability_rows = [], []
+    for row, digest in enumerate(hashes):
+        first, second = order[row, 0], order[row, 1] if len(labels) > 1 else None
+        prediction_rows.append({
+            "m": model_id, "h": digest, "r": run_id, "label": labels[first],
+            "conf": float(probabilities[row, first]),
+            "label2": labels[second] if second is not None else None,
+            "conf2": float(probabilities[row, second]) if second is not None else None,
+            "emb": embeddings[row].astype("<f2").tobytes(), "now": now,
+        })
+        probability_rows.extend(
+            {"m": model_id, "h": digest, "c": label, "p": float(probabilities[row, i])}
+            for i, label in enumerate(labels)
+        )
+    error_rows = [{"m": model_id, "h": h, "path": p, "e": e, "r": run_id, "now": now} for h, p, e in errors]
+    with catalog.connect() as conn:
+        execute_many(conn, """INSERT OR REPLACE INTO predictions (model_id, hash, run_id, label, confidence,
+            second_label, second_confidence, embedding, predicted_at)
+            VALUES (:m, :h, :r, :label, :conf, :label2, :conf2, :emb, :now)""", prediction_rows)
+        execute_many(conn, "INSERT OR REPLACE INTO probabilities VALUES (:m, :h, :c, :p)", probability_rows)
+        execute_many(conn, """INSERT OR REPLACE INTO inference_errors
+            VALUES (:m, :h, :path, :e, :r, :now)""", error_rows)
+        conn.exec_driver_sql(
+            "UPDATE inference_runs SET predicted = predicted + ?, failed = failed + ? WHERE id = ?",
+            (len(hashes), len(errors), run_id),
+        )
+
+
+class _Terminated(Exception):
+    """SIGTERM during a run: unwind like Ctrl-C so the run is marked interrupted."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
+
+
+def infer(
+    catalog: Catalog,
+    bundle: ModelBundle,
+    *,
+    batch_size: int = 256,
+    workers: int = 0,
+    limit: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> InferSummary:
+    """Run `bundle` over every sound it has no result for; commit batch by batch. Safe to interrupt."""
+    model_id = register_model(catalog, bundle)
+    _set_active_model(catalog, model_id)
+    items = pending_sounds(catalog, model_id)
+    if limit is not None:
+        items = items[:limit]
+    config = {"batch_size": batch_size, "workers": worker_count(workers), "limit": limit}
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("UPDATE inference_runs SET status='interrupted' WHERE status='running'")
+        run_id = conn.exec_driver_sql(
+            "INSERT INTO inference_runs (model_id, started_at, config, planned) VALUES (?,?,?,?) RETURNING id",
+            (model_id, utc_now(), json.dumps(config), len(items)),
+        ).scalar_one()
+        done = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id=?", (model_id,)).scalar_one()
+    summary = InferSummary(bundle.name, run_id, planned=len(items), already_done=done)
+    if on_total:
+        on_total(len(items))
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _run_batches(catalog, bundle, model_id, run_id, items, batch_size, worker_count(workers), summary,
+                     on_progress)
+        summary.status = "finished"
+    except (KeyboardInterrupt, _Terminated):
+        summary.status = "interrupted"
+        raise KeyboardInterrupt from None
+    except Exception:
+        summary.status = "failed"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        with catalog.connect() as conn:
+            conn.exec_driver_sql("UPDATE inference_runs SET status=?, finished_at=? WHERE id=?",
+                                 (summary.status, utc_now(), run_id))
+    return summary
+
+
+def _run_batches(
+    catalog: Catalog, bundle: ModelBundle, model_id: int, run_id: int, items: list[tuple[str, str]],
+    batch_size: int, workers: int, summary: InferSummary, on_progress: Callable[[int], None] | None,
+) -> None:
+    labels = bundle.card.labels
+    hashes: list[str] = []
+    features: list[np.ndarray] = []
+    errors: list[tuple] = []
+
+    def flush() -> None:
+        if hashes:
+            batch = np.concatenate(features)
+            probabilities, embeddings = bundle.predict(batch)
+        else:
+            probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
+        _write_batch(catalog, model_id, run_id, labels, hashes, probabilities, embeddings, errors)
+        summary.predicted += len(hashes)
+        summary.failed += len(errors)
+        summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in errors)
+        if on_progress:
+            on_progress(len(hashes) + len(errors))
+        hashes.clear()
+        features.clear()
+        errors.clear()
+
+    for chunk_hashes, chunk_features, chunk_errors in _feature_chunks(items, bundle.card.features, workers):
+        hashes.extend(chunk_hashes)
+        features.append(chunk_features)
+        errors.extend(chunk_errors)
+        if len(hashes) >= batch_size:
+            flush()
+    flush()
+
+
+def _set_active_model(catalog: Catalog, model_id: int) -> None:
+    """The views classify with the active model; the model a user last ran becomes it."""
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model'", (str(model_id),))

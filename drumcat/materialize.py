@@ -1,0 +1,235 @@
+"""`drumcat materialize`: turn any view that follows the column contract into a folder tree.
+
+The contract: a view (or table) with a `src` column (an existing file) and a `dest` column (a relative
+path inside the output folder). Other columns are allowed and ignored. The tree is built beside the
+output folder and swapped in only when complete; source files are only ever read (copy mode) or linked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import Connection
+
+from drumcat.catalog import Catalog, rows, utc_now
+from drumcat.errors import DrumcatError
+from drumcat.rules import RuleChanges, rules_for_this_command
+
+MODES = ("symlink", "hardlink", "copy")
+MANIFEST_DIR = "_manifests"
+SUMMARY_FILE = "_summary.json"
+
+
+@dataclass
+class MaterializeSummary:
+    view: str
+    out: str
+    mode: str
+    files: int = 0
+    per_folder: dict[str, int] = field(default_factory=dict)
+    renamed_for_collisions: int = 0
+    missing_sources: list[str] = field(default_factory=list)
+    model: str | None = None
+    threshold: float | None = None
+    created_at: str = field(default_factory=utc_now)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- the contract ------------------------------------------------------------------------------------
+
+
+def view_columns(conn: Connection, view: str) -> list[str]:
+    exists = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE name = ? AND type IN ('view', 'table')", (view,)).first()
+    if not exists:
+        raise DrumcatError(f"view {view!r} does not exist; `drumcat views` lists the views")
+    return [row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{view}")')]
+
+
+def check_contract(conn: Connection, view: str) -> None:
+    missing = [c for c in ("src", "dest") if c not in view_columns(conn, view)]
+    if missing:
+        raise DrumcatError(
+            f"view {view!r} lacks column(s) {', '.join(missing)}; a materializable view must have a src "
+            "column (the source file) and a dest column (a relative path in the output)"
+        )
+
+
+def safe_dest(dest: object, src: object) -> PurePosixPath:
+    """The destination as a safe relative path, or an error naming the row."""
+    text = dest if isinstance(dest, str) else None
+    problem = None
+    if not text or not text.strip():
+        problem = "is empty"
+    elif "\x00" in text or "\\" in text:
+        problem = "contains a NUL or backslash"
+    elif text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        problem = "is absolute"
+    else:
+        parts = PurePosixPath(text).parts
+        if any(part in ("..", ".") for part in parts) or "//" in text:
+            problem = "contains '..', '.' or an empty folder name"
+        elif parts[0] in (MANIFEST_DIR, SUMMARY_FILE):
+            problem = f"uses a name drumcat reserves ({parts[0]})"
+        elif len(parts) < 1:
+            problem = "is empty"
+    if problem:
+        raise DrumcatError(f"row src={src!r}: dest {dest!r} {problem}; dest must be a relative path like Kick/a.wav")
+    return PurePosixPath(text)
+
+
+def resolve_collisions(pairs: list[tuple[str, PurePosixPath]]) -> tuple[list[tuple[str, PurePosixPath]], int]:
+    """Give every file a distinct destination; later sources (by path) get a `_2`, `_3`… suffix.
+
+    Compared case-insensitively, so the tree is the same on case-insensitive file systems.
+    """
+    taken: set[str] = set()
+    resolved, renamed = [], 0
+    for src, dest in sorted(pairs, key=lambda pair: (str(pair[1]).casefold(), pair[0])):
+        candidate, number = dest, 1
+        while str(candidate).casefold() in taken:
+            number += 1
+            candidate = dest.with_name(f"{dest.stem}_{number}{dest.suffix}")
+        if number > 1:
+            renamed += 1
+        taken.add(str(candidate).casefold())
+        resolved.append((src, candidate))
+    return resolved, renamed
+
+
+# --- safety ------------------------------------------------------------------------------------------
+
+
+def check_output_location(catalog: Catalog, out: Path) -> None:
+    """Refuse an output inside a scanned archive, or one that would contain an archive."""
+    with catalog.read() as conn:
+        roots = [Path(r["path"]) for r in rows(conn, "SELECT path FROM roots")]
+    for root in roots:
+        if out == root or out.is_relative_to(root):
+            raise DrumcatError(f"{out}: inside the scanned archive {root}; choose an --out outside every archive")
+        if root.is_relative_to(out):
+            raise DrumcatError(f"{out}: contains the scanned archive {root}; choose an --out outside every archive")
+    if out.exists() and not out.is_dir():
+        raise DrumcatError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).is_file():
+        raise DrumcatError(
+            f"{out}: exists, is not empty and is not a drumcat tree (no {SUMMARY_FILE}); "
+            "drumcat replaces its own trees only: choose a new or empty folder"
+        )
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+
+def _place(src: str, target: Path, mode: str) -> None:
+    if mode == "symlink":
+        os.symlink(src, target)
+    elif mode == "hardlink":
+        try:
+            os.link(src, target)
+        except OSError as exc:
+            raise DrumcatError(
+                f"{src}: cannot hardlink into {target.parent} ({exc.strerror}); hardlinks need the same file "
+                "system: use --mode symlink or --mode copy"
+            ) from exc
+    else:
+        shutil.copyfile(src, target)  # reads the source; copies content only, never touches the original
+
+
+def _build_tree(
+    staging: Path, placements: list[tuple[str, PurePosixPath]], mode: str, on_progress: Callable[[int], None] | None
+) -> None:
+    made: set[Path] = set()
+    for src, dest in placements:
+        target = staging / dest
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        _place(src, target, mode)
+        if on_progress:
+            on_progress(1)
+
+
+def _write_manifests(staging: Path, placements: list[tuple[str, PurePosixPath]], summary: MaterializeSummary) -> None:
+    by_folder: dict[str, list[str]] = defaultdict(list)
+    for src, dest in placements:
+        folder = dest.parts[0] if len(dest.parts) > 1 else "."
+        by_folder[folder].append(f"{dest}\t{src}")
+    manifests = staging / MANIFEST_DIR
+    manifests.mkdir()
+    for folder, lines in sorted(by_folder.items()):
+        name = "_root" if folder == "." else folder
+        (manifests / f"{name}.txt").write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
+    (staging / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` with the finished tree; the old tree is removed only after the swap."""
+    if out.exists():
+        old = out.parent / f".{out.name}.drumcat-old"
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out)
+
+
+def materialize(
+    catalog: Catalog,
+    view: str,
+    out: Path,
+    *,
+    mode: str = "symlink",
+    changes: RuleChanges | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> MaterializeSummary:
+    if mode not in MODES:
+        raise DrumcatError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
+    out = Path(out).expanduser().resolve()
+    check_output_location(catalog, out)
+    summary = MaterializeSummary(view=view, out=str(out), mode=mode)
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+        check_contract(conn, view)
+        selected = rows(conn, f'SELECT src, dest FROM "{view}"')
+        summary.model = conn.exec_driver_sql(
+            "SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)").scalar()
+        threshold = conn.exec_driver_sql("SELECT value FROM settings WHERE key='misc_threshold'").scalar()
+        summary.threshold = float(threshold) if threshold is not None else None
+
+    pairs = []
+    for row in selected:
+        dest = safe_dest(row["dest"], row["src"])
+        if not isinstance(row["src"], str) or not os.path.isfile(row["src"]):
+            summary.missing_sources.append(str(row["src"]))
+            continue
+        pairs.append((os.path.abspath(row["src"]), dest))
+    placements, summary.renamed_for_collisions = resolve_collisions(pairs)
+    summary.files = len(placements)
+    summary.per_folder = dict(sorted(Counter(
+        dest.parts[0] if len(dest.parts) > 1 else "." for _, dest in placements).items()))
+    if on_total:
+        on_total(len(placements))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-new-", dir=out.parent))
+    try:
+        _build_tree(staging, placements, mode, on_progress)
+        _write_manifests(staging, placements, summary)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous tree at `out` is untouched
+        raise
+    return summary

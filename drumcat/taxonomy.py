@@ -1,0 +1,75 @@
+"""The class taxonomy: 34 fine classes, the canonical (core) mapping, and the reference design's files.
+
+The catalog holds these as tables (`classes`, `canonical_map`) that the views read; this module is the
+default they are filled from and the reader of the reference design's `label_mapping.json` and
+`canonical_mapping.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from drumcat.errors import DrumcatError
+
+FINE_CLASSES: list[str] = [
+    "Agogo", "Bell", "Bongo", "Cabasa", "China", "Clap", "Clave", "Conga", "Cowbell", "Crash",
+    "Cuica", "Cymbal", "FX", "Guiro", "Hihat", "Kick", "Maracas", "Metal", "Noise", "Perc",
+    "Reverse", "Rim", "Ride", "Shaker", "Sizzle", "Snare", "Splash", "Tambourine", "Timbale",
+    "Timpani", "Tom", "Triangle", "Vibraslap", "Vox",
+]
+CORE_CLASSES: list[str] = ["Crash", "Hihat", "Kick", "Ride", "Snare", "Tom"]
+MISC = "misc"
+
+_COLLAPSE = {
+    "China": "Crash", "Splash": "Crash", "Cymbal": "Crash", "Sizzle": "Crash",
+    "Rim": "Snare",
+    "Timbale": "Tom", "Timpani": "Tom",
+}
+
+
+def default_canonical_map(labels: list[str] | None = None) -> dict[str, str]:
+    """Fine label -> core label or "misc": the built-in mapping of the reference design."""
+    mapping = {}
+    for label in labels or FINE_CLASSES:
+        mapping[label] = label if label in CORE_CLASSES else _COLLAPSE.get(label, MISC)
+    return mapping
+
+
+def canonical(label: str, mapping: dict[str, str] | None = None) -> str:
+    return (mapping or default_canonical_map()).get(label, MISC)
+
+
+def read_label_mapping(path: Path) -> list[str]:
+    """`label_mapping.json`: a JSON list of class names in the model's output order.
+
+    A dict of {index: name} (another common shape) is accepted too.
+    """
+    data = _read_json(path)
+    if isinstance(data, dict):
+        try:
+            data = [data[key] for key in sorted(data, key=int)]
+        except (ValueError, TypeError) as exc:
+            raise DrumcatError(f"{path}: expected a list of names or {{index: name}}") from exc
+    if not isinstance(data, list) or not all(isinstance(item, str) and item for item in data):
+        raise DrumcatError(f"{path}: expected a JSON list of class names, e.g. [\"Kick\", \"Snare\"]")
+    if len(set(data)) != len(data):
+        raise DrumcatError(f"{path}: class names must be unique")
+    return data
+
+
+def read_canonical_mapping(path: Path) -> dict[str, str]:
+    """`canonical_mapping.json`: {fine: canonical}; a canonical of null or "" means misc."""
+    data = _read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise DrumcatError(f"{path}: expected a JSON object {{\"fine label\": \"canonical label\"}}")
+    return {fine: (target or MISC) for fine, target in data.items()}
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DrumcatError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise DrumcatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc

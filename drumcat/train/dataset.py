@@ -1,0 +1,275 @@
+"""`make dataset`: the default model's training set, built reproducibly from Debian packages.
+
+Sources (each a "kit": the unit a split holds out whole, so no kit is in two splits):
+- hydrogen-drumkits: every kit's drumkit.xml names its instruments and their sample files.
+- fluid-soundfont-gm, avldrums.lv2-soundfont: General MIDI percussion keys rendered with fluidsynth,
+  three velocities, every drum kit preset; Timpani from the melodic Timpani program.
+- sonic-pi-samples: labeled by file name.
+- espeak-ng: spoken syllables for Vox, one voice per kit.
+- synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
+
+    python -m drumcat.train.dataset --out build/dataset
+
+Writes clips (mono WAV at the clip sample rate, starting at the onset), manifest.csv (path, label, source,
+kit, split) and summary.json (counts per class, per source and per split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from drumcat.audio import AudioReadError, decode, resample
+from drumcat.synth import noise_burst
+from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
+
+CLIP_RATE = 22_050
+CLIP_SECONDS = 2.0
+HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
+SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
+FLUID_GM = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+AVL_FONTS = [Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"), Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2")]
+FLUID_DRUM_KITS = {0: "Standard", 8: "Room", 16: "Power", 24: "Electronic", 25: "TR-808", 32: "Jazz",
+                   40: "Brush", 48: "Orchestra"}
+VELOCITIES = (50, 90, 127)
+VOX_WORDS = ["hey", "ha", "yeah", "oh", "uh", "one", "two", "go", "whoa", "huh", "yo", "check"]
+VOX_VOICES = ["en", "en-us", "de", "fr", "es", "it"]
+
+# Held-out kits. Kits that share samples (the Millo kits; Hydrogen's and AVL's Black Pearl; all FluidR3
+# presets) stay together in one split.
+TEST_KITS = {"hydrogen:ColomboAcousticDrumkit", "hydrogen:HardElectro1", "hydrogen:Gimme A Hand 1.0",
+             "hydrogen:rumpf_kit_z01_h2", "avldrums:Red_Zeppelin_4_LV2", "espeak:es", "synth:test"}
+VALIDATION_KITS = {"hydrogen:BJA_Pacific", "hydrogen:VariBreaks", "hydrogen:ElectricEmpireKit",
+                   "hydrogen:circAfrique v4", "espeak:fr", "synth:validation"}
+
+
+def split_of(kit: str) -> str:
+    if kit in TEST_KITS:
+        return "test"
+    return "validation" if kit in VALIDATION_KITS else "train"
+
+
+@dataclass
+class Clip:
+    samples: np.ndarray
+    label: str
+    source: str
+    kit: str
+    origin: str  # the file, key or word it came from
+
+
+def to_clip(samples: np.ndarray) -> np.ndarray | None:
+    """Cut a one-shot to start at its onset (5 ms before the first sample above 2% of peak)."""
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak < 1e-3 or samples.size < CLIP_RATE // 100:
+        return None
+    onset = int(np.argmax(np.abs(samples) > 0.02 * peak))
+    start = max(0, onset - CLIP_RATE // 200)
+    return samples[start:start + int(CLIP_SECONDS * CLIP_RATE)].astype(np.float32)
+
+
+# --- hydrogen ----------------------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
+    for kit_xml in sorted(HYDROGEN_DIR.glob("*/drumkit.xml")):
+        kit = f"hydrogen:{kit_xml.parent.name}"
+        for element in ET.parse(kit_xml).getroot().iter():
+            if _local(element.tag) != "instrument":
+                continue
+            name = next((child.text or "" for child in element if _local(child.tag) == "name"), "")
+            files = [e.text for e in element.iter() if _local(e.tag) == "filename" and e.text]
+            label = label_for_instrument(name)
+            if label is None:
+                skipped[f"{kit}: {name!r}"] += len(files)
+                continue
+            for filename in files:
+                try:
+                    clip = to_clip(decode(kit_xml.parent / filename, CLIP_RATE))
+                except AudioReadError as exc:  # a few kits name files the package does not ship
+                    skipped[f"{kit}: {filename} ({exc})"] += 1
+                    continue
+                if clip is not None:
+                    yield Clip(clip, label, "hydrogen-drumkits", kit, f"{name}: {filename}")
+
+
+# --- soundfonts --------------------------------------------------------------------------------------
+
+_NOTE_SPACING_S = 2.5
+
+
+def _render(font: Path, program: int, channel: int, notes: list[tuple[int, int]], workdir: Path) -> np.ndarray:
+    """Render notes (key, velocity), one every 2.5 s, dry (no reverb or chorus), at the clip rate."""
+    import mido  # only the dataset builder needs MIDI files
+
+    ticks_per_second = 960  # 480 ticks per beat at 120 bpm
+    track = mido.MidiTrack()
+    track.append(mido.Message("program_change", program=program, channel=channel, time=0))
+    gap = int(_NOTE_SPACING_S * ticks_per_second)
+    hold = int(1.8 * ticks_per_second)
+    for key, velocity in notes:
+        track.append(mido.Message("note_on", note=key, velocity=velocity, channel=channel, time=0))
+        track.append(mido.Message("note_off", note=key, velocity=0, channel=channel, time=hold))
+        track.append(mido.Message("note_on", note=0, velocity=0, channel=channel, time=gap - hold))
+    song = mido.MidiFile(ticks_per_beat=480)
+    song.tracks.append(track)
+    midi_path, wav_path = workdir / "notes.mid", workdir / "notes.wav"
+    song.save(midi_path)
+    subprocess.run(
+        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.8", "-r", str(CLIP_RATE), "-F",
+         str(wav_path), str(font), str(midi_path)],
+        check=True, capture_output=True,
+    )
+    audio, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    return resample(audio.mean(axis=1), rate, CLIP_RATE)
+
+
+def _sliced(rendered: np.ndarray, notes: list[tuple[int, int]]) -> Iterator[tuple[int, int, np.ndarray]]:
+    step = int(_NOTE_SPACING_S * CLIP_RATE)
+    for index, (key, velocity) in enumerate(notes):
+        yield key, velocity, rendered[index * step:(index + 1) * step]
+
+
+def soundfont_clips(workdir: Path) -> Iterator[Clip]:
+    notes = [(key, velocity) for key in sorted(GM_KEYS) for velocity in VELOCITIES]
+    for program, kit_name in FLUID_DRUM_KITS.items():
+        rendered = _render(FLUID_GM, program, 9, notes, workdir)
+        for key, velocity, audio in _sliced(rendered, notes):
+            clip = to_clip(audio)
+            if clip is not None:
+                yield Clip(clip, GM_KEYS[key], "fluid-soundfont-gm", "fluidr3:all", f"{kit_name} key {key} v{velocity}")
+    timpani = [(key, velocity) for key in range(36, 60, 2) for velocity in VELOCITIES]
+    for key, velocity, audio in _sliced(_render(FLUID_GM, 47, 0, timpani, workdir), timpani):
+        clip = to_clip(audio)
+        if clip is not None:
+            yield Clip(clip, "Timpani", "fluid-soundfont-gm", "fluidr3:all", f"Timpani key {key} v{velocity}")
+    for font in AVL_FONTS:
+        # The AVL fonts hold one GM-mapped kit as bank 0, program 0; played on a melodic channel.
+        kit = f"avldrums:{font.stem}"
+        if font.stem.startswith("Black_Pearl"):
+            kit = "hydrogen:The Black Pearl 1.0"  # same kit, same recordings: one unit for splits
+        for key, velocity, audio in _sliced(_render(font, 0, 0, notes, workdir), notes):
+            clip = to_clip(audio)
+            if clip is not None:
+                yield Clip(clip, GM_KEYS[key], "avldrums.lv2-soundfont", kit, f"{font.stem} key {key} v{velocity}")
+
+
+# --- sonic pi, espeak, synthesized -------------------------------------------------------------------
+
+
+def sonic_pi_clips(skipped: Counter) -> Iterator[Clip]:
+    for path in sorted(SONIC_PI_DIR.glob("*.flac")):
+        label = label_for_sonic_pi(path.stem)
+        if label is None:
+            skipped[f"sonic-pi: {path.stem}"] += 1
+            continue
+        clip = to_clip(decode(path, CLIP_RATE))
+        if clip is not None:
+            yield Clip(clip, label, "sonic-pi-samples", "sonic-pi", path.name)
+
+
+def vox_clips(workdir: Path) -> Iterator[Clip]:
+    for voice in VOX_VOICES:
+        for word in VOX_WORDS:
+            for pitch in (25, 50, 75):
+                out = workdir / "vox.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-w", str(out), word],
+                               check=True, capture_output=True)
+                clip = to_clip(decode(out, CLIP_RATE))
+                if clip is not None:
+                    yield Clip(clip, "Vox", "espeak-ng", f"espeak:{voice}", f"{voice} {word} p{pitch}")
+
+
+def noise_clips() -> Iterator[Clip]:
+    for split, seeds in (("train", range(0, 160)), ("validation", range(1000, 1040)), ("test", range(2000, 2040))):
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            burst = noise_burst(rng)
+            if seed % 2:  # half of them coloured: a one-pole low-pass makes pinkish noise
+                burst = np.cumsum(burst) * 0.05
+                burst -= np.linspace(burst[0], burst[-1], burst.size)
+            clip = to_clip(resample(burst.astype(np.float32), 44_100, CLIP_RATE))
+            if clip is not None:
+                yield Clip(clip, "Noise", "synthesized", "synth:" + split, f"noise seed {seed}")
+
+
+def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Clip]:
+    """Reverse hits of each split's own clips, so a held-out kit stays held out."""
+    rng = np.random.default_rng(7)
+    for split, count in per_split.items():
+        pool = [c for c in clips if split_of(c.kit) == split and c.label not in ("Noise", "Vox")]
+        for index in rng.choice(len(pool), size=min(count, len(pool)), replace=False):
+            original = pool[index]
+            clip = to_clip(original.samples[::-1].copy())
+            if clip is not None:
+                yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
+
+
+# --- build -------------------------------------------------------------------------------------------
+
+
+def build(out: Path) -> dict[str, object]:
+    out.mkdir(parents=True, exist_ok=True)
+    clip_dir = out / "clips"
+    clip_dir.mkdir(exist_ok=True)
+    skipped: Counter = Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        clips = [*hydrogen_clips(skipped), *soundfont_clips(workdir), *sonic_pi_clips(skipped),
+                 *vox_clips(workdir), *noise_clips()]
+    clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
+
+    rows = []
+    for index, clip in enumerate(clips):
+        path = clip_dir / f"{index:05d}_{clip.label}.wav"
+        sf.write(str(path), clip.samples, CLIP_RATE, subtype="PCM_16")
+        rows.append({"path": str(path.relative_to(out)), "label": clip.label, "source": clip.source,
+                     "kit": clip.kit, "split": split_of(clip.kit), "origin": clip.origin})
+    with (out / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {
+        "clips": len(rows),
+        "per_class": dict(sorted(Counter(r["label"] for r in rows).items())),
+        "per_class_split": {
+            split: dict(sorted(Counter(r["label"] for r in rows if r["split"] == split).items()))
+            for split in ("train", "validation", "test")
+        },
+        "per_source": dict(sorted(Counter(r["source"] for r in rows).items())),
+        "per_kit": dict(sorted(Counter(r["kit"] for r in rows).items())),
+        "skipped_names": dict(sorted(skipped.items())),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the default model's training set.")
+    parser.add_argument("--out", type=Path, default=Path("build/dataset"))
+    args = parser.parse_args()
+    missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, FLUID_GM, *AVL_FONTS) if not p.exists()]
+    if missing:
+        raise SystemExit(f"error: missing {', '.join(missing)}; run `make dataset` to install the packages")
+    summary = build(args.out)
+    print(json.dumps({k: summary[k] for k in ("clips", "per_class", "per_source")}, indent=2))
+    print(f"manifest: {args.out / 'manifest.csv'}")
+
+
+if __name__ == "__main__":
+    main()

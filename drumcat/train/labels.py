@@ -1,0 +1,88 @@
+"""Reviewed label rules for the training set: instrument names, GM keys and file names -> fine class.
+
+Every rule here was read against the packages' real names. A name no rule claims is skipped, never
+guessed; `python -m drumcat.train.dataset` reports what it skipped.
+"""
+
+from __future__ import annotations
+
+import re
+
+# General MIDI percussion keys (channel 10). Whistles (71, 72) have no class and are left out.
+GM_KEYS: dict[int, str] = {
+    35: "Kick", 36: "Kick", 37: "Rim", 38: "Snare", 39: "Clap", 40: "Snare",
+    41: "Tom", 42: "Hihat", 43: "Tom", 44: "Hihat", 45: "Tom", 46: "Hihat", 47: "Tom", 48: "Tom",
+    49: "Crash", 50: "Tom", 51: "Ride", 52: "China", 53: "Ride", 54: "Tambourine", 55: "Splash",
+    56: "Cowbell", 57: "Crash", 58: "Vibraslap", 59: "Ride", 60: "Bongo", 61: "Bongo",
+    62: "Conga", 63: "Conga", 64: "Conga", 65: "Timbale", 66: "Timbale", 67: "Agogo", 68: "Agogo",
+    69: "Cabasa", 70: "Maracas", 73: "Guiro", 74: "Guiro", 75: "Clave", 76: "Perc", 77: "Perc",
+    78: "Cuica", 79: "Cuica", 80: "Triangle", 81: "Triangle",
+    # GS extensions most GM fonts carry: thin classes need every real sample there is.
+    82: "Shaker", 83: "Bell", 84: "Bell",
+}
+
+# Hydrogen instrument names, first matching rule wins. Order matters: "ride bell" before "bell",
+# "snare rimshot" is still a snare, "side stick" is a rim, "crash/ride" is ambiguous and skipped.
+_NAME_RULES: list[tuple[str, str | None]] = [
+    (r"crash\s*/\s*ride|ride-crash", None),
+    (r"snare roll|hat swish|hat choke|splash choke|hi hat free", None),
+    (r"rim ?click|side ?stick|\bstick\b|cross ?stick", "Rim"),
+    (r"ride", "Ride"),
+    (r"china", "China"),
+    (r"splash", "Splash"),
+    (r"crash", "Crash"),
+    (r"cymbal", "Cymbal"),
+    (r"hi-?hat|\bhh\b|\bhat\b|ohh\b", "Hihat"),
+    (r"\bkick\b|bass ?drum|bassdrum|\bbd\b", "Kick"),
+    (r"snare", "Snare"),
+    (r"\btom|tomhi|floor tom", "Tom"),
+    (r"clap", "Clap"),
+    (r"cowbell", "Cowbell"),
+    (r"tambourine", "Tambourine"),
+    (r"maraca", "Maracas"),
+    (r"shaker", "Shaker"),
+    (r"bongo", "Bongo"),
+    (r"conga", "Conga"),
+    (r"agogo", "Agogo"),
+    (r"clave", "Clave"),
+    (r"woodblock|wood block|djembe|cajon|sangban.*head|dununba.*head|kenkeni.*head", "Perc"),
+    (r"sangban.*bell|dununba.*bell|kenkeni.*bell", "Bell"),
+    (r"\bzap\b|\bfx\b", "FX"),
+]
+
+# Sonic Pi sample names (file stems). Loops, melodic and ambient samples are not one-shots: skipped.
+_SONIC_PI_RULES: list[tuple[str, str | None]] = [
+    (r"^(bd_|drum_bass_|drum_heavy_kick|elec_(hollow|soft)_kick)", "Kick"),
+    (r"^(sn_|drum_snare_|elec_(filt_|hi_|lo_|mid_)?snare)", "Snare"),
+    (r"^drum_cymbal_(closed|pedal|open)", "Hihat"),
+    (r"^drum_splash_", "Splash"),
+    (r"^(drum_tom_|elec_fuzz_tom)", "Tom"),
+    (r"^drum_cowbell", "Cowbell"),
+    (r"^elec_triangle", "Triangle"),
+    (r"^(elec_bell|perc_bell)", "Bell"),
+    (r"^elec_cymbal", "Cymbal"),
+    (r"^(perc_snap)", "Clap"),
+    (r"^(elec_wood|glitch_perc)", "Perc"),
+    (r"^(elec_(beep|blip|blup|bong|chime|flip|ping|plip|pop|tick|twang|twip)|vinyl_(scratch|backspin|rewind))",
+     "FX"),
+    (r"^perc_impact", "Metal"),
+    (r"^misc_burp", "Vox"),
+    (r"^vinyl_hiss", "Noise"),
+]
+
+
+def _first_match(rules: list[tuple[str, str | None]], text: str) -> str | None:
+    lowered = text.lower()
+    for pattern, label in rules:
+        if re.search(pattern, lowered):
+            return label
+    return None
+
+
+def label_for_instrument(name: str) -> str | None:
+    """A Hydrogen drumkit.xml instrument name -> fine class, or None when ambiguous or unknown."""
+    return _first_match(_NAME_RULES, name)
+
+
+def label_for_sonic_pi(stem: str) -> str | None:
+    return _first_match(_SONIC_PI_RULES, stem)

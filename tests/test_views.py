@@ -1,0 +1,111 @@
+"""The reorganization rules as SQL views: each rule proven on a real catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drumcat.catalog import Catalog, rows
+from drumcat.config import ScanConfig
+from drumcat.rules import RuleChanges, add_override, read_overrides_file, rules_for_this_command
+from drumcat.scan import scan
+from drumcat.synth import render, write_sample
+from tests.helpers import record_predictions
+
+
+@pytest.fixture
+def sounds(tmp_path: Path, catalog: Catalog) -> dict[str, str]:
+    """Five distinct sounds plus a duplicate; returns file name -> hash."""
+    root = tmp_path / "archive"
+    for index, name in enumerate(["kick", "china", "rim", "bongo", "quiet"]):
+        write_sample(root / f"{name}.wav", render("Kick", seed=index))
+    (root / "copies").mkdir()
+    (root / "copies" / "kick-copy.wav").write_bytes((root / "kick.wav").read_bytes())
+    scan(catalog, [root], ScanConfig(workers=1))
+    with catalog.read() as conn:
+        names = {Path(r["path"]).stem: r["hash"] for r in rows(conn, "SELECT path, hash FROM files")}
+    record_predictions(catalog, {
+        names["kick"]: {"Kick": 0.9, "Tom": 0.1},
+        names["china"]: {"China": 0.8, "Crash": 0.2},
+        names["rim"]: {"Rim": 0.7, "Snare": 0.3},
+        names["bongo"]: {"Bongo": 0.95, "Conga": 0.05},
+        names["quiet"]: {"Snare": 0.4, "Clap": 0.35, "Rim": 0.25},
+    })
+    return names
+
+
+def folders(catalog: Catalog, view: str = "organized_default", changes: RuleChanges | None = None) -> dict[str, str]:
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+        return {Path(r["src"]).stem: r["dest"].split("/")[0] for r in rows(conn, f"SELECT src, dest FROM {view}")}
+
+
+def test_canonical_collapse_and_misc(catalog: Catalog, sounds: dict[str, str]) -> None:
+    tree = folders(catalog)
+    assert tree["kick-copy"] == "Kick"  # the duplicate pair is represented by its first path
+    assert tree["china"] == "Crash"  # China -> Crash
+    assert tree["rim"] == "Snare"  # Rim -> Snare
+    assert tree["bongo"] == "misc"  # not a core class
+
+
+def test_threshold_sends_low_confidence_to_misc(catalog: Catalog, sounds: dict[str, str]) -> None:
+    assert folders(catalog)["quiet"] == "misc"  # 0.4 < 0.5
+    assert folders(catalog, changes=RuleChanges(threshold=0.3))["quiet"] == "Snare"
+    assert folders(catalog, changes=RuleChanges(threshold=0.85))["china"] == "misc"
+
+
+def test_target_label_filter(catalog: Catalog, sounds: dict[str, str]) -> None:
+    tree = folders(catalog, changes=RuleChanges(target_labels=["Kick"]))
+    assert tree["kick-copy"] == "Kick" and tree["china"] == "misc" and tree["rim"] == "misc"
+
+
+def test_dedup_keeps_one_file_per_hash(catalog: Catalog, sounds: dict[str, str]) -> None:
+    with catalog.read() as conn:
+        picked = rows(conn, "SELECT src, copies FROM organized_default WHERE hash = :h", {"h": sounds["kick"]})
+    assert len(picked) == 1 and picked[0]["copies"] == 2
+    assert picked[0]["src"].endswith("archive/copies/kick-copy.wav")  # first path alphabetically
+    assert len(folders(catalog, changes=RuleChanges(dedup=False))) == 6
+
+
+def test_override_wins_over_the_model_and_survives_a_move(
+    tmp_path: Path, catalog: Catalog, sounds: dict[str, str]
+) -> None:
+    add_override(catalog, str(tmp_path / "archive" / "bongo.wav"), "Tom", note="it is a tom")
+    assert folders(catalog)["bongo"] == "Tom"
+    (tmp_path / "archive" / "bongo.wav").rename(tmp_path / "archive" / "renamed.wav")
+    scan(catalog, [tmp_path / "archive"], ScanConfig(workers=1))
+    assert folders(catalog)["renamed"] == "Tom"
+
+
+def test_allow_all_gives_fine_folders(catalog: Catalog, sounds: dict[str, str]) -> None:
+    tree = folders(catalog, view="organized_full")
+    assert tree["china"] == "China" and tree["bongo"] == "Bongo" and tree["quiet"] == "misc"
+    assert folders(catalog, changes=RuleChanges(allow_all=True))["rim"] == "Rim"
+
+
+def test_per_command_changes_are_not_kept(catalog: Catalog, sounds: dict[str, str]) -> None:
+    folders(catalog, changes=RuleChanges(threshold=0.99, target_labels=["Kick"]))
+    with catalog.read() as conn:
+        assert conn.exec_driver_sql("SELECT value FROM settings WHERE key='misc_threshold'").scalar() == "0.5"
+        assert conn.exec_driver_sql("SELECT count(*) FROM target_labels").scalar() == 6
+
+
+def test_uncertain_lists_low_confidence_and_small_margins(catalog: Catalog, sounds: dict[str, str]) -> None:
+    with catalog.read() as conn:
+        listed = {Path(r["src"]).stem for r in rows(conn, "SELECT src FROM uncertain")}
+    assert listed == {"quiet"}
+
+
+def test_overrides_jsonl_round_trip(tmp_path: Path, catalog: Catalog, sounds: dict[str, str]) -> None:
+    path = tmp_path / "overrides.jsonl"
+    path.write_text(f'{{"hash": "{sounds["rim"]}", "correct_label": "Clap", "note": "clap, really"}}\n')
+    with rules_for_this_command(catalog, RuleChanges(overrides=read_overrides_file(path))) as conn:
+        label = conn.exec_driver_sql("SELECT label FROM classified WHERE hash=?", (sounds["rim"],)).scalar()
+    assert label == "Clap"
+
+
+def test_override_with_unknown_label_is_refused(catalog: Catalog, sounds: dict[str, str]) -> None:
+    from drumcat.errors import DrumcatError
+
+    with pytest.raises(DrumcatError, match="unknown label 'Cowbel'"):
+        add_override(catalog, sounds["kick"], "Cowbel")
