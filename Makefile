@@ -1,27 +1,36 @@
 # Two entry points, each one command on a fresh machine with Python 3.11+ and make:
 #   make demo   set up .venv, build the demo archive, scan, infer, materialize, show the result
 #   make test   set up .venv, lint, run the test suite
+# Training the shipped model (Debian packages needed, installed by the target when run as root):
+#   make dataset && make model
 PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
+DATASET := build/dataset
+DATASET_PACKAGES := hydrogen-drumkits fluid-soundfont-gm avldrums.lv2-soundfont sonic-pi-samples fluidsynth espeak-ng
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench dataset model clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "drumcat needs Python 3.11+; set PYTHON=")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/drumcat demo-archive $(DEMO)/archive
 	$(DRUMCAT) scan $(DEMO)/archive
+	$(DRUMCAT) infer
 	$(DRUMCAT) stats
+	$(DRUMCAT) materialize --view organized_default --out $(DEMO)/organized
+	@echo
+	@echo "Organized tree: $(DEMO)/organized  (browse it, or: ls -R $(DEMO)/organized)"
+	@echo "Catalog:        sqlite3 $(DEMO)/drumcat.db 'SELECT * FROM routed'"
 
 test: $(STAMP)
 	$(BIN)/ruff check drumcat tests bench
@@ -32,6 +41,21 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/infer.py
+	$(BIN)/python bench/materialize.py
+
+# The training set, from Debian packages (see drumcat/train/dataset.py). Clips and caches stay in build/.
+dataset: $(STAMP)
+	@missing=$$(for p in $(DATASET_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "install these Debian packages first: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
+	$(BIN)/python -m drumcat.train.dataset --out $(DATASET)
+
+model: $(STAMP)
+	test -f $(DATASET)/manifest.csv || $(MAKE) dataset
+	$(BIN)/drumcat train --dataset $(DATASET) --out models/drumcat-v1.keras
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,0 +1,141 @@
+"""Inference benchmark, all on the same archive and model, in one run:
+
+  (a) the reference design's pipeline: librosa.load + librosa features per file, model.predict per 32
+  (b) a plain soundfile decode loop (the floor any pipeline pays)
+  (c) `drumcat infer` (a fresh catalog each time; the scan before it is not timed)
+
+    python bench/infer.py [--files 5000] [--reference-files 400] [--repeats 3]
+
+Prints files/s (median of the repeats), the ratios, and the peak RSS of the whole `drumcat infer`
+process tree. Targets: (c)/(a) >= 10, (c)/(b) >= 0.5, peak RSS < 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.archive import make_archive  # noqa: E402
+from drumcat.catalog import Catalog  # noqa: E402
+from drumcat.config import ScanConfig  # noqa: E402
+from drumcat.scan import scan  # noqa: E402
+
+
+def reference_pipeline(paths: list[Path]) -> float:
+    """The reference design: one file at a time through librosa, the model called per 32 files."""
+    import librosa
+    import numpy as np
+
+    from drumcat.models import load_bundle
+
+    bundle = load_bundle()
+    recipe, model = bundle.card.features, bundle.keras_model
+    start = time.perf_counter()
+    batch = []
+    for path in paths:
+        samples, _ = librosa.load(str(path), sr=recipe.sample_rate, mono=True)
+        samples = librosa.util.fix_length(samples, size=recipe.clip_samples)
+        samples = samples / max(float(np.abs(samples).max()), 1e-8)
+        mel = librosa.feature.melspectrogram(y=samples, sr=recipe.sample_rate, n_fft=recipe.n_fft,
+                                             hop_length=recipe.hop_length, n_mels=recipe.n_mels, fmin=recipe.fmin)
+        batch.append(librosa.power_to_db(mel, top_db=recipe.top_db)[..., np.newaxis])
+        if len(batch) == 32:
+            model.predict(np.stack(batch), verbose=0)
+            batch = []
+    if batch:
+        model.predict(np.stack(batch), verbose=0)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def decode_loop(paths: list[Path]) -> float:
+    import soundfile as sf
+
+    start = time.perf_counter()
+    for path in paths:
+        sf.read(str(path), dtype="float32")
+    return len(paths) / (time.perf_counter() - start)
+
+
+def _tree_rss_kb(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields["PPid"])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def drumcat_infer(root: Path, count: int, workdir: Path) -> tuple[float, float]:
+    """files/s of `drumcat infer` (wall time of the command, model loading included) and peak tree RSS in MB."""
+    db = workdir / f"bench-{time.monotonic_ns()}.db"
+    scan(Catalog(db), [root], ScanConfig())
+    command = [sys.executable, "-m", "drumcat.cli", "--catalog", str(db), "infer", "--quiet"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_kb(process.pid))
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"drumcat infer failed with exit code {process.returncode}")
+    return count / elapsed, peak / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--reference-files", type=int, default=400,
+                        help="the reference is slow: it runs on the first N files (files/s is what is compared)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--archive", type=Path, default=Path("build/bench/archive"))
+    args = parser.parse_args()
+
+    paths = make_archive(args.archive, args.files)
+    root = args.archive
+    if len(list(root.rglob("*.wav"))) != len(paths):
+        raise SystemExit(f"{root} holds more files than --files; pass another --archive")
+    decode_loop(paths)  # warm the page cache for every contender
+    reference, plain, ours, peaks = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            reference.append(reference_pipeline(paths[: args.reference_files]))
+            plain.append(decode_loop(paths))
+            rate, peak = drumcat_infer(root, len(paths), Path(tmp))
+            ours.append(rate)
+            peaks.append(peak)
+    a, b, c = (statistics.median(x) for x in (reference, plain, ours))
+    print(f"files                              {len(paths)} (reference on {args.reference_files})")
+    print(f"(a) reference librosa pipeline     {a:10,.0f} files/s")
+    print(f"(b) plain soundfile decode loop    {b:10,.0f} files/s")
+    print(f"(c) drumcat infer                  {c:10,.0f} files/s  (whole command, model load included)")
+    print(f"(c)/(a)                            {c / a:10.1f}x    (target >= 10)")
+    print(f"(c)/(b)                            {c / b:10.2f}     (target >= 0.5)")
+    print(f"peak RSS of drumcat infer tree     {max(peaks):10,.0f} MB   (target < 1,500 MB)")
+    print(f"medians of {args.repeats} runs; each run's (c): {', '.join(f'{x:,.0f}' for x in ours)}")
+
+
+if __name__ == "__main__":
+    main()

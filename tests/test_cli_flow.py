@@ -1,0 +1,107 @@
+"""The whole flow as a user runs it, with the shipped model: scan, infer, views, query, override,
+materialize, evaluate, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drumcat.demo import build_demo_archive
+
+
+def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("flow")
+    build_demo_archive(work / "archive")
+    drumcat("--catalog", "c.db", "scan", "--quiet", "archive", cwd=work)
+    drumcat("--catalog", "c.db", "infer", "--quiet", cwd=work)
+    return work
+
+
+def test_materialize_the_demo_and_read_its_summary(demo: Path) -> None:
+    result = drumcat("--catalog", "c.db", "materialize", "--out", "tree", "--json", cwd=demo)
+    summary = json.loads(result.stdout)
+    assert summary["files"] == 24  # 24 unique sounds: the duplicate once, the broken files never
+    assert summary["model"] == "drumcat-v1"
+    assert sum(summary["per_folder"].values()) == 24
+    assert set(summary["per_folder"]) <= {"Crash", "Hihat", "Kick", "Ride", "Snare", "Tom", "misc"}
+    for folder, count in summary["per_folder"].items():
+        assert len((demo / "tree" / "_manifests" / f"{folder}.txt").read_text().splitlines()) == count
+
+
+def test_query_outputs(demo: Path) -> None:
+    as_json = json.loads(drumcat("--catalog", "c.db", "query", "--json",
+                                 "SELECT count(*) AS n FROM unique_files", cwd=demo).stdout)
+    assert as_json == [{"n": 24}]
+    as_csv = drumcat("--catalog", "c.db", "query", "--csv", "SELECT folder, count(*) FROM routed GROUP BY 1",
+                     cwd=demo).stdout.splitlines()
+    assert as_csv[0] == "folder,count(*)" and len(as_csv) >= 2
+
+
+def test_query_is_read_only(demo: Path) -> None:
+    result = drumcat("--catalog", "c.db", "query", "DELETE FROM files", cwd=demo, check=False)
+    assert result.returncode == 1 and "read-only" in result.stderr
+    count = drumcat("--catalog", "c.db", "query", "--json", "SELECT count(*) AS n FROM files", cwd=demo).stdout
+    assert json.loads(count) == [{"n": 27}]
+
+
+def test_views_lists_the_contract(demo: Path) -> None:
+    listing = json.loads(drumcat("--catalog", "c.db", "views", "--json", cwd=demo).stdout)
+    by_name = {v["view"]: v for v in listing}
+    assert by_name["organized_default"]["materializable"] and not by_name["classified"]["materializable"]
+    assert by_name["organized_full"]["rows"] == 24
+
+
+def test_override_then_export(demo: Path) -> None:
+    target = next((demo / "archive").rglob("smp_0003.*"))
+    drumcat("--catalog", "c.db", "override", str(target), "Timpani", "--note", "tuned low", cwd=demo)
+    routed = json.loads(drumcat("--catalog", "c.db", "query", "--json",
+                                f"SELECT r.folder FROM routed r JOIN files f ON f.hash = r.hash "
+                                f"WHERE f.path = '{target}'", cwd=demo).stdout)
+    assert routed == [{"folder": "Tom"}]  # Timpani collapses to Tom
+    exported = drumcat("--catalog", "c.db", "overrides", "export", cwd=demo).stdout.splitlines()
+    assert json.loads(exported[0])["correct_label"] == "Timpani"
+
+
+def test_materialize_errors_are_one_line(demo: Path) -> None:
+    inside = drumcat("--catalog", "c.db", "materialize", "--out", "archive/x", cwd=demo, check=False)
+    assert inside.returncode == 1 and "inside the scanned archive" in inside.stderr
+    assert len(inside.stderr.strip().splitlines()) == 1
+    no_view = drumcat("--catalog", "c.db", "materialize", "--view", "files", "--out", "t2", cwd=demo, check=False)
+    assert no_view.returncode == 1 and "lacks column(s) src, dest" in no_view.stderr
+    bad_label = drumcat("--catalog", "c.db", "materialize", "--labels", "Kik", "--out", "t3", cwd=demo, check=False)
+    assert bad_label.returncode == 1 and "unknown target label(s) Kik" in bad_label.stderr
+
+
+def test_evaluate_on_a_labeled_folder(demo: Path, tmp_path: Path) -> None:
+    from drumcat.synth import render, write_sample
+
+    for instrument in ("Kick", "Snare", "Hihat"):
+        for seed in range(3):
+            write_sample(tmp_path / "sorted" / instrument / f"{seed}.wav", render(instrument, seed=500 + seed))
+    plot = tmp_path / "confusion.png"
+    result = drumcat("evaluate", str(tmp_path / "sorted"), "--json", "--plot", str(plot), cwd=demo)
+    report = json.loads(result.stdout)
+    assert report["decoded"] == 9 and report["core"]["samples"] == 9
+    assert 0.0 <= report["core"]["accuracy"] <= 1.0
+    assert {row["class"] for row in report["core"]["per_class"]} >= {"Kick", "Snare", "Hihat"}
+    assert plot.stat().st_size > 1000
+
+
+def test_model_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
+    (tmp_path / "m.keras").write_bytes(b"not a model")
+    result = drumcat("--catalog", "c.db", "infer", "--model", str(tmp_path / "m.keras"), cwd=demo, check=False)
+    assert result.returncode == 1 and "model card not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
