@@ -178,8 +178,12 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("add")
 def model_add(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Your .keras model.")],
-    labels: Annotated[Path, typer.Option(help="label_mapping.json: the class names in output order.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="label_mapping.json: the class names in output order (default: taxonomy.label_mapping)."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Model name (default: the file name).")] = None,
     feature: Annotated[str, typer.Option(help="Feature type: mfcc or logmel.")] = "mfcc",
     sample_rate: Annotated[int, typer.Option(help="Sample rate the features were computed at.")] = 22_050,
@@ -207,7 +211,12 @@ def model_add(
         peak_normalize=peak_normalize, layout=layout,
     )
     recipe.validate("feature options")
-    card = add_model(path, read_label_mapping(labels), recipe, name=name, trust_unsafe=trust_model, overwrite=force)
+    config = ctx.obj.config
+    if labels is None and not config.taxonomy.label_mapping:
+        raise DrumcatError("model add: pass --labels label_mapping.json or set taxonomy.label_mapping in drumcat.toml")
+    labels_path = labels or config.resolve(config.taxonomy.label_mapping)
+    card = add_model(path, read_label_mapping(labels_path), recipe, name=name, trust_unsafe=trust_model,
+                     overwrite=force)
     console.out.print(f"wrote {card_path_for(path)}: {card.name}, {len(card.labels)} labels, "
                       f"{card.features.feature_type} input {list(card.input_shape)}")
 

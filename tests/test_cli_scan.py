@@ -43,3 +43,15 @@ def test_bad_config_is_one_line_error(tmp_path: Path) -> None:
     result = drumcat("stats", cwd=tmp_path)
     assert result.returncode == 1
     assert "scan.hash: unknown key" in result.stderr
+
+
+def test_stats_does_not_import_tensorflow(archive: Path, tmp_path: Path) -> None:
+    drumcat("--catalog", "c.db", "scan", "--quiet", str(archive), cwd=tmp_path)
+    probe = (
+        "import sys\n"
+        "from drumcat.cli import app\n"
+        "try:\n    app(['--catalog', 'c.db', 'stats', '--json'])\nexcept SystemExit:\n    pass\n"
+        "print('TF-LOADED' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'TF-ABSENT')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().endswith("TF-ABSENT"), result.stdout + result.stderr

@@ -96,7 +96,8 @@ def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
             files = [e.text for e in element.iter() if _local(e.tag) == "filename" and e.text]
             label = label_for_instrument(name)
             if label is None:
-                skipped[f"{kit}: {name!r}"] += len(files)
+                if files:
+                    skipped[f"{kit}: {name!r}"] += len(files)
                 continue
             for filename in files:
                 try:

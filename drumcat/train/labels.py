@@ -26,6 +26,8 @@ GM_KEYS: dict[int, str] = {
 _NAME_RULES: list[tuple[str, str | None]] = [
     (r"crash\s*/\s*ride|ride-crash", None),
     (r"snare roll|hat swish|hat choke|splash choke|hi hat free", None),
+    # A cajon is played as kick (thump) and snare (slap): which class it is depends on use. Skipped.
+    (r"cajon", None),
     (r"rim ?click|side ?stick|\bstick\b|cross ?stick", "Rim"),
     (r"ride", "Ride"),
     (r"china", "China"),
@@ -45,7 +47,7 @@ _NAME_RULES: list[tuple[str, str | None]] = [
     (r"conga", "Conga"),
     (r"agogo", "Agogo"),
     (r"clave", "Clave"),
-    (r"woodblock|wood block|djembe|cajon|sangban.*head|dununba.*head|kenkeni.*head", "Perc"),
+    (r"woodblock|wood block|djembe|sangban.*head|dununba.*head|kenkeni.*head", "Perc"),
     (r"sangban.*bell|dununba.*bell|kenkeni.*bell", "Bell"),
     (r"\bzap\b|\bfx\b", "FX"),
 ]

@@ -1,0 +1,64 @@
+"""The training set's label rules and the metrics written into the model card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drumcat.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
+from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
+from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
+
+
+@pytest.mark.parametrize(("name", "label"), [
+    ("Kick (Tama Superstar 22\")", "Kick"), ("BassDrum", "Kick"), ("c3 - bass drum 1", "Kick"),
+    ("Snare Rimshot (Pearl Free Floating Maple 14x3.5)", "Snare"), ("Pearl Side Stick", "Rim"),
+    ("Rim Click (Pearl)", "Rim"), ("Closed HH", "Hihat"), ("Hi-Hat Pedal (Paiste)", "Hihat"),
+    ("Ride Bell (Custom)", "Ride"), ("ride-cup", "Ride"), ("China (Paiste Alpha 18\")", "China"),
+    ("Zildjian Splash", "Splash"), ("crash16inch", "Crash"), ("Tom Low", "Tom"), ("tomhi2", "Tom"),
+    ("Woodblock Hi", "Perc"), ("Sangban1 Bell Hit", "Bell"), ("Zap 1", "FX"),
+])
+def test_instrument_names_map_to_fine_classes(name: str, label: str) -> None:
+    assert label_for_instrument(name) == label
+
+
+@pytest.mark.parametrize("name", ["Crash/Ride (Paiste Rude 18\")", "ride-crash20inch", "Snare Roll", "Cajon Slap",
+                                  "Sabian Hat Choke", "Drum 1", "17", "Finger Snaps", "redo super opaco"])
+def test_ambiguous_names_are_skipped_not_guessed(name: str) -> None:
+    assert label_for_instrument(name) is None
+
+
+def test_sonic_pi_names() -> None:
+    assert label_for_sonic_pi("bd_808") == "Kick"
+    assert label_for_sonic_pi("drum_cymbal_pedal") == "Hihat"
+    assert label_for_sonic_pi("elec_triangle") == "Triangle"
+    assert label_for_sonic_pi("loop_amen") is None and label_for_sonic_pi("ambi_choir") is None
+
+
+def test_every_rule_targets_a_taxonomy_class() -> None:
+    assert set(GM_KEYS.values()) <= set(FINE_CLASSES)
+    assert len(FINE_CLASSES) == 34 == len(set(FINE_CLASSES))
+    mapping = default_canonical_map()
+    assert {mapping[c] for c in ("China", "Splash", "Cymbal", "Sizzle")} == {"Crash"}
+    assert mapping["Rim"] == "Snare" and mapping["Timbale"] == mapping["Timpani"] == "Tom"
+    assert all(mapping[c] == c for c in CORE_CLASSES) and mapping["Cowbell"] == "misc"
+
+
+def test_calibration_error_and_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2000, 5)) * 4  # an overconfident model
+    targets = np.array([rng.choice(5, p=np.exp(row / 4) / np.exp(row / 4).sum()) for row in logits])
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    temperature = fit_temperature(probs, targets)
+    assert 3.0 <= temperature <= 5.0  # the data were drawn at temperature 4
+    before = expected_calibration_error(probs.max(1), probs.argmax(1) == targets)
+    calibrated = apply_temperature(probs, temperature)
+    after = expected_calibration_error(calibrated.max(1), calibrated.argmax(1) == targets)
+    assert after < before / 2
+    assert (calibrated.argmax(1) == probs.argmax(1)).all()  # scaling never changes the top class
+
+
+def test_per_class_table() -> None:
+    table = {row["class"]: row for row in per_class_table(["a", "a", "b"], ["a", "b", "b"], ["a", "b", "c"])}
+    assert table["a"] == {"class": "a", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert "c" not in table
