@@ -1,7 +1,7 @@
 """Synthesized drum one-shots: the demo archive, test fixtures, and the training set's Noise class.
 
-Simple physical-ish recipes (pitch-swept sines, filtered noise, inharmonic partials), seeded so every
-run writes the same audio.
+Analog drum-machine recipes (pitch-swept sines, Butterworth-filtered noise, the TR-808's six square
+waves for metal), seeded so every run writes the same audio.
 """
 
 from __future__ import annotations
@@ -29,22 +29,21 @@ def _time(seconds: float) -> np.ndarray:
     return np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
 
 
-def _envelope(t: np.ndarray, decay: float, attack: float = 0.002) -> np.ndarray:
+def _envelope(t: np.ndarray, decay: float, attack: float = 0.001) -> np.ndarray:
     return np.minimum(t / attack, 1.0) * np.exp(-t / decay)
 
 
-def _highpass_noise(rng: np.random.Generator, n: int, cutoff: float) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
-    spectrum[freqs < cutoff] = 0
-    return np.fft.irfft(spectrum, n)
+def _filtered(signal: np.ndarray, btype: str, cutoff: float | tuple[float, float]) -> np.ndarray:
+    """A 2nd-order Butterworth filter: the gentle slopes of analog drum machines."""
+    import scipy.signal
+
+    sos = scipy.signal.butter(2, cutoff, btype=btype, fs=SAMPLE_RATE, output="sos")
+    return scipy.signal.sosfilt(sos, signal)
 
 
-def _bandpass_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
-    spectrum[(freqs < low) | (freqs > high)] = 0
-    return np.fft.irfft(spectrum, n)
+def _metal(t: np.ndarray) -> np.ndarray:
+    """Six detuned square waves, the TR-808's cymbal and hi-hat source."""
+    return sum(np.sign(np.sin(2 * np.pi * f * t)) for f in (205.3, 304.4, 369.6, 522.7, 540.0, 800.0))
 
 
 def _sweep(t: np.ndarray, start_hz: float, end_hz: float, sweep_time: float) -> np.ndarray:
@@ -55,52 +54,54 @@ def _sweep(t: np.ndarray, start_hz: float, end_hz: float, sweep_time: float) -> 
 def kick(rng: np.random.Generator) -> np.ndarray:
     t = _time(0.6)
     body = _sweep(t, rng.uniform(120, 180), rng.uniform(40, 55), 0.04) * _envelope(t, rng.uniform(0.12, 0.2))
-    click = _highpass_noise(rng, t.size, 2000) * _envelope(t, 0.003) * 0.3
+    click = _filtered(rng.standard_normal(t.size), "highpass", 2000) * _envelope(t, 0.003) * 0.3
     return body + click
 
 
 def snare(rng: np.random.Generator) -> np.ndarray:
-    t = _time(0.4)
-    tone = np.sin(2 * np.pi * rng.uniform(170, 220) * t) * _envelope(t, 0.05)
-    wires = _bandpass_noise(rng, t.size, 1500, 9000) * _envelope(t, rng.uniform(0.08, 0.14))
-    return 0.6 * tone + 0.8 * wires / np.abs(wires).max()
+    t = _time(0.5)
+    pitch = rng.uniform(170, 220)
+    body = np.sin(2 * np.pi * pitch * t) * _envelope(t, 0.04) + 0.5 * np.sin(2 * np.pi * pitch * 1.8 * t) * _envelope(
+        t, 0.03)
+    wires = _filtered(_filtered(rng.standard_normal(t.size), "highpass", 1200), "lowpass", 9000)
+    wires *= _envelope(t, rng.uniform(0.09, 0.15))
+    return 0.5 * body + wires / np.abs(wires).max()
 
 
 def hihat(rng: np.random.Generator) -> np.ndarray:
-    t = _time(0.25)
-    noise = _highpass_noise(rng, t.size, 7000)
-    return noise / np.abs(noise).max() * _envelope(t, rng.uniform(0.02, 0.05))
-
-
-def _metal(rng: np.random.Generator, t: np.ndarray, base: float, count: int) -> np.ndarray:
-    ratios = rng.uniform(1.0, 8.0, count)
-    return sum(np.sin(2 * np.pi * base * r * t + rng.uniform(0, 6.28)) for r in ratios) / count
+    t = _time(0.3)
+    source = _filtered(_metal(t), "bandpass", (7000, 12000))
+    source += 0.5 * _filtered(rng.standard_normal(t.size), "highpass", 7000)
+    return _filtered(source, "highpass", 6000) * _envelope(t, rng.uniform(0.03, 0.06))
 
 
 def crash(rng: np.random.Generator) -> np.ndarray:
     t = _time(2.0)
-    noise = _highpass_noise(rng, t.size, 3000)
-    wash = noise / np.abs(noise).max() + 0.3 * _metal(rng, t, 400, 12)
-    return wash * _envelope(t, rng.uniform(0.6, 1.0), attack=0.005)
+    source = 0.6 * _filtered(_metal(t), "bandpass", (3000, 12000))
+    source += _filtered(rng.standard_normal(t.size), "highpass", 3000)
+    return _filtered(source, "highpass", 2500) * _envelope(t, rng.uniform(0.7, 1.1), attack=0.003)
 
 
 def ride(rng: np.random.Generator) -> np.ndarray:
     t = _time(1.5)
-    ping = _metal(rng, t, rng.uniform(500, 700), 6) * _envelope(t, 0.5)
-    noise = _highpass_noise(rng, t.size, 5000)
-    return ping + 0.2 * noise / np.abs(noise).max() * _envelope(t, 0.3)
+    wash = _filtered(_metal(t), "bandpass", (3000, 10000)) * _envelope(t, rng.uniform(0.6, 0.9))
+    ping = np.sin(2 * np.pi * rng.uniform(550, 700) * t) * _envelope(t, 0.3)
+    noise = _filtered(rng.standard_normal(t.size), "highpass", 5000) * _envelope(t, 0.4)
+    return wash / np.abs(wash).max() + 0.15 * ping + 0.3 * noise / np.abs(noise).max()
 
 
 def tom(rng: np.random.Generator) -> np.ndarray:
     t = _time(0.8)
-    return _sweep(t, rng.uniform(180, 300), rng.uniform(80, 140), 0.1) * _envelope(t, rng.uniform(0.2, 0.35))
+    body = _sweep(t, rng.uniform(160, 260), rng.uniform(80, 130), 0.08) * _envelope(t, rng.uniform(0.25, 0.35))
+    return body + 0.1 * _filtered(rng.standard_normal(t.size), "lowpass", 2000) * _envelope(t, 0.02)
 
 
 def clap(rng: np.random.Generator) -> np.ndarray:
     t = _time(0.4)
-    noise = _bandpass_noise(rng, t.size, 800, 5000)
-    bursts = sum(_envelope(np.clip(t - d, 0, None), 0.008) * (t >= d) for d in (0, 0.011, 0.022))
-    return noise / np.abs(noise).max() * (bursts + _envelope(np.clip(t - 0.03, 0, None), 0.1) * (t >= 0.03))
+    noise = _filtered(rng.standard_normal(t.size), "bandpass", (900, 3500))
+    bursts = sum(_envelope(np.clip(t - d, 0, None), 0.007) * (t >= d) for d in (0, 0.01, 0.02))
+    tail = _envelope(np.clip(t - 0.03, 0, None), rng.uniform(0.08, 0.14)) * (t >= 0.03)
+    return noise * (bursts + tail)
 
 
 def noise_burst(rng: np.random.Generator) -> np.ndarray:

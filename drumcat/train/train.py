@@ -32,8 +32,8 @@ from drumcat.metrics import (
 from drumcat.models import ModelCard, quiet_tensorflow, save_bundle
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical
 
-RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
-                       hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
+RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.5, feature_type="logmel", n_fft=2048,
+                       hop_length=512, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "fluid-soundfont-gm", "avldrums.lv2-soundfont", "sonic-pi-samples",
                    "fluidsynth", "espeak-ng"]
 
