@@ -3,7 +3,9 @@
 #   make test   set up .venv, lint, run the test suite
 # Training the shipped model (Debian packages needed, installed by the target when run as root):
 #   make dataset && make model
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || echo python3)
+# The first interpreter that runs and is 3.11 or newer (a pyenv shim may exist for a version that is not active).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -15,7 +17,7 @@ DATASET_PACKAGES := hydrogen-drumkits fluid-soundfont-gm avldrums.lv2-soundfont 
 .PHONY: demo test lint bench dataset model clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "drumcat needs Python 3.11+; set PYTHON=")'
+	@test -n "$(PYTHON)" || { echo "drumcat needs Python 3.11 or newer: install it, or pass PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,train]'
