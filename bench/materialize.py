@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drumcat.catalog import Catalog, execute_many, utc_now  # noqa: E402
-from drumcat.infer import _write_batch  # noqa: E402
+from drumcat.infer import write_results  # noqa: E402
 from drumcat.materialize import materialize  # noqa: E402
 from drumcat.query import list_views  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES  # noqa: E402
@@ -61,7 +61,7 @@ def build_catalog(workdir: Path, count: int) -> Catalog:
     for start in range(0, len(unique), 5000):
         chunk = unique[start:start + 5000]
         probabilities = rng.dirichlet(np.full(len(FINE_CLASSES), 0.1), size=len(chunk)).astype(np.float32)
-        _write_batch(catalog, model_id, run_id, FINE_CLASSES, chunk, probabilities,
+        write_results(catalog, model_id, run_id, FINE_CLASSES, chunk, probabilities,
                      np.zeros((len(chunk), 8), np.float32), [])
     return catalog
 

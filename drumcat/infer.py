@@ -132,10 +132,12 @@ def pending_sounds(catalog: Catalog, model_id: int) -> list[tuple[str, str]]:
         ]
 
 
-def _write_batch(
+def write_results(
     catalog: Catalog, model_id: int, run_id: int, labels: list[str], hashes: list[str],
     probabilities: np.ndarray, embeddings: np.ndarray, errors: list[tuple],
 ) -> None:
+    """Store one batch (top-1 and runner-up, the full probability vector, the embedding, the errors) in one
+    transaction, so a run interrupted at any point has either all of a batch or none of it."""
     now = utc_now()
     order = np.argsort(-probabilities, axis=1)
     prediction_rows, probability_rows = [], []
@@ -235,7 +237,7 @@ def _run_batches(
             probabilities, embeddings = bundle.predict(batch)
         else:
             probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
-        _write_batch(catalog, model_id, run_id, labels, hashes, probabilities, embeddings, errors)
+        write_results(catalog, model_id, run_id, labels, hashes, probabilities, embeddings, errors)
         summary.predicted += len(hashes)
         summary.failed += len(errors)
         summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in errors)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from drumcat.catalog import Catalog, utc_now
-from drumcat.infer import _write_batch
+from drumcat.infer import write_results
 from drumcat.taxonomy import FINE_CLASSES
 
 
@@ -28,5 +28,5 @@ def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]
     for row, digest in enumerate(hashes):
         for label, p in predictions[digest].items():
             probabilities[row, labels.index(label)] = p
-    _write_batch(catalog, model_id, run_id, labels, hashes, probabilities, np.zeros((len(hashes), 4)), [])
+    write_results(catalog, model_id, run_id, labels, hashes, probabilities, np.zeros((len(hashes), 4)), [])
     return model_id
