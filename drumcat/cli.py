@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from drumcat import console
 from drumcat.catalog import Catalog
 from drumcat.config import Config, load_config
 from drumcat.errors import DrumcatError
+
+if TYPE_CHECKING:  # TensorFlow loads only when a command needs a model
+    from drumcat.models import ModelBundle
 
 app = typer.Typer(
     help="Catalog, classify and organize drum sample archives.",
@@ -42,6 +45,11 @@ class State:
         if override is not None:
             return override
         return self.config.resolve(self.config.model.path) if self.config.model.path else None
+
+    def load_model(self, override: Path | None, trust: bool) -> ModelBundle:
+        from drumcat.models import load_bundle
+
+        return load_bundle(self.model_path(override), trust_unsafe=trust or self.config.model.trust_unsafe)
 
 
 @app.callback()
@@ -151,12 +159,11 @@ def infer(
 ) -> None:
     """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun."""
     from drumcat.infer import infer as run_infer
-    from drumcat.models import load_bundle
 
     state: State = ctx.obj
     settings = state.config.model
     catalog = state.open_catalog()
-    bundle = load_bundle(state.model_path(model), trust_unsafe=trust_model or settings.trust_unsafe)
+    bundle = state.load_model(model, trust_model)
     with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds") as bar:
         summary = run_infer(
             catalog, bundle, batch_size=batch_size or settings.batch_size,
@@ -371,11 +378,10 @@ def evaluate(
     """Measure a model on your own hand-sorted samples: accuracy, macro-F1, per class, confusion, ECE."""
     from drumcat.evaluate import evaluate as run_evaluate
     from drumcat.evaluate import plot_confusion, read_labeled
-    from drumcat.models import load_bundle
 
     state: State = ctx.obj
     pairs = read_labeled(labeled)
-    bundle = load_bundle(state.model_path(model), trust_unsafe=trust_model or state.config.model.trust_unsafe)
+    bundle = state.load_model(model, trust_model)
     with console.progress_bar("evaluating", quiet=quiet or json_output) as (set_total, advance):
         set_total(len(pairs))
         report = run_evaluate(bundle, pairs, on_progress=advance)
