@@ -237,8 +237,17 @@ def decode(path: Path | str, sample_rate: int, *, max_seconds: float | None = No
             raise AudioReadError("decode_error", str(exc)) from exc
     if data.shape[0] == 0:
         raise AudioReadError("decode_error", "the file holds no audio frames")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return resample(np.ascontiguousarray(mono, dtype=np.float32), native_rate, sample_rate)
+    return resample(downmix(data), native_rate, sample_rate)
+
+
+def downmix(frames: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> mono, channel by channel: several times faster than mean(axis=1)."""
+    mono = np.ascontiguousarray(frames[:, 0], dtype=np.float32)
+    if frames.shape[1] > 1:
+        for channel in range(1, frames.shape[1]):
+            mono += frames[:, channel]
+        mono *= 1.0 / frames.shape[1]
+    return mono
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

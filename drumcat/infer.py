@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,24 @@ def _featurize_in_worker(items: list[tuple[str, str]]) -> tuple[list[str], np.nd
     return featurize(items, _worker_recipe)
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_math_in_children() -> Iterator[None]:
+    """Workers are already one per core: a BLAS thread pool in each would only fight the model for CPU."""
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _feature_chunks(
     items: list[tuple[str, str]], recipe: FeatureRecipe, workers: int
 ) -> Iterator[tuple[list[str], np.ndarray, list[tuple]]]:
@@ -85,7 +105,9 @@ def _feature_chunks(
         return
     # spawn, not fork: the parent has TensorFlow loaded, and forking its threads is unsafe.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(recipe.as_dict(),)) as pool:
+    with _single_threaded_math_in_children(), context.Pool(
+        workers, initializer=_init_worker, initargs=(recipe.as_dict(),)
+    ) as pool:
         pending: deque = deque()
         remaining = iter(chunks)
         for chunk in remaining:
