@@ -44,3 +44,15 @@ def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
     out = decode(path, 22_050)
     assert out.dtype == np.float32 and out.ndim == 1
     assert abs(out.size - mono.size // 2) <= 1
+
+
+@pytest.mark.parametrize(("ext", "subtype"), PCM_KINDS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm_fast_decode_equals_libsndfile(tmp_path: Path, ext: str, subtype: str, channels: int) -> None:
+    mono = render("Hihat", seed=9)
+    samples = mono if channels == 1 else np.stack([mono, -0.3 * mono], axis=1)
+    path = tmp_path / f"x.{ext}"
+    sf.write(str(path), samples, 44_100, subtype=subtype)
+    reference, _ = sf.read(str(path), dtype="float32", always_2d=True, frames=22_051)
+    expected = reference.mean(axis=1) if channels == 2 else reference[:, 0]
+    np.testing.assert_allclose(decode(path, 44_100, max_seconds=0.5), expected, atol=1e-7)
