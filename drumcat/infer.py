@@ -21,7 +21,7 @@ import numpy as np
 
 from drumcat.audio import AudioReadError, decode, fit_length
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.features import FeatureRecipe, compute_features, install_mel_basis, mel_basis, prepare_clips
 from drumcat.models import ModelBundle
 from drumcat.scan import silence_native_stderr, worker_count
 
@@ -49,10 +49,12 @@ class InferSummary:
 _worker_recipe: FeatureRecipe | None = None
 
 
-def _init_worker(recipe: dict[str, Any]) -> None:
+def _init_worker(recipe: dict[str, Any], basis: np.ndarray | None) -> None:
     global _worker_recipe
     silence_native_stderr()
     _worker_recipe = FeatureRecipe(**recipe)
+    if basis is not None:
+        install_mel_basis(_worker_recipe, basis)
 
 
 def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
@@ -105,8 +107,9 @@ def _feature_chunks(
         return
     # spawn, not fork: the parent has TensorFlow loaded, and forking its threads is unsafe.
     context = multiprocessing.get_context("spawn")
+    basis = mel_basis(recipe) if recipe.feature_type == "logmel" else None
     with _single_threaded_math_in_children(), context.Pool(
-        workers, initializer=_init_worker, initargs=(recipe.as_dict(),)
+        workers, initializer=_init_worker, initargs=(recipe.as_dict(), basis)
     ) as pool:
         pending: deque = deque()
         remaining = iter(chunks)

@@ -229,3 +229,11 @@ def test_stats_shows_labels_after_infer(catalog: Catalog, scanned: Path, bundle:
     stats = catalog_stats(catalog)
     assert sum(row["sounds"] for row in stats["labels"]) == len(INSTRUMENTS) * 3
     assert 0 < stats["confidence"]["min"] <= stats["confidence"]["median"] <= stats["confidence"]["max"] <= 1
+
+
+def test_hann_window_is_scipys_periodic_hann() -> None:
+    import scipy.signal
+
+    from drumcat.features import _window
+
+    np.testing.assert_allclose(_window(1024), scipy.signal.get_window("hann", 1024, fftbins=True), atol=1e-7)
