@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(DRUMCAT) materialize --view organized_default --out $(DEMO)/organized
 	@echo
 	@echo "Organized tree: $(DEMO)/organized  (browse it, or: ls -R $(DEMO)/organized)"
-	@echo "Catalog:        sqlite3 $(DEMO)/drumcat.db 'SELECT * FROM routed'"
+	@echo "Catalog:        $(DRUMCAT) query 'SELECT * FROM routed'   (or sqlite3 $(DEMO)/drumcat.db)"
 
 test: $(STAMP)
 	$(BIN)/ruff check drumcat tests bench
