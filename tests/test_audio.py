@@ -15,13 +15,19 @@ PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "F
              ("aiff", "PCM_16"), ("aiff", "PCM_24"), ("aiff", "PCM_32")]
 
 
-@pytest.mark.parametrize(("ext", "subtype"), PCM_KINDS)
-@pytest.mark.parametrize("channels", [1, 2])
-def test_pcm_fast_path_equals_libsndfile(tmp_path: Path, ext: str, subtype: str, channels: int) -> None:
+def write_pcm(tmp_path: Path, ext: str, subtype: str, channels: int, rate: int) -> tuple[Path, np.ndarray]:
+    """A one-shot in the given PCM layout; the second channel differs from the first."""
     mono = render("Snare", seed=7)
     samples = mono if channels == 1 else np.stack([mono, -0.3 * mono], axis=1)
     path = tmp_path / f"x.{ext}"
-    sf.write(str(path), samples, 48_000, subtype=subtype)
+    sf.write(str(path), samples, rate, subtype=subtype)
+    return path, mono
+
+
+@pytest.mark.parametrize(("ext", "subtype"), PCM_KINDS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm_fast_path_equals_libsndfile(tmp_path: Path, ext: str, subtype: str, channels: int) -> None:
+    path, mono = write_pcm(tmp_path, ext, subtype, channels, 48_000)
     fast = read_info(path, measure_levels=True, content=path.read_bytes())
     reference = read_info(path, measure_levels=True)
     assert fast == reference
@@ -49,10 +55,7 @@ def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("ext", "subtype"), PCM_KINDS)
 @pytest.mark.parametrize("channels", [1, 2])
 def test_pcm_fast_decode_equals_libsndfile(tmp_path: Path, ext: str, subtype: str, channels: int) -> None:
-    mono = render("Hihat", seed=9)
-    samples = mono if channels == 1 else np.stack([mono, -0.3 * mono], axis=1)
-    path = tmp_path / f"x.{ext}"
-    sf.write(str(path), samples, 44_100, subtype=subtype)
+    path, _ = write_pcm(tmp_path, ext, subtype, channels, 44_100)
     reference, _ = sf.read(str(path), dtype="float32", always_2d=True, frames=22_051)
     expected = reference.mean(axis=1) if channels == 2 else reference[:, 0]
     np.testing.assert_allclose(decode(path, 44_100, max_seconds=0.5), expected, atol=1e-7)
