@@ -94,7 +94,8 @@ def test_resume_after_an_interruption(catalog: Catalog, scanned: Path, bundle: M
 
 def test_killed_run_keeps_committed_batches(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
     """A real process is killed mid-run; the rerun finishes without repeating committed work."""
-    for index in range(400):
+    total = len(INSTRUMENTS) * 3 + 800
+    for index in range(800):
         write_sample(scanned / "many" / f"h{index}.wav", render("Hihat", seed=1000 + index)[:4000])
     scan(catalog, [scanned], ScanConfig(workers=1))
     command = [sys.executable, "-m", "drumcat.cli", "--catalog", str(catalog.path), "infer", "--quiet",
@@ -105,18 +106,18 @@ def test_killed_run_keeps_committed_batches(tmp_path: Path, scanned: Path, catal
         with catalog.read() as conn:
             if conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar() >= 32:
                 break
-        time.sleep(0.2)
+        time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     with catalog.read() as conn:
         done = conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar()
         status = conn.exec_driver_sql("SELECT status FROM inference_runs ORDER BY id DESC").scalar()
-    assert 0 < done < 424 and status == "interrupted"
+    assert 0 < done < total and status == "interrupted"
     finish = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stderr
-    assert json.loads(finish.stdout)["planned"] == 424 - done
+    assert json.loads(finish.stdout)["planned"] == total - done
     with catalog.read() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar() == 424
+        assert conn.exec_driver_sql("SELECT count(*) FROM predictions").scalar() == total
 
 
 def test_corrupt_file_is_recorded_and_the_run_goes_on(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:
