@@ -14,7 +14,7 @@ DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
 DATASET := build/dataset
 DATASET_PACKAGES := hydrogen-drumkits fluid-soundfont-gm avldrums.lv2-soundfont sonic-pi-samples fluidsynth espeak-ng
 
-.PHONY: demo test lint bench dataset model clean
+.PHONY: demo test lint bench dataset model clean sqlite3-cli
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "drumcat needs Python 3.11 or newer: install it, or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -34,9 +34,16 @@ demo: $(STAMP)
 	@echo "Organized tree: $(DEMO)/organized  (browse it, or: ls -R $(DEMO)/organized)"
 	@echo "Catalog:        $(DRUMCAT) query 'SELECT * FROM routed'   (or sqlite3 $(DEMO)/drumcat.db)"
 
-test: $(STAMP)
+test: $(STAMP) sqlite3-cli
 	$(BIN)/ruff check drumcat tests bench
 	$(BIN)/python -m pytest -q
+
+# One test reads the catalog with the sqlite3 command line; install it where we may (root with apt).
+sqlite3-cli:
+	@command -v sqlite3 >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq sqlite3 >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq sqlite3 >/dev/null 2>&1; }; }; } || \
+	  echo "note: the sqlite3 command line is not installed; the test that uses it will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check drumcat tests bench
