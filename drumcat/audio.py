@@ -120,42 +120,50 @@ def _pcm_layout(content: bytes) -> _PcmLayout | None:
     return None
 
 
+def _pcm_values(content: bytes, layout: _PcmLayout, offset: int, count: int) -> tuple[np.ndarray, float]:
+    """`count` interleaved samples from byte `offset`, without copying the whole file, and the full-scale
+    value they divide by: float32 samples (scale 1.0) or int32 samples (scale 2**(bits - 1)).
+
+    Integers are widened to int32 before any float conversion: numpy converts int16 to float32 slower
+    directly than through int32.
+    """
+    order = ">" if layout.big_endian else "<"
+    if layout.is_float:
+        return np.frombuffer(content, dtype=f"{order}f4", count=count, offset=offset).astype(np.float32), 1.0
+    if layout.bits == 24 and not layout.big_endian and offset > 0:
+        # Read 4 bytes every 3, starting one byte early: each int32 holds a sample in its top 24 bits
+        # (plus a stray low byte that the shift drops). No copy, one pass.
+        overlapping = np.ndarray((count,), dtype="<i4", buffer=content, offset=offset - 1, strides=(3,))
+        return overlapping >> 8, float(1 << 23)
+    if layout.bits == 24:
+        triples = np.frombuffer(content, dtype=np.uint8, count=count * 3, offset=offset).reshape(-1, 3)
+        padded = np.zeros((count, 4), dtype=np.uint8)
+        if layout.big_endian:
+            padded[:, :3] = triples
+            return padded.view(">i4").ravel() >> 8, float(1 << 23)
+        padded[:, 1:] = triples
+        return padded.view("<i4").ravel() >> 8, float(1 << 23)
+    ints = np.frombuffer(content, dtype=f"{order}i{layout.bits // 8}", count=count, offset=offset)
+    return ints.astype(np.int32), float(1 << (layout.bits - 1))
+
+
 _LEVEL_BLOCK = 16_384  # samples per step: temporaries stay in the CPU cache, which matters more than SIMD
 
 
 def _pcm_levels(content: bytes, layout: _PcmLayout) -> tuple[float, float, int]:
     """Peak, mean square and sample count of PCM data, straight from its bytes (the scan's fast path).
 
-    Works block by block on views of `content` (no copy of the whole), widening integers to int32
-    before float conversion: numpy converts int16 to float32 slower directly than through int32.
+    Works block by block, so its temporaries stay in the CPU cache.
     """
     width = layout.bits // 8
     available = min(layout.data_size, len(content) - layout.data_offset)
     count = available // (width * layout.channels) * layout.channels
-    order = ">" if layout.big_endian else "<"
     peak, sum_squares = 0.0, 0.0
     for start in range(0, count, _LEVEL_BLOCK):
         n = min(_LEVEL_BLOCK, count - start)
-        offset = layout.data_offset + start * width
-        if layout.is_float:
-            floats = np.frombuffer(content, dtype=f"{order}f4", count=n, offset=offset).astype(np.float32)
-            block_peak, scale = float(np.abs(floats).max()), 1.0
-        else:
-            if layout.bits == 24 and not layout.big_endian:
-                # Read 4 bytes every 3, starting one byte early: each int32 holds a sample in its top
-                # 24 bits (plus a stray low byte that the shift drops). No copy, one pass.
-                overlapping = np.ndarray((n,), dtype="<i4", buffer=content, offset=offset - 1, strides=(3,))
-                ints, scale = overlapping >> 8, float(1 << 23)
-            elif layout.bits == 24:
-                triples = np.frombuffer(content, dtype=np.uint8, count=n * 3, offset=offset).reshape(-1, 3)
-                padded = np.zeros((n, 4), dtype=np.uint8)
-                padded[:, :3] = triples
-                ints, scale = padded.view(">i4").ravel() >> 8, float(1 << 23)
-            else:
-                ints = np.frombuffer(content, dtype=f"{order}i{width}", count=n, offset=offset)
-                ints, scale = ints.astype(np.int32), float(1 << (layout.bits - 1))
-            block_peak = max(int(ints.max()), -int(ints.min()))
-            floats = ints.astype(np.float32)
+        values, scale = _pcm_values(content, layout, layout.data_offset + start * width, n)
+        block_peak = max(float(values.max()), -float(values.min()))
+        floats = values.astype(np.float32)
         peak = max(peak, block_peak / scale)
         sum_squares += float(np.dot(floats, floats)) / (scale * scale)
     return peak, sum_squares / max(count, 1), count
@@ -228,34 +236,33 @@ def _levels(f: sf.SoundFile) -> tuple[float, float, int]:
 
 def _pcm_frames(content: bytes, layout: _PcmLayout, max_frames: int) -> np.ndarray:
     """(frames, channels) float32 straight from PCM bytes, scaled exactly as libsndfile scales them."""
-    width = layout.bits // 8
-    available = min(layout.data_size, len(content) - layout.data_offset) // (width * layout.channels)
+    available = min(layout.data_size, len(content) - layout.data_offset) // (layout.bits // 8 * layout.channels)
     count = (available if max_frames < 0 else min(available, max_frames)) * layout.channels
-    order = ">" if layout.big_endian else "<"
-    if layout.is_float:
-        samples = np.frombuffer(content, dtype=f"{order}f4", count=count, offset=layout.data_offset)
-        samples = samples.astype(np.float32)
-    elif layout.bits == 24 and not layout.big_endian and layout.data_offset > 0:
-        overlapping = np.ndarray((count,), dtype="<i4", buffer=content, offset=layout.data_offset - 1, strides=(3,))
-        samples = (overlapping >> 8).astype(np.float32) * np.float32(1.0 / (1 << 23))
-    elif layout.bits == 24:
-        triples = np.frombuffer(content, dtype=np.uint8, count=count * 3, offset=layout.data_offset).reshape(-1, 3)
-        padded = np.zeros((count, 4), dtype=np.uint8)
-        padded[:, :3] = triples
-        samples = (padded.view(">i4").ravel() >> 8).astype(np.float32) * np.float32(1.0 / (1 << 23))
-    else:
-        ints = np.frombuffer(content, dtype=f"{order}i{width}", count=count, offset=layout.data_offset)
-        samples = ints.astype(np.int32).astype(np.float32) * np.float32(1.0 / (1 << (layout.bits - 1)))
+    values, scale = _pcm_values(content, layout, layout.data_offset, count)
+    samples = values.astype(np.float32)
+    if scale != 1.0:
+        samples *= np.float32(1.0 / scale)
     return samples.reshape(-1, layout.channels)
 
 
 def decode(path: Path | str, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, reading at most `max_seconds` of the file.
+    """Mono float32 samples at `sample_rate`, reading at most `max_seconds` of the file."""
+    data, native_rate = _read_frames(Path(path), max_seconds)
+    if data.shape[0] == 0:
+        raise AudioReadError("decode_error", "the file holds no audio frames")
+    return resample(downmix(data), native_rate, sample_rate)
+
+
+def _frame_limit(max_seconds: float | None, rate: int) -> int:
+    return -1 if max_seconds is None else int(math.ceil(max_seconds * rate)) + 1
+
+
+def _read_frames(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the file's sample rate.
 
     Plain PCM WAV and AIFF files are decoded from their bytes (the same samples libsndfile gives, at a
     third of the cost: this is most of an archive); everything else goes through libsndfile.
     """
-    path = Path(path)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -264,21 +271,13 @@ def decode(path: Path | str, sample_rate: int, *, max_seconds: float | None = No
         content = path.read_bytes()
         layout = _pcm_layout(content)
         if layout is not None and layout.channels > 0 and layout.sample_rate > 0:
-            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * layout.sample_rate)) + 1
-            data = _pcm_frames(content, layout, frames)
-            if data.shape[0] == 0:
-                raise AudioReadError("decode_error", "the file holds no audio frames")
-            return resample(downmix(data), layout.sample_rate, sample_rate)
+            return _pcm_frames(content, layout, _frame_limit(max_seconds, layout.sample_rate)), layout.sample_rate
     with _open(path) as f:
-        native_rate = f.samplerate
-        frames = -1 if max_seconds is None else int(math.ceil(max_seconds * native_rate)) + 1
         try:
-            data = f.read(frames=frames, dtype="float32", always_2d=True)
+            data = f.read(frames=_frame_limit(max_seconds, f.samplerate), dtype="float32", always_2d=True)
         except sf.LibsndfileError as exc:
             raise AudioReadError("decode_error", str(exc)) from exc
-    if data.shape[0] == 0:
-        raise AudioReadError("decode_error", "the file holds no audio frames")
-    return resample(downmix(data), native_rate, sample_rate)
+        return data, f.samplerate
 
 
 def downmix(frames: np.ndarray) -> np.ndarray:
