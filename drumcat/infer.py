@@ -23,6 +23,7 @@ from drumcat.audio import AudioReadError, decode, fit_length
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
 from drumcat.features import FeatureRecipe, compute_features, install_mel_basis, mel_basis, prepare_clips
 from drumcat.models import ModelBundle
+from drumcat.rules import set_setting
 from drumcat.scan import silence_native_stderr, worker_count
 
 CHUNK = 32  # files per worker task
@@ -284,4 +285,4 @@ def _run_batches(
 def _set_active_model(catalog: Catalog, model_id: int) -> None:
     """The views classify with the active model; the model a user last ran becomes it."""
     with catalog.connect() as conn:
-        conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model'", (str(model_id),))
+        set_setting(conn, "active_model", str(model_id))

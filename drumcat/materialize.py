@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from drumcat.catalog import Catalog, rows, utc_now
 from drumcat.errors import DrumcatError
-from drumcat.rules import RuleChanges, rules_for_this_command
+from drumcat.rules import RuleChanges, active_model_name, rules_for_this_command
 
 MODES = ("symlink", "hardlink", "copy")
 MANIFEST_DIR = "_manifests"
@@ -204,8 +204,7 @@ def materialize(
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         check_contract(conn, view)
         selected = rows(conn, f'SELECT src, dest FROM "{view}"')
-        summary.model = conn.exec_driver_sql(
-            "SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)").scalar()
+        summary.model = active_model_name(conn)
         threshold = conn.exec_driver_sql("SELECT value FROM settings WHERE key='misc_threshold'").scalar()
         summary.threshold = float(threshold) if threshold is not None else None
 

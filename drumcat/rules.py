@@ -42,11 +42,11 @@ def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None
     if changes.threshold is not None:
         if not 0.0 <= changes.threshold <= 1.0:
             raise DrumcatError(f"{where}misc threshold {changes.threshold} must be between 0 and 1")
-        _set(conn, "misc_threshold", repr(float(changes.threshold)))
+        set_setting(conn, "misc_threshold", repr(float(changes.threshold)))
     if changes.allow_all is not None:
-        _set(conn, "allow_all", "1" if changes.allow_all else "0")
+        set_setting(conn, "allow_all", "1" if changes.allow_all else "0")
     if changes.dedup is not None:
-        _set(conn, "dedup", "1" if changes.dedup else "0")
+        set_setting(conn, "dedup", "1" if changes.dedup else "0")
     if changes.target_labels is not None:
         unknown = sorted(set(changes.target_labels) - known_labels(conn))
         if unknown:
@@ -58,7 +58,7 @@ def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None
         write_overrides(conn, changes.overrides)
 
 
-def _set(conn: Connection, key: str, value: str) -> None:
+def set_setting(conn: Connection, key: str, value: str) -> None:
     conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = ?", (value, key))
 
 
@@ -90,13 +90,9 @@ def rules_for_this_command(catalog: Catalog, changes: RuleChanges) -> Iterator[C
             transaction.rollback()
 
 
-def settings(catalog: Catalog) -> dict[str, object]:
-    with catalog.read() as conn:
-        values = {r["key"]: r["value"] for r in rows(conn, "SELECT key, value FROM settings")}
-        values["target_labels"] = [r["label"] for r in rows(conn, "SELECT label FROM target_labels ORDER BY label")]
-        values["active_model_name"] = conn.exec_driver_sql(
-            "SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)").scalar()
-    return values
+def active_model_name(conn: Connection) -> str | None:
+    """The name of the model the views classify with (the `active_model` view), if any."""
+    return conn.exec_driver_sql("SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)").scalar()
 
 
 # --- overrides ---------------------------------------------------------------------------------------

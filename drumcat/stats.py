@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.catalog import Catalog, rows, scalar
+from drumcat.rules import active_model_name
 
 
 def _median(conn: Connection, table_sql: str, column: str) -> float | None:
@@ -72,7 +73,7 @@ def _prediction_stats(conn: Connection) -> dict[str, Any]:
                round(max(confidence), 4) AS max FROM classified""")[0]
     confidence["median"] = round(_median(conn, "SELECT confidence FROM classified", "confidence"), 4)
     return {
-        "active_model": scalar(conn, "SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)"),
+        "active_model": active_model_name(conn),
         "labels": rows(conn, """
             SELECT label, core_label, count(*) AS sounds, round(avg(confidence), 3) AS mean_confidence
             FROM classified GROUP BY label ORDER BY sounds DESC, label"""),
