@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -229,7 +230,9 @@ def infer(
     summary = InferSummary(bundle.name, run_id, planned=len(items), already_done=done)
     if on_total:
         on_total(len(items))
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    # Only the main thread may set signal handlers; a library caller on another thread keeps its own.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         _run_batches(catalog, bundle, model_id, run_id, items, batch_size, worker_count(workers), summary,
                      on_progress)
@@ -241,7 +244,8 @@ def infer(
         summary.status = "failed"
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
         with catalog.connect() as conn:
             conn.exec_driver_sql("UPDATE inference_runs SET status=?, finished_at=? WHERE id=?",
                                  (summary.status, utc_now(), run_id))

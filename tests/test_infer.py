@@ -238,3 +238,12 @@ def test_hann_window_is_scipys_periodic_hann() -> None:
     from drumcat.features import _window
 
     np.testing.assert_allclose(_window(1024), scipy.signal.get_window("hann", 1024, fftbins=True), atol=1e-7)
+
+
+def test_infer_runs_from_a_worker_thread(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:
+    """The library is usable from any thread (signal handlers may only be set on the main one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        summary = pool.submit(infer, catalog, bundle, workers=1).result()
+    assert summary.status == "finished" and summary.predicted == len(INSTRUMENTS) * 3
