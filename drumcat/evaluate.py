@@ -84,14 +84,19 @@ def evaluate(
         present = sorted(set(fine_truth) | set(fine_pred))
         report["fine"]["confusion"] = {"classes": present, "matrix": confusion(fine_truth, fine_pred, present)}
 
+    report["core"] = core_report([canonical(t) if t in labels else t for t in truth], probs, labels)
+    return report
+
+
+def core_report(core_truth: list[str], probabilities: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Core-6 + misc metrics: a prediction's core probability is the sum over the fine classes mapping to it."""
     core_classes = [*CORE_CLASSES, MISC]
-    core_truth = [canonical(t) if t in labels else t for t in truth]
-    core_pred = [canonical(p) for p in predicted]
-    core_probs = np.zeros((len(paths), len(core_classes)))
+    core_probs = np.zeros((probabilities.shape[0], len(core_classes)))
     for i, name in enumerate(labels):
-        core_probs[:, core_classes.index(canonical(name))] += probs[:, i]
-    report["core"] = classification_report(core_truth, core_pred, core_probs.max(axis=1), core_classes)
-    report["core"]["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
+        core_probs[:, core_classes.index(canonical(name))] += probabilities[:, i]
+    core_pred = [canonical(labels[i]) for i in probabilities.argmax(axis=1)]
+    report = classification_report(core_truth, core_pred, core_probs.max(axis=1), core_classes)
+    report["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
     return report
 
 

@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from drumcat.audio import fit_length, resample
+from drumcat.evaluate import core_report
 from drumcat.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.metrics import (
     apply_temperature,
     classification_report,
-    confusion,
     expected_calibration_error,
     fit_temperature,
 )
 from drumcat.models import ModelCard, quiet_tensorflow, save_bundle
-from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical
+from drumcat.taxonomy import FINE_CLASSES, canonical
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
                        hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
@@ -188,23 +188,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 def evaluate_split(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
     predicted = [classes[i] for i in probabilities.argmax(axis=1)]
     truth = [classes[i] for i in labels]
-    confidence = probabilities.max(axis=1)
-    fine = classification_report(truth, predicted, confidence, classes)
-    core_classes = [*CORE_CLASSES, MISC]
-    core_truth = [canonical(t) for t in truth]
-    core_pred = [canonical(p) for p in predicted]
-    core_prob = _core_probabilities(probabilities, classes)
-    core = classification_report(core_truth, core_pred, core_prob.max(axis=1), core_classes)
-    core["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
-    return {"fine": fine, "core": core}
-
-
-def _core_probabilities(probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
-    core_classes = [*CORE_CLASSES, MISC]
-    summed = np.zeros((probabilities.shape[0], len(core_classes)))
-    for i, name in enumerate(classes):
-        summed[:, core_classes.index(canonical(name))] += probabilities[:, i]
-    return summed
+    fine = classification_report(truth, predicted, probabilities.max(axis=1), classes)
+    return {"fine": fine, "core": core_report([canonical(t) for t in truth], probabilities, classes)}
 
 
 def package_versions() -> dict[str, str]:
