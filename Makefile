@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
 DATASET := build/dataset
-DATASET_PACKAGES := hydrogen-drumkits fluid-soundfont-gm avldrums.lv2-soundfont sonic-pi-samples fluidsynth espeak-ng
+DATASET_PACKAGES := hydrogen-drumkits hydrogen-data fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont csound-soundfont avldrums.lv2-soundfont sonic-pi-samples fluidsynth espeak-ng
 
 .PHONY: demo test lint bench dataset model clean sqlite3-cli
 

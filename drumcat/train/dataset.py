@@ -2,8 +2,10 @@
 
 Sources (each a "kit": the unit a split holds out whole, so no kit is in two splits):
 - hydrogen-drumkits: every kit's drumkit.xml names its instruments and their sample files.
-- fluid-soundfont-gm, avldrums.lv2-soundfont: General MIDI percussion keys rendered with fluidsynth,
-  three velocities, every drum kit preset; Timpani from the melodic Timpani program.
+- hydrogen-data: Hydrogen's own kits (GMRockKit, TR808EmulationKit), read the same way.
+- fluid-soundfont-gm, musescore-general-soundfont-small, timgm6mb-soundfont, csound-soundfont,
+  avldrums.lv2-soundfont: General MIDI percussion keys rendered with fluidsynth, three velocities, every
+  GM drum kit preset; Timpani from FluidR3's melodic Timpani program.
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -34,14 +37,38 @@ from drumcat.audio import AudioReadError, decode, resample
 from drumcat.synth import noise_burst
 from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
+# What `make dataset` installs (Makefile DATASET_PACKAGES) and the model card records with versions.
+DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",
+                   "timgm6mb-soundfont", "csound-soundfont", "avldrums.lv2-soundfont", "sonic-pi-samples",
+                   "fluidsynth", "espeak-ng"]
 CLIP_RATE = 22_050
 CLIP_SECONDS = 2.0
 HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
+HYDROGEN_DATA_KITS = {"GMRockKit", "TR808EmulationKit"}  # Hydrogen's own kits; the rest: hydrogen-drumkits
 SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
 FLUID_GM = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 AVL_FONTS = [Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"), Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2")]
-FLUID_DRUM_KITS = {0: "Standard", 8: "Room", 16: "Power", 24: "Electronic", 25: "TR-808", 32: "Jazz",
-                   40: "Brush", 48: "Orchestra"}
+# Drum kit presets (bank 128 programs) whose keys follow the General MIDI percussion map. FluidR3 and
+# MuseScore General (derived from it) have variants of each kit; sound effect and CM-64 kits are left out.
+_GM_KIT_PRESETS = (0, 8, 16, 24, 25, 32, 40, 48)
+_FLUID_KIT_PRESETS = (*range(0, 8), *range(8, 16), *range(16, 20), 24, 25, *range(32, 37), 40, 41, 42, 48)
+
+
+@dataclass(frozen=True)
+class DrumFont:
+    path: Path
+    package: str
+    kit: str  # the split unit: every preset of a font shares samples, so a font is one kit
+    presets: tuple[int, ...]
+
+
+GM_DRUM_FONTS = [
+    DrumFont(FLUID_GM, "fluid-soundfont-gm", "fluidr3:all", _FLUID_KIT_PRESETS),
+    DrumFont(Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"), "musescore-general-soundfont-small",
+             "fluidr3:all", _FLUID_KIT_PRESETS),  # built from FluidR3's samples: the same split unit
+    DrumFont(Path("/usr/share/sounds/sf2/TimGM6mb.sf2"), "timgm6mb-soundfont", "timgm6mb:all", _GM_KIT_PRESETS),
+    DrumFont(Path("/usr/share/sounds/sf2/sf_GMbank.sf2"), "csound-soundfont", "csound-gm:all", _GM_KIT_PRESETS),
+]
 VELOCITIES = (50, 90, 127)
 VOX_WORDS = ["hey", "ha", "yeah", "oh", "uh", "one", "two", "go", "whoa", "huh", "yo", "check"]
 VOX_VOICES = ["en", "en-us", "de", "fr", "es", "it"]
@@ -51,7 +78,7 @@ VOX_VOICES = ["en", "en-us", "de", "fr", "es", "it"]
 TEST_KITS = {"hydrogen:ColomboAcousticDrumkit", "hydrogen:HardElectro1", "hydrogen:Gimme A Hand 1.0",
              "hydrogen:rumpf_kit_z01_h2", "avldrums:Red_Zeppelin_4_LV2", "espeak:es", "synth:test"}
 VALIDATION_KITS = {"hydrogen:BJA_Pacific", "hydrogen:VariBreaks", "hydrogen:ElectricEmpireKit",
-                   "hydrogen:circAfrique v4", "espeak:fr", "synth:validation"}
+                   "hydrogen:circAfrique v4", "timgm6mb:all", "espeak:fr", "synth:validation"}
 
 
 def split_of(kit: str) -> str:
@@ -89,6 +116,7 @@ def _local(tag: str) -> str:
 def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
     for kit_xml in sorted(HYDROGEN_DIR.glob("*/drumkit.xml")):
         kit = f"hydrogen:{kit_xml.parent.name}"
+        package = "hydrogen-data" if kit_xml.parent.name in HYDROGEN_DATA_KITS else "hydrogen-drumkits"
         for element in ET.parse(kit_xml).getroot().iter():
             if _local(element.tag) != "instrument":
                 continue
@@ -106,7 +134,7 @@ def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
                     skipped[f"{kit}: {filename} ({exc})"] += 1
                     continue
                 if clip is not None:
-                    yield Clip(clip, label, "hydrogen-drumkits", kit, f"{name}: {filename}")
+                    yield Clip(clip, label, package, kit, f"{name}: {filename}")
 
 
 # --- soundfonts --------------------------------------------------------------------------------------
@@ -148,12 +176,14 @@ def _sliced(rendered: np.ndarray, notes: list[tuple[int, int]]) -> Iterator[tupl
 
 def soundfont_clips(workdir: Path) -> Iterator[Clip]:
     notes = [(key, velocity) for key in sorted(GM_KEYS) for velocity in VELOCITIES]
-    for program, kit_name in FLUID_DRUM_KITS.items():
-        rendered = _render(FLUID_GM, program, 9, notes, workdir)
-        for key, velocity, audio in _sliced(rendered, notes):
-            clip = to_clip(audio)
-            if clip is not None:
-                yield Clip(clip, GM_KEYS[key], "fluid-soundfont-gm", "fluidr3:all", f"{kit_name} key {key} v{velocity}")
+    for font in GM_DRUM_FONTS:
+        for program in font.presets:
+            rendered = _render(font.path, program, 9, notes, workdir)
+            for key, velocity, audio in _sliced(rendered, notes):
+                clip = to_clip(audio)
+                if clip is not None:
+                    yield Clip(clip, GM_KEYS[key], font.package, font.kit,
+                               f"{font.path.stem} preset {program} key {key} v{velocity}")
     timpani = [(key, velocity) for key in range(36, 60, 2) for velocity in VELOCITIES]
     for key, velocity, audio in _sliced(_render(FLUID_GM, 47, 0, timpani, workdir), timpani):
         clip = to_clip(audio)
@@ -221,6 +251,19 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Cli
                 yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
 
 
+def without_duplicates(clips: list[Clip]) -> tuple[list[Clip], int]:
+    """Drop clips whose audio is identical to an earlier one (kit variants often share a sample), so no
+    sound weighs double in training or counts twice in evaluation."""
+    seen: set[bytes] = set()
+    kept = []
+    for clip in clips:
+        digest = hashlib.sha256(np.round(clip.samples, 4).tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(clip)
+    return kept, len(clips) - len(kept)
+
+
 # --- build -------------------------------------------------------------------------------------------
 
 
@@ -233,6 +276,7 @@ def build(out: Path) -> dict[str, object]:
         workdir = Path(tmp)
         clips = [*hydrogen_clips(skipped), *soundfont_clips(workdir), *sonic_pi_clips(skipped),
                  *vox_clips(workdir), *noise_clips()]
+    clips, duplicates = without_duplicates(clips)
     clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
 
     rows = []
@@ -255,6 +299,7 @@ def build(out: Path) -> dict[str, object]:
         "per_source": dict(sorted(Counter(r["source"] for r in rows).items())),
         "per_kit": dict(sorted(Counter(r["kit"] for r in rows).items())),
         "skipped_names": dict(sorted(skipped.items())),
+        "duplicates_dropped": duplicates,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -264,7 +309,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Build the default model's training set.")
     parser.add_argument("--out", type=Path, default=Path("build/dataset"))
     args = parser.parse_args()
-    missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, FLUID_GM, *AVL_FONTS) if not p.exists()]
+    fonts = [font.path for font in GM_DRUM_FONTS]
+    missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, *fonts, *AVL_FONTS) if not p.exists()]
     if missing:
         raise SystemExit(f"error: missing {', '.join(missing)}; run `make dataset` to install the packages")
     summary = build(args.out)
