@@ -46,10 +46,11 @@ class State:
             return override
         return self.config.resolve(self.config.model.path) if self.config.model.path else None
 
-    def load_model(self, override: Path | None, trust: bool) -> ModelBundle:
+    def load_model(self, override: Path | None, trust: bool, *, background: bool = False) -> ModelBundle:
         from drumcat.models import load_bundle
 
-        return load_bundle(self.model_path(override), trust_unsafe=trust or self.config.model.trust_unsafe)
+        return load_bundle(self.model_path(override), trust_unsafe=trust or self.config.model.trust_unsafe,
+                           background=background)
 
 
 @app.callback()
@@ -163,7 +164,7 @@ def infer(
     state: State = ctx.obj
     settings = state.config.model
     catalog = state.open_catalog()
-    bundle = state.load_model(model, trust_model)
+    bundle = state.load_model(model, trust_model, background=True)  # loads while infer's workers start
     with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds") as bar:
         summary = run_infer(
             catalog, bundle, batch_size=batch_size or settings.batch_size,

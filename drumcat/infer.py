@@ -23,7 +23,7 @@ import numpy as np
 from drumcat.audio import AudioReadError, decode, fit_length
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
 from drumcat.features import FeatureRecipe, compute_features, install_mel_basis, mel_basis, prepare_clips
-from drumcat.models import ModelBundle
+from drumcat.models import ModelBundle, ModelCard
 from drumcat.rules import set_setting
 from drumcat.scan import silence_native_stderr, worker_count
 
@@ -35,6 +35,7 @@ _DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context
 class InferSummary:
     model: str
     run_id: int
+    model_id: int
     planned: int = 0
     predicted: int = 0
     failed: int = 0
@@ -98,32 +99,53 @@ def _single_threaded_math_in_children() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _feature_chunks(
-    items: list[tuple[str, str]], recipe: FeatureRecipe, workers: int
-) -> Iterator[tuple[list[str], np.ndarray, list[tuple]]]:
-    """Feature chunks in order of completion, with a bounded number in flight (bounded memory)."""
-    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            yield featurize(chunk, recipe)
-        return
-    # spawn, not fork: the parent has TensorFlow loaded, and forking its threads is unsafe.
-    context = multiprocessing.get_context("spawn")
-    basis = mel_basis(recipe) if recipe.feature_type == "logmel" else None
-    with _single_threaded_math_in_children(), context.Pool(
-        workers, initializer=_init_worker, initargs=(recipe.as_dict(), basis)
-    ) as pool:
-        pending: deque = deque()
-        remaining = iter(chunks)
-        for chunk in remaining:
-            pending.append(pool.apply_async(_featurize_in_worker, (chunk,)))
-            if len(pending) >= workers * 3:
-                break
-        while pending:
-            yield pending.popleft().get()
-            next_chunk = next(remaining, None)
+# Files decoded ahead of the model: enough to keep the workers busy while TensorFlow loads (a few
+# seconds), small enough to bound memory (2,048 log-mel patches of 64 x 87 are 45 MB).
+MAX_FILES_IN_FLIGHT = 2048
+
+
+class FeaturePipeline:
+    """Feature chunks for (hash, path) items, computed by worker processes from the moment the pipeline
+    is entered, in order of submission, with at most MAX_FILES_IN_FLIGHT files in flight."""
+
+    def __init__(self, items: list[tuple[str, str]], recipe: FeatureRecipe, workers: int) -> None:
+        self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        self.recipe = recipe
+        self.workers = workers if len(self.chunks) > 1 else 1
+        self.pool: Any = None
+
+    def __enter__(self) -> FeaturePipeline:
+        if self.workers > 1:
+            # spawn, not fork: the parent loads TensorFlow, and forking its threads is unsafe.
+            context = multiprocessing.get_context("spawn")
+            basis = mel_basis(self.recipe) if self.recipe.feature_type == "logmel" else None
+            with _single_threaded_math_in_children():
+                self.pool = context.Pool(self.workers, initializer=_init_worker,
+                                         initargs=(self.recipe.as_dict(), basis))
+            self.pending: deque = deque()
+            self.remaining = iter(self.chunks)
+            in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
+            for chunk in self.remaining:
+                self.pending.append(self.pool.apply_async(_featurize_in_worker, (chunk,)))
+                if len(self.pending) >= in_flight:
+                    break
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray, list[tuple]]]:
+        if self.pool is None:
+            for chunk in self.chunks:
+                yield featurize(chunk, self.recipe)
+            return
+        while self.pending:
+            yield self.pending.popleft().get()
+            next_chunk = next(self.remaining, None)
             if next_chunk is not None:
-                pending.append(pool.apply_async(_featurize_in_worker, (next_chunk,)))
+                self.pending.append(self.pool.apply_async(_featurize_in_worker, (next_chunk,)))
 
 
 # --- catalog side ------------------------------------------------------------------------------------
@@ -145,7 +167,13 @@ def register_model(catalog: Catalog, bundle: ModelBundle) -> int:
         return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar_one()
 
 
-def pending_sounds(catalog: Catalog, model_id: int) -> list[tuple[str, str]]:
+def registered_model_id(catalog: Catalog, card: ModelCard) -> int | None:
+    """The catalog's id for this exact card, or None if the model never ran here (nothing is written)."""
+    with catalog.read() as conn:
+        return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar()
+
+
+def pending_sounds(catalog: Catalog, model_id: int | None) -> list[tuple[str, str]]:
     """(hash, path) for each present, readable sound without a result or recorded error for the model."""
     with catalog.read() as conn:
         return [
@@ -213,48 +241,68 @@ def infer(
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> InferSummary:
-    """Run `bundle` over every sound it has no result for; commit batch by batch. Safe to interrupt."""
-    model_id = register_model(catalog, bundle)
-    _set_active_model(catalog, model_id)
-    items = pending_sounds(catalog, model_id)
+    """Run `bundle` over every sound it has no result for; commit batch by batch. Safe to interrupt.
+
+    The decode workers start before anything else, so a bundle still loading in the background
+    (`load_bundle(..., background=True)`) loads while they work. The catalog is not written until the
+    model has loaded and passed its checks: a bad model leaves no run behind."""
+    items = pending_sounds(catalog, registered_model_id(catalog, bundle.card))
     if limit is not None:
         items = items[:limit]
-    config = {"batch_size": batch_size, "workers": worker_count(workers), "limit": limit}
-    with catalog.connect() as conn:
-        conn.exec_driver_sql("UPDATE inference_runs SET status='interrupted' WHERE status='running'")
-        run_id = conn.exec_driver_sql(
-            "INSERT INTO inference_runs (model_id, started_at, config, planned) VALUES (?,?,?,?) RETURNING id",
-            (model_id, utc_now(), json.dumps(config), len(items)),
-        ).scalar_one()
-        done = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id=?", (model_id,)).scalar_one()
-    summary = InferSummary(bundle.name, run_id, planned=len(items), already_done=done)
-    if on_total:
-        on_total(len(items))
+    workers = worker_count(workers)
     # Only the main thread may set signal handlers; a library caller on another thread keeps its own.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        _run_batches(catalog, bundle, model_id, run_id, items, batch_size, worker_count(workers), summary,
-                     on_progress)
+        with FeaturePipeline(items, bundle.card.features, workers) as chunks:
+            bundle.ready()
+            summary = _start_run(catalog, bundle, len(items),
+                                 {"batch_size": batch_size, "workers": workers, "limit": limit})
+            if on_total:
+                on_total(len(items))
+            _finish_run(catalog, summary, lambda: _run_batches(
+                catalog, bundle, summary, chunks, batch_size, on_progress))
+    except _Terminated:
+        raise KeyboardInterrupt from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
+    return summary
+
+
+def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict[str, Any]) -> InferSummary:
+    model_id = register_model(catalog, bundle)
+    _set_active_model(catalog, model_id)
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("UPDATE inference_runs SET status='interrupted' WHERE status='running'")
+        run_id = conn.exec_driver_sql(
+            "INSERT INTO inference_runs (model_id, started_at, config, planned) VALUES (?,?,?,?) RETURNING id",
+            (model_id, utc_now(), json.dumps(config), planned),
+        ).scalar_one()
+        done = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id=?", (model_id,)).scalar_one()
+    return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done)
+
+
+def _finish_run(catalog: Catalog, summary: InferSummary, work: Callable[[], None]) -> None:
+    """Do the run's work and record how it ended: finished, interrupted (Ctrl-C, SIGTERM) or failed."""
+    try:
+        work()
         summary.status = "finished"
     except (KeyboardInterrupt, _Terminated):
         summary.status = "interrupted"
-        raise KeyboardInterrupt from None
+        raise
     except Exception:
         summary.status = "failed"
         raise
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_handler)
         with catalog.connect() as conn:
             conn.exec_driver_sql("UPDATE inference_runs SET status=?, finished_at=? WHERE id=?",
-                                 (summary.status, utc_now(), run_id))
-    return summary
+                                 (summary.status, utc_now(), summary.run_id))
 
 
 def _run_batches(
-    catalog: Catalog, bundle: ModelBundle, model_id: int, run_id: int, items: list[tuple[str, str]],
-    batch_size: int, workers: int, summary: InferSummary, on_progress: Callable[[int], None] | None,
+    catalog: Catalog, bundle: ModelBundle, summary: InferSummary, chunks: FeaturePipeline, batch_size: int,
+    on_progress: Callable[[int], None] | None,
 ) -> None:
     labels = bundle.card.labels
     hashes: list[str] = []
@@ -267,7 +315,8 @@ def _run_batches(
             probabilities, embeddings = bundle.predict(batch)
         else:
             probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
-        write_results(catalog, model_id, run_id, labels, hashes, probabilities, embeddings, errors)
+        write_results(catalog, summary.model_id, summary.run_id, labels, hashes, probabilities, embeddings,
+                      errors)
         summary.predicted += len(hashes)
         summary.failed += len(errors)
         summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in errors)
@@ -277,7 +326,7 @@ def _run_batches(
         features.clear()
         errors.clear()
 
-    for chunk_hashes, chunk_features, chunk_errors in _feature_chunks(items, bundle.card.features, workers):
+    for chunk_hashes, chunk_features, chunk_errors in chunks:
         hashes.extend(chunk_hashes)
         features.append(chunk_features)
         errors.extend(chunk_errors)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,27 +143,30 @@ def _load_keras(model_path: Path, trust_unsafe: bool) -> Any:
 
 @dataclass
 class ModelBundle:
-    """A loaded model that has been checked against its card."""
+    """A model checked against its card. The Keras part may still be loading in a background thread
+    (`load_bundle(..., background=True)`): `keras_model` and `predict` wait for it; `ready()` waits and
+    raises what loading raised."""
 
     path: Path
     card: ModelCard
-    keras_model: Any
-    _runner: Any = None
+    _loading: Future = field(repr=False)
+    _runner: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.card.name
 
+    @property
+    def keras_model(self) -> Any:
+        return self._loading.result()
+
+    def ready(self) -> ModelBundle:
+        self._loading.result()
+        return self
+
     def _embedding_runner(self) -> Any:
         if self._runner is None:
-            import keras
-
-            model = self.keras_model
-            embedding = (
-                model.get_layer(self.card.embedding_layer).output if self.card.embedding_layer
-                else model.layers[-1].input
-            )
-            self._runner = keras.Model(model.inputs, [model.outputs[0], embedding])
+            self._runner = _embedding_runner(self.keras_model, self.card)
         return self._runner
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,6 +180,14 @@ class ModelBundle:
         calibrated = apply_temperature(probabilities, self.card.temperature)
         embedding = np.asarray(embedding, dtype=np.float32).reshape(len(features), -1)
         return calibrated.astype(np.float32), embedding
+
+
+def _embedding_runner(model: Any, card: ModelCard) -> Any:
+    """One Keras call that returns both the class probabilities and the embedding layer's output."""
+    import keras
+
+    embedding = model.get_layer(card.embedding_layer).output if card.embedding_layer else model.layers[-1].input
+    return keras.Model(model.inputs, [model.outputs[0], embedding])
 
 
 def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:
@@ -192,8 +205,11 @@ def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:
         )
 
 
-def load_bundle(model_path: Path | None = None, *, trust_unsafe: bool = False) -> ModelBundle:
-    """Load a model and its card, refusing any mismatch between them."""
+def load_bundle(model_path: Path | None = None, *, trust_unsafe: bool = False, background: bool = False) -> ModelBundle:
+    """Load a model and its card, refusing any mismatch between them.
+
+    The card and the weights hash are checked at once. With `background`, TensorFlow and the Keras model
+    load in a thread (a few seconds) while the caller goes on, e.g. starting `infer`'s decode workers."""
     model_path = Path(model_path) if model_path else default_model_path()
     if not model_path.is_file():
         raise DrumcatError(f"{model_path}: model file not found; set model.path in drumcat.toml or pass --model")
@@ -204,9 +220,27 @@ def load_bundle(model_path: Path | None = None, *, trust_unsafe: bool = False) -
             f"{model_path}: weights sha256 {actual[:12]}… does not match its card ({card.weights_sha256[:12]}…); "
             "the model file changed since the card was written: re-run `drumcat model add`"
         )
-    model = _load_keras(model_path, trust_unsafe)
-    check_model_against_card(model, card, model_path)
-    return ModelBundle(model_path, card, model)
+
+    def load_checked() -> Any:
+        model = _load_keras(model_path, trust_unsafe)
+        check_model_against_card(model, card, model_path)
+        return model
+
+    loading: Future = Future()
+    if background:
+        threading.Thread(target=_resolve, args=(loading, load_checked), name="drumcat-model-load",
+                         daemon=True).start()
+    else:
+        _resolve(loading, load_checked)
+        loading.result()
+    return ModelBundle(model_path, card, loading)
+
+
+def _resolve(future: Future, work: Callable[[], Any]) -> None:
+    try:
+        future.set_result(work())
+    except BaseException as exc:  # handed to whoever waits on the future
+        future.set_exception(exc)
 
 
 def add_model(

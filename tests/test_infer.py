@@ -142,6 +142,23 @@ def test_card_whose_labels_do_not_match_is_refused(tmp_path: Path) -> None:
         load_bundle(model)
 
 
+def test_a_model_that_fails_to_load_in_the_background_leaves_the_catalog_untouched(
+    tmp_path: Path, catalog: Catalog, scanned: Path
+) -> None:
+    model = tmp_path / "m.keras"
+    model.write_bytes(default_model_path().read_bytes())
+    card = json.loads(card_path_for(default_model_path()).read_text())
+    card["labels"] = card["labels"][:-1]
+    card_path_for(model).write_text(json.dumps(card))
+    pending = load_bundle(model, background=True)  # the card itself is fine: the mismatch shows on load
+    with pytest.raises(DrumcatError, match="outputs but its card lists 33 labels"):
+        infer(catalog, pending, workers=2)
+    with catalog.read() as conn:
+        assert rows(conn, "SELECT * FROM models") == []
+        assert rows(conn, "SELECT * FROM inference_runs") == []
+        assert rows(conn, "SELECT value FROM settings WHERE key = 'active_model'") == [{"value": None}]
+
+
 def test_changed_weights_are_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.keras"
     model.write_bytes(default_model_path().read_bytes() + b"\0")
