@@ -70,7 +70,11 @@ def evaluate(
         if on_progress:
             on_progress(len(chunk))
     if not paths:
-        raise DrumcatError("none of the labeled files could be decoded")
+        first = errors[0]
+        raise DrumcatError(
+            f"none of the {len(pairs)} labeled files could be decoded; the first: {first['path']}: "
+            f"{first['error']} (paths in a CSV are relative to the CSV's own folder)"
+        )
     probs = np.concatenate(probabilities)
     predicted = [labels[i] for i in probs.argmax(axis=1)]
     truth = [truth_of[path] for path in paths]

@@ -94,21 +94,40 @@ def _mel_key(recipe: FeatureRecipe) -> tuple:
 
 
 def mel_basis(recipe: FeatureRecipe) -> np.ndarray:
-    """librosa's mel filterbank for the recipe, so "logmel" equals librosa's melspectrogram."""
+    """librosa's mel filterbank for the recipe (Slaney mel scale, Slaney area normalization), so "logmel"
+    equals librosa's melspectrogram. Computed here, not with librosa.filters.mel, because importing that
+    costs about a second and 110 MB (it pulls in scipy.signal) in every process that starts `infer`;
+    tests/test_features.py proves the two filterbanks equal."""
     key = _mel_key(recipe)
     if key not in _MEL_BASES:
-        import librosa
-
-        _MEL_BASES[key] = librosa.filters.mel(
-            sr=recipe.sample_rate, n_fft=recipe.n_fft, n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax
-        ).astype(np.float32)
+        _MEL_BASES[key] = _slaney_mel_filterbank(
+            recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.fmin, recipe.fmax or recipe.sample_rate / 2)
     return _MEL_BASES[key]
 
 
-def install_mel_basis(recipe: FeatureRecipe, basis: np.ndarray) -> None:
-    """Give a worker process the parent's filterbank, so it never imports librosa (and scipy.signal):
-    about 110 MB less memory per worker."""
-    _MEL_BASES[_mel_key(recipe)] = basis
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    mels = hz / (200.0 / 3)
+    log_region = hz >= 1000.0
+    return np.where(log_region, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mels)
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = mels * (200.0 / 3)
+    return np.where(mels >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mels - 15.0)), hz)
+
+
+def _slaney_mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular filters between mel-spaced edges, each scaled to unit area: (n_mels, 1 + n_fft // 2)."""
+    fft_hz = np.linspace(0, rate / 2, 1 + n_fft // 2)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.float64(fmin)), _hz_to_mel(np.float64(fmax)), n_mels + 2))
+    widths = np.diff(edges)
+    distance = edges[:, np.newaxis] - fft_hz[np.newaxis, :]
+    rising = -distance[:-2] / widths[:-1, np.newaxis]
+    falling = distance[2:] / widths[1:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, np.newaxis]
+    return weights.astype(np.float32)
 
 
 @lru_cache(maxsize=8)

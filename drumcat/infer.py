@@ -22,7 +22,7 @@ import numpy as np
 
 from drumcat.audio import AudioReadError, decode, fit_length
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
-from drumcat.features import FeatureRecipe, compute_features, install_mel_basis, mel_basis, prepare_clips
+from drumcat.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.models import ModelBundle, ModelCard
 from drumcat.rules import set_setting
 from drumcat.scan import silence_native_stderr, worker_count
@@ -52,12 +52,10 @@ class InferSummary:
 _worker_recipe: FeatureRecipe | None = None
 
 
-def _init_worker(recipe: dict[str, Any], basis: np.ndarray | None) -> None:
+def _init_worker(recipe: dict[str, Any]) -> None:
     global _worker_recipe
     silence_native_stderr()
     _worker_recipe = FeatureRecipe(**recipe)
-    if basis is not None:
-        install_mel_basis(_worker_recipe, basis)
 
 
 def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
@@ -118,10 +116,9 @@ class FeaturePipeline:
         if self.workers > 1:
             # spawn, not fork: the parent loads TensorFlow, and forking its threads is unsafe.
             context = multiprocessing.get_context("spawn")
-            basis = mel_basis(self.recipe) if self.recipe.feature_type == "logmel" else None
             with _single_threaded_math_in_children():
                 self.pool = context.Pool(self.workers, initializer=_init_worker,
-                                         initargs=(self.recipe.as_dict(), basis))
+                                         initargs=(self.recipe.as_dict(),))
             self.pending: deque = deque()
             self.remaining = iter(self.chunks)
             in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)

@@ -17,7 +17,7 @@ import pytest
 from drumcat.catalog import Catalog, rows
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
-from drumcat.features import FeatureRecipe, compute_features
+from drumcat.features import FeatureRecipe, compute_features, mel_basis
 from drumcat.infer import infer, pending_sounds, register_model
 from drumcat.models import ModelBundle, add_model, card_path_for, load_bundle
 from drumcat.resources import default_model_path
@@ -238,6 +238,14 @@ def test_logmel_features_equal_librosa() -> None:
         y=c, sr=22_050, n_fft=1024, hop_length=256, n_mels=64, fmin=20.0, pad_mode="constant"), top_db=80.0)
         for c in clips])
     np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+@pytest.mark.parametrize("rate, n_fft, n_mels, fmin, fmax", [
+    (22_050, 1024, 64, 20.0, None), (16_000, 512, 40, 0.0, 8000.0), (44_100, 2048, 128, 30.0, 16_000.0)])
+def test_mel_filterbank_equals_librosa(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
+    recipe = FeatureRecipe(sample_rate=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    reference = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    np.testing.assert_allclose(mel_basis(recipe), reference, rtol=1e-5, atol=1e-8)
 
 
 def test_stats_shows_labels_after_infer(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:
