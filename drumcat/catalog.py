@@ -153,7 +153,8 @@ def scalar(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> 
     return conn.execute(text(sql), params or {}).scalar()
 
 
-def execute_many(conn: Connection, sql: str, params: Sequence[dict[str, Any]]) -> None:
-    """Bulk write with the driver's executemany (named :params); skips SQLAlchemy's per-row compiling."""
+def execute_many(conn: Connection, sql: str, params: Sequence[dict[str, Any]] | Sequence[tuple]) -> None:
+    """Bulk write with the driver's executemany (named :params with dicts, ? with tuples); skips
+    SQLAlchemy's per-row compiling."""
     if params:
         conn.exec_driver_sql(sql, list(params))

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -192,26 +193,24 @@ def write_results(
     transaction, so a run interrupted at any point has either all of a batch or none of it."""
     now = utc_now()
     order = np.argsort(-probabilities, axis=1)
+    vectors = probabilities.tolist()  # Python floats in one call: per-element float() is the slow part
     prediction_rows, probability_rows = [], []
     for row, digest in enumerate(hashes):
         first, second = order[row, 0], order[row, 1] if len(labels) > 1 else None
         prediction_rows.append({
             "m": model_id, "h": digest, "r": run_id, "label": labels[first],
-            "conf": float(probabilities[row, first]),
+            "conf": vectors[row][first],
             "label2": labels[second] if second is not None else None,
-            "conf2": float(probabilities[row, second]) if second is not None else None,
+            "conf2": vectors[row][second] if second is not None else None,
             "emb": embeddings[row].astype("<f2").tobytes(), "now": now,
         })
-        probability_rows.extend(
-            {"m": model_id, "h": digest, "c": label, "p": float(probabilities[row, i])}
-            for i, label in enumerate(labels)
-        )
+        probability_rows.extend(zip(repeat(model_id), repeat(digest), labels, vectors[row]))
     error_rows = [{"m": model_id, "h": h, "path": p, "e": e, "r": run_id, "now": now} for h, p, e in errors]
     with catalog.connect() as conn:
         execute_many(conn, """INSERT OR REPLACE INTO predictions (model_id, hash, run_id, label, confidence,
             second_label, second_confidence, embedding, predicted_at)
             VALUES (:m, :h, :r, :label, :conf, :label2, :conf2, :emb, :now)""", prediction_rows)
-        execute_many(conn, "INSERT OR REPLACE INTO probabilities VALUES (:m, :h, :c, :p)", probability_rows)
+        execute_many(conn, "INSERT OR REPLACE INTO probabilities VALUES (?, ?, ?, ?)", probability_rows)
         execute_many(conn, """INSERT OR REPLACE INTO inference_errors
             VALUES (:m, :h, :path, :e, :r, :now)""", error_rows)
         conn.exec_driver_sql(

@@ -226,14 +226,23 @@ def load_bundle(model_path: Path | None = None, *, trust_unsafe: bool = False, b
         check_model_against_card(model, card, model_path)
         return model
 
-    loading: Future = Future()
+    def load_and_warm_up() -> Any:
+        """Also build the probabilities+embedding runner and trace it, so the first real batch does not
+        wait for TensorFlow's graph tracing (most of a second)."""
+        model = load_checked()
+        bundle._runner = _embedding_runner(model, card)
+        for size in (1, 2):  # the second size makes Keras trace once more, for any batch size
+            bundle._runner.predict_on_batch(np.zeros((size, *card.input_shape), dtype=np.float32))
+        return model
+
+    bundle = ModelBundle(model_path, card, Future())
     if background:
-        threading.Thread(target=_resolve, args=(loading, load_checked), name="drumcat-model-load",
+        threading.Thread(target=_resolve, args=(bundle._loading, load_and_warm_up), name="drumcat-model-load",
                          daemon=True).start()
     else:
-        _resolve(loading, load_checked)
-        loading.result()
-    return ModelBundle(model_path, card, loading)
+        _resolve(bundle._loading, load_checked)
+        bundle.ready()
+    return bundle
 
 
 def _resolve(future: Future, work: Callable[[], Any]) -> None:
