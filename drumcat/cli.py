@@ -415,11 +415,12 @@ def train(
         "models/drumcat-v1.keras"),
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping picks the best).")] = 30,
     copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 6,
+    refit: Annotated[bool, typer.Option(help="Refit the chosen model on train + validation kits.")] = True,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.train.train import train as run_train
 
-    card = run_train(dataset, out, epochs=epochs, copies=copies)
+    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit)
     test = card.metrics["test"]
     console.out.print(
         f"wrote {out}: core-6 accuracy {test['core']['accuracy']:.3f}, macro-F1 {test['core']['macro_f1']:.3f}; "
