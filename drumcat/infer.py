@@ -14,6 +14,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -56,6 +57,7 @@ _worker_recipe: FeatureRecipe | None = None
 def _init_worker(recipe: dict[str, Any]) -> None:
     global _worker_recipe
     silence_native_stderr()
+    os.nice(5)  # the parent's model loading and predicting come first; workers take the cycles left over
     _worker_recipe = FeatureRecipe(**recipe)
 
 
@@ -100,7 +102,7 @@ def _single_threaded_math_in_children() -> Iterator[None]:
 
 # Files decoded ahead of the model: enough to keep the workers busy while TensorFlow loads (a few
 # seconds), small enough to bound memory (2,048 log-mel patches of 64 x 87 are 45 MB).
-MAX_FILES_IN_FLIGHT = 2048
+MAX_FILES_IN_FLIGHT = 4096
 
 
 class FeaturePipeline:
@@ -300,35 +302,60 @@ def _run_batches(
     catalog: Catalog, bundle: ModelBundle, summary: InferSummary, chunks: FeaturePipeline, batch_size: int,
     on_progress: Callable[[int], None] | None,
 ) -> None:
+    """Predict batch after batch; a writer thread commits each batch while the model runs on the next
+    (the two overlap: TensorFlow and SQLite both release the GIL). One write is outstanding at most, and
+    leaving this function (also by Ctrl-C) waits for it, so what was predicted is committed or not at all."""
     labels = bundle.card.labels
+
+    def commit(batch: Batch, probabilities: np.ndarray, embeddings: np.ndarray) -> None:
+        write_results(catalog, summary.model_id, summary.run_id, labels, batch.hashes, probabilities, embeddings,
+                      batch.errors)
+
+    def account(batch: Batch) -> None:
+        summary.predicted += len(batch.hashes)
+        summary.failed += len(batch.errors)
+        summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in batch.errors)
+        if on_progress:
+            on_progress(len(batch.hashes) + len(batch.errors))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drumcat-writer") as writer:
+        writing: tuple[Future, Batch] | None = None
+        for batch in _batches(chunks, batch_size):
+            if batch.hashes:
+                probabilities, embeddings = bundle.predict(batch.features)
+            else:
+                probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
+            if writing:
+                writing[0].result()  # raises what the write raised
+                account(writing[1])
+            writing = (writer.submit(commit, batch, probabilities, embeddings), batch)
+        if writing:
+            writing[0].result()
+            account(writing[1])
+
+
+@dataclass
+class Batch:
+    hashes: list[str]
+    features: np.ndarray
+    errors: list[tuple]
+
+
+def _batches(chunks: FeaturePipeline, batch_size: int) -> Iterator[Batch]:
+    """Regroup the workers' chunks into batches of at least `batch_size` sounds (the last may be smaller;
+    a batch of only failed files still yields, so their errors are recorded)."""
     hashes: list[str] = []
     features: list[np.ndarray] = []
     errors: list[tuple] = []
-
-    def flush() -> None:
-        if hashes:
-            batch = np.concatenate(features)
-            probabilities, embeddings = bundle.predict(batch)
-        else:
-            probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
-        write_results(catalog, summary.model_id, summary.run_id, labels, hashes, probabilities, embeddings,
-                      errors)
-        summary.predicted += len(hashes)
-        summary.failed += len(errors)
-        summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in errors)
-        if on_progress:
-            on_progress(len(hashes) + len(errors))
-        hashes.clear()
-        features.clear()
-        errors.clear()
-
     for chunk_hashes, chunk_features, chunk_errors in chunks:
         hashes.extend(chunk_hashes)
         features.append(chunk_features)
         errors.extend(chunk_errors)
         if len(hashes) >= batch_size:
-            flush()
-    flush()
+            yield Batch(hashes, np.concatenate(features), errors)
+            hashes, features, errors = [], [], []
+    if hashes or errors:
+        yield Batch(hashes, np.concatenate(features), errors)
 
 
 def _set_active_model(catalog: Catalog, model_id: int) -> None:
