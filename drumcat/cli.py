@@ -210,7 +210,7 @@ def model_add(
 ) -> None:
     """Write a card for your own model (the reference design's model1.keras + label_mapping.json)."""
     from drumcat.features import FeatureRecipe
-    from drumcat.models import add_model, card_path_for
+    from drumcat.models import add_model, card_path_for, lite_path_for
     from drumcat.taxonomy import read_label_mapping
 
     recipe = FeatureRecipe(
@@ -227,6 +227,11 @@ def model_add(
                      overwrite=force)
     console.out.print(f"wrote {card_path_for(path)}: {card.name}, {len(card.labels)} labels, "
                       f"{card.features.feature_type} input {list(card.input_shape)}")
+    if card.litert_sha256:
+        console.out.print(f"wrote {lite_path_for(path)}: the LiteRT export `drumcat infer` runs")
+    else:
+        console.out.print("no LiteRT export (model added with --trust-model, or LiteRT cannot express it): "
+                          "infer runs it on Keras")
 
 
 @model_app.command("show")

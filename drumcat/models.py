@@ -25,12 +25,17 @@ from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe
 from drumcat.metrics import apply_temperature
 from drumcat.resources import default_model_path
+from drumcat.runtime import KerasRuntime, LiteRuntime, Runtime, export_lite, two_output_model
 
 CARD_FORMAT = "drumcat-model-card/1"
 
 
 def card_path_for(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
+
+
+def lite_path_for(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".tflite")
 
 
 def file_sha256(path: Path) -> str:
@@ -49,6 +54,8 @@ class ModelCard:
     """Calibration: probabilities are softmax(log(p) / temperature) before they are stored."""
     embedding_layer: str | None = None
     """Layer whose output is stored as the embedding; None means the input of the last layer."""
+    litert_sha256: str | None = None
+    """sha256 of NAME.tflite, the LiteRT export `infer` runs (drumcat/runtime.py); None: no export."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=utc_now)
@@ -62,7 +69,8 @@ class ModelCard:
             "format": CARD_FORMAT, "name": self.name, "version": self.version, "labels": self.labels,
             "features": self.features.as_dict(), "input_shape": list(self.input_shape),
             "weights_sha256": self.weights_sha256, "temperature": self.temperature,
-            "embedding_layer": self.embedding_layer, "created_at": self.created_at,
+            "embedding_layer": self.embedding_layer, "litert_sha256": self.litert_sha256,
+            "created_at": self.created_at,
             "training": self.training, "metrics": self.metrics,
         }
         return json.dumps(data, indent=2) + "\n"
@@ -89,6 +97,7 @@ class ModelCard:
             name=data["name"], labels=list(data["labels"]), features=recipe,
             weights_sha256=data["weights_sha256"], version=str(data.get("version", "1")),
             temperature=float(data.get("temperature", 1.0)), embedding_layer=data.get("embedding_layer"),
+            litert_sha256=data.get("litert_sha256"),
             training=data.get("training", {}), metrics=data.get("metrics", {}),
             created_at=data.get("created_at", utc_now()),
         )
@@ -143,35 +152,40 @@ def _load_keras(model_path: Path, trust_unsafe: bool) -> Any:
 
 @dataclass
 class ModelBundle:
-    """A model checked against its card. The Keras part may still be loading in a background thread
-    (`load_bundle(..., background=True)`): `keras_model` and `predict` wait for it; `ready()` waits and
-    raises what loading raised."""
+    """A model checked against its card, with the runtime that runs it (drumcat/runtime.py). A Keras
+    runtime may still be loading in a background thread (`load_bundle(..., background=True)`):
+    `predict` waits for it, and `ready()` waits and raises what loading raised."""
 
     path: Path
     card: ModelCard
-    _loading: Future = field(repr=False)
-    _runner: Any = field(default=None, repr=False)
+    _runtime: Future = field(repr=False)
+    trust_unsafe: bool = False
+    _keras_model: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.card.name
 
     @property
+    def runtime(self) -> Runtime:
+        return self._runtime.result()
+
+    @property
     def keras_model(self) -> Any:
-        return self._loading.result()
+        """The Keras model itself (loaded on first use when the bundle runs on LiteRT)."""
+        if isinstance(self.runtime, KerasRuntime):
+            return self.runtime.model
+        if self._keras_model is None:
+            self._keras_model = _load_checked_keras(self.path, self.card, self.trust_unsafe)
+        return self._keras_model
 
     def ready(self) -> ModelBundle:
-        self._loading.result()
+        self._runtime.result()
         return self
-
-    def _embedding_runner(self) -> Any:
-        if self._runner is None:
-            self._runner = _embedding_runner(self.keras_model, self.card)
-        return self._runner
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (batch, labels) and embeddings (batch, dims) for a feature batch."""
-        probabilities, embedding = self._embedding_runner().predict_on_batch(features)
+        probabilities, embedding = self.runtime.run(features)
         probabilities = np.asarray(probabilities, dtype=np.float64)
         if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
             # A model ending in logits, not softmax: turn them into probabilities first.
@@ -180,14 +194,6 @@ class ModelBundle:
         calibrated = apply_temperature(probabilities, self.card.temperature)
         embedding = np.asarray(embedding, dtype=np.float32).reshape(len(features), -1)
         return calibrated.astype(np.float32), embedding
-
-
-def _embedding_runner(model: Any, card: ModelCard) -> Any:
-    """One Keras call that returns both the class probabilities and the embedding layer's output."""
-    import keras
-
-    embedding = model.get_layer(card.embedding_layer).output if card.embedding_layer else model.layers[-1].input
-    return keras.Model(model.inputs, [model.outputs[0], embedding])
 
 
 def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:
@@ -205,44 +211,66 @@ def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:
         )
 
 
-def load_bundle(model_path: Path | None = None, *, trust_unsafe: bool = False, background: bool = False) -> ModelBundle:
+def load_bundle(
+    model_path: Path | None = None, *, trust_unsafe: bool = False, background: bool = False, lite: bool = True
+) -> ModelBundle:
     """Load a model and its card, refusing any mismatch between them.
 
-    The card and the weights hash are checked at once. With `background`, TensorFlow and the Keras model
-    load in a thread (a few seconds) while the caller goes on, e.g. starting `infer`'s decode workers."""
+    The card and the weights hash are checked at once. With `lite` (the default) and a LiteRT export
+    whose hash the card records, the bundle runs on LiteRT and TensorFlow is never imported. Otherwise
+    it runs on Keras; with `background`, TensorFlow and the model load in a thread (about 3 s) while
+    the caller goes on, e.g. starting `infer`'s decode workers."""
     model_path = Path(model_path) if model_path else default_model_path()
     if not model_path.is_file():
         raise DrumcatError(f"{model_path}: model file not found; set model.path in drumcat.toml or pass --model")
     card = ModelCard.read(card_path_for(model_path))
-    actual = file_sha256(model_path)
-    if actual != card.weights_sha256:
-        raise DrumcatError(
-            f"{model_path}: weights sha256 {actual[:12]}… does not match its card ({card.weights_sha256[:12]}…); "
-            "the model file changed since the card was written: re-run `drumcat model add`"
-        )
+    _check_hash(model_path, card.weights_sha256, "re-run `drumcat model add`")
+    bundle = ModelBundle(model_path, card, Future(), trust_unsafe)
+    lite_path = lite_path_for(model_path)
+    if lite and card.litert_sha256 and lite_path.is_file():
+        _check_hash(lite_path, card.litert_sha256, "delete it to run the Keras model, or re-run `drumcat model add`")
+        _resolve(bundle._runtime, lambda: _checked_lite_runtime(lite_path, card))
+        bundle.ready()
+        return bundle
 
-    def load_checked() -> Any:
-        model = _load_keras(model_path, trust_unsafe)
-        check_model_against_card(model, card, model_path)
-        return model
+    def keras_runtime() -> KerasRuntime:
+        runtime = KerasRuntime(_load_checked_keras(model_path, card, trust_unsafe), card.embedding_layer)
+        if background:
+            runtime.warm_up(card.input_shape)
+        return runtime
 
-    def load_and_warm_up() -> Any:
-        """Also build the probabilities+embedding runner and trace it, so the first real batch does not
-        wait for TensorFlow's graph tracing (most of a second)."""
-        model = load_checked()
-        bundle._runner = _embedding_runner(model, card)
-        for size in (1, 2):  # the second size makes Keras trace once more, for any batch size
-            bundle._runner.predict_on_batch(np.zeros((size, *card.input_shape), dtype=np.float32))
-        return model
-
-    bundle = ModelBundle(model_path, card, Future())
     if background:
-        threading.Thread(target=_resolve, args=(bundle._loading, load_and_warm_up), name="drumcat-model-load",
+        threading.Thread(target=_resolve, args=(bundle._runtime, keras_runtime), name="drumcat-model-load",
                          daemon=True).start()
     else:
-        _resolve(bundle._loading, load_checked)
+        _resolve(bundle._runtime, keras_runtime)
         bundle.ready()
     return bundle
+
+
+def _check_hash(path: Path, expected: str, fix: str) -> None:
+    actual = file_sha256(path)
+    if actual != expected:
+        raise DrumcatError(f"{path}: sha256 {actual[:12]}… does not match its card ({expected[:12]}…); "
+                           f"the file changed since the card was written: {fix}")
+
+
+def _load_checked_keras(model_path: Path, card: ModelCard, trust_unsafe: bool) -> Any:
+    model = _load_keras(model_path, trust_unsafe)
+    check_model_against_card(model, card, model_path)
+    return model
+
+
+def _checked_lite_runtime(path: Path, card: ModelCard) -> LiteRuntime:
+    runtime = LiteRuntime(path)
+    outputs = runtime.output_widths
+    if runtime.input_shape != card.input_shape or len(outputs) != 2 or outputs[0] != len(card.labels):
+        raise DrumcatError(
+            f"{path}: the LiteRT export takes {list(runtime.input_shape)} and gives outputs {outputs}, but the "
+            f"card says input {list(card.input_shape)} and {len(card.labels)} labels; delete it to run the "
+            "Keras model, or re-run `drumcat model add`"
+        )
+    return runtime
 
 
 def _resolve(future: Future, work: Callable[[], Any]) -> None:
@@ -250,6 +278,21 @@ def _resolve(future: Future, work: Callable[[], Any]) -> None:
         future.set_result(work())
     except BaseException as exc:  # handed to whoever waits on the future
         future.set_exception(exc)
+
+
+def write_lite_export(model: Any, card: ModelCard, model_path: Path) -> bool:
+    """Export the model to LiteRT beside it and record the export's hash in the card (not written here).
+    A model LiteRT cannot express (e.g. an operator it lacks) keeps running on Keras: returns False."""
+    lite_path = lite_path_for(model_path)
+    try:
+        export_lite(two_output_model(model, card.embedding_layer), lite_path)
+        _checked_lite_runtime(lite_path, card)
+    except Exception:  # the converter raises many kinds; the Keras runtime remains, so nothing is lost
+        lite_path.unlink(missing_ok=True)
+        card.litert_sha256 = None
+        return False
+    card.litert_sha256 = file_sha256(lite_path)
+    return True
 
 
 def add_model(
@@ -272,16 +315,18 @@ def add_model(
         name=name or model_path.stem, labels=labels, features=recipe, weights_sha256=file_sha256(model_path),
         training={"sources": "brought by the user; not trained by drumcat"},
     )
-    model = _load_keras(model_path, trust_unsafe)
-    check_model_against_card(model, card, model_path)
+    model = _load_checked_keras(model_path, card, trust_unsafe)
+    if not trust_unsafe:  # a model trusted once stays on Keras, so every later load asks for trust again
+        write_lite_export(model, card, model_path)
     card_path.write_text(card.to_json(), encoding="utf-8")
     return card
 
 
 def save_bundle(model: Any, card: ModelCard, model_path: Path) -> ModelCard:
-    """Save a Keras model and write its card with the weights hash (used by training)."""
+    """Save a Keras model, its LiteRT export and its card with both hashes (used by training)."""
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(model_path))
     card.weights_sha256 = file_sha256(model_path)
+    write_lite_export(model, card, model_path)
     card_path_for(model_path).write_text(card.to_json(), encoding="utf-8")
     return card

@@ -19,8 +19,10 @@ from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe, compute_features, mel_basis
 from drumcat.infer import infer, pending_sounds, register_model
-from drumcat.models import ModelBundle, add_model, card_path_for, load_bundle
+from drumcat.metrics import apply_temperature
+from drumcat.models import ModelBundle, add_model, card_path_for, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
+from drumcat.runtime import KerasRuntime, LiteRuntime
 from drumcat.scan import scan
 from drumcat.synth import INSTRUMENTS, render, write_sample
 
@@ -64,13 +66,53 @@ def test_predictions_equal_a_direct_model_call(catalog: Catalog, scanned: Path, 
                                JOIN unique_files f ON f.hash = p.hash""")
         vectors = {r["hash"]: r for r in rows(conn, "SELECT hash, group_concat(probability) AS v FROM "
                                                     "(SELECT * FROM probabilities ORDER BY hash, class) GROUP BY hash")}
+    assert isinstance(bundle.runtime, LiteRuntime)  # stored by LiteRT, checked against Keras itself
     recipe = bundle.card.features
     direct_inputs = np.stack([librosa_features(r["path"], recipe) for r in stored])
-    direct, _ = bundle.predict(direct_inputs.astype(np.float32))
+    keras_probabilities = bundle.keras_model.predict(direct_inputs.astype(np.float32), verbose=0)
+    direct = apply_temperature(keras_probabilities.astype(np.float64), bundle.card.temperature)
     for row, expected in zip(stored, direct, strict=True):
         assert row["label"] == bundle.card.labels[int(expected.argmax())]
         assert row["confidence"] == pytest.approx(float(expected.max()), abs=2e-3)
         assert len(vectors[row["hash"]]["v"].split(",")) == len(bundle.card.labels)
+
+
+def test_lite_and_keras_runtimes_give_the_same_results(scanned: Path, bundle: ModelBundle) -> None:
+    paths = sorted(str(p) for p in scanned.rglob("*") if p.is_file())[:12]
+    features = np.stack([librosa_features(p, bundle.card.features) for p in paths]).astype(np.float32)
+    keras_bundle = load_bundle(lite=False)
+    assert isinstance(keras_bundle.runtime, KerasRuntime)
+    lite_probabilities, lite_embeddings = bundle.predict(features)
+    keras_probabilities, keras_embeddings = keras_bundle.predict(features)
+    np.testing.assert_allclose(lite_probabilities, keras_probabilities, atol=1e-4)
+    np.testing.assert_allclose(lite_embeddings, keras_embeddings, rtol=1e-3, atol=1e-3)
+
+
+def test_infer_runs_without_importing_tensorflow(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
+    script = (
+        "import sys\n"
+        "from drumcat.catalog import Catalog\n"
+        "from drumcat.infer import infer\n"
+        "from drumcat.models import load_bundle\n"
+        "if __name__ == '__main__':\n"
+        f"    summary = infer(Catalog({str(catalog.path)!r}), load_bundle(), workers=2)\n"
+        "    assert summary.predicted > 0, summary\n"
+        "    print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    (tmp_path / "run.py").write_text(script)
+    result = subprocess.run([sys.executable, str(tmp_path / "run.py")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_changed_lite_export_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.keras"
+    model.write_bytes(default_model_path().read_bytes())
+    card_path_for(model).write_text(card_path_for(default_model_path()).read_text())
+    lite_path_for(model).write_bytes(lite_path_for(default_model_path()).read_bytes()[:-1] + b"\0")
+    with pytest.raises(DrumcatError, match=r"m\.tflite: sha256 .* does not match its card"):
+        load_bundle(model)
+    assert isinstance(load_bundle(model, lite=False).runtime, KerasRuntime)
 
 
 def test_duplicates_are_inferred_once_and_reruns_do_nothing(
@@ -203,6 +245,7 @@ def test_bring_your_own_mfcc_model(tmp_path: Path, catalog: Catalog, scanned: Pa
          "--feature", "mfcc", "--n-mfcc", "40"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     bundle = load_bundle(model)
+    assert lite_path_for(model).is_file() and isinstance(bundle.runtime, LiteRuntime)  # exported on add
     summary = infer(catalog, bundle, workers=1)
     assert summary.predicted == len(INSTRUMENTS) * 3
     with catalog.read() as conn:
