@@ -100,8 +100,8 @@ def _single_threaded_math_in_children() -> Iterator[None]:
                 os.environ[name] = value
 
 
-# Files decoded ahead of the model: enough to keep the workers busy while TensorFlow loads (a few
-# seconds), small enough to bound memory (2,048 log-mel patches of 64 x 87 are 45 MB).
+# Files decoded ahead of the model: enough to keep the workers busy while a Keras model loads (a few
+# seconds), small enough to bound memory (4,096 log-mel patches of 64 x 87 are 90 MB).
 MAX_FILES_IN_FLIGHT = 4096
 
 
