@@ -76,11 +76,11 @@ class LiteRuntime:
 
 def export_lite(two_outputs: Any, path: Path) -> None:
     """Write the two-output Keras model as a LiteRT flatbuffer (built-in operators only)."""
-    import tensorflow as tf
-
     from drumcat.models import native_stderr_silenced
 
-    # The converter logs its passes to file descriptor 2 and Keras prints the traced signature to stdout.
+    # TensorFlow and the converter log to file descriptor 2; Keras prints the traced signature to stdout.
     with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
+        import tensorflow as tf
+
         flatbuffer = tf.lite.TFLiteConverter.from_keras_model(two_outputs).convert()
     path.write_bytes(flatbuffer)
