@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,15 @@ from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe
 from drumcat.metrics import apply_temperature
 from drumcat.resources import default_model_path
-from drumcat.runtime import KerasRuntime, LiteRuntime, Runtime, export_lite, two_output_model
+from drumcat.runtime import (
+    KerasRuntime,
+    LiteRuntime,
+    Runtime,
+    export_lite,
+    native_stderr_silenced,
+    quiet_tensorflow,
+    two_output_model,
+)
 
 CARD_FORMAT = "drumcat-model-card/1"
 
@@ -109,26 +115,6 @@ class ModelCard:
         if len(set(card.labels)) != len(card.labels) or not card.labels:
             raise DrumcatError(f"{path}: labels must be a non-empty list of unique names")
         return card
-
-
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter is not for users; errors still raise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Mute file descriptor 2 while TensorFlow starts: its C++ logging ignores TF_CPP_MIN_LOG_LEVEL for
-    start-up notices. Python exceptions are unaffected (they print after the descriptor is restored)."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _load_keras(model_path: Path, trust_unsafe: bool) -> Any:

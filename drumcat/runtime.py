@@ -13,12 +13,33 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from drumcat.errors import DrumcatError
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter is not for users; errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Mute file descriptor 2 while TensorFlow starts: its C++ logging ignores TF_CPP_MIN_LOG_LEVEL for
+    start-up notices. Python exceptions are unaffected (they print after the descriptor is restored)."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class Runtime(Protocol):
@@ -49,11 +70,12 @@ class KerasRuntime:
             self.run(np.zeros((size, *input_shape), dtype=np.float32))
 
 
+_OUTPUTS = ("output_0", "output_1")
+
+
 class LiteRuntime:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
-
-        from drumcat.models import native_stderr_silenced
 
         try:
             # Silenced: the runtime announces its CPU delegate on file descriptor 2 at the first call.
@@ -63,21 +85,22 @@ class LiteRuntime:
                 details = self.signature.get_input_details()
                 self.input_name = next(iter(details))
                 self.input_shape = tuple(int(d) for d in details[self.input_name]["shape"][1:])
-                self.run(np.zeros((1, *self.input_shape), dtype=np.float32))
+                outputs = self.signature.get_output_details()
+                # Outputs in the Keras model's order: probabilities, then the embedding (export_lite).
+                self.output_widths = [int(outputs[name]["shape"][-1]) for name in _OUTPUTS if name in outputs]
+                if len(outputs) == len(_OUTPUTS) == len(self.output_widths):
+                    self.run(np.zeros((1, *self.input_shape), dtype=np.float32))
         except (ValueError, RuntimeError) as exc:
             raise DrumcatError(f"{path}: not a usable LiteRT model ({exc}); delete it to run the Keras model") \
                 from exc
-        self.output_widths = [int(d["shape"][-1]) for d in self.signature.get_output_details().values()]
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = self.signature(**{self.input_name: np.ascontiguousarray(features, dtype=np.float32)})
-        return outputs["output_0"], outputs["output_1"]
+        return outputs[_OUTPUTS[0]], outputs[_OUTPUTS[1]]
 
 
 def export_lite(two_outputs: Any, path: Path) -> None:
     """Write the two-output Keras model as a LiteRT flatbuffer (built-in operators only)."""
-    from drumcat.models import native_stderr_silenced
-
     # TensorFlow and the converter log to file descriptor 2; Keras prints the traced signature to stdout.
     with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
         import tensorflow as tf

@@ -29,7 +29,8 @@ from drumcat.metrics import (
     expected_calibration_error,
     fit_temperature,
 )
-from drumcat.models import ModelCard, quiet_tensorflow, save_bundle
+from drumcat.models import ModelCard, save_bundle
+from drumcat.runtime import quiet_tensorflow
 from drumcat.taxonomy import FINE_CLASSES, canonical
 from drumcat.train.dataset import DEBIAN_PACKAGES
 
