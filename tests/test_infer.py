@@ -88,6 +88,13 @@ def test_lite_and_keras_runtimes_give_the_same_results(scanned: Path, bundle: Mo
     np.testing.assert_allclose(lite_embeddings, keras_embeddings, rtol=1e-3, atol=1e-3)
 
 
+def test_infer_with_a_keras_model_loading_in_the_background(catalog: Catalog, scanned: Path) -> None:
+    bundle = load_bundle(lite=False, background=True)  # returns at once; workers start while it loads
+    summary = infer(catalog, bundle, workers=2)
+    assert isinstance(bundle.runtime, KerasRuntime)
+    assert (summary.status, summary.predicted, summary.failed) == ("finished", len(INSTRUMENTS) * 3, 0)
+
+
 def test_infer_runs_without_importing_tensorflow(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
     script = (
         "import sys\n"
