@@ -12,7 +12,6 @@ STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
 DATASET := build/dataset
-DATASET_PACKAGES := hydrogen-drumkits hydrogen-data fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont csound-soundfont avldrums.lv2-soundfont sonic-pi-samples fluidsynth espeak-ng
 
 .PHONY: demo test lint bench dataset model clean sqlite3-cli
 
@@ -55,7 +54,8 @@ bench: $(STAMP)
 
 # The training set, from Debian packages (see drumcat/train/dataset.py). Clips and caches stay in build/.
 dataset: $(STAMP)
-	@missing=$$(for p in $(DATASET_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@packages=$$($(BIN)/python -c 'from drumcat.train.dataset import DEBIAN_PACKAGES; print(*DEBIAN_PACKAGES)'); \
+	missing=$$(for p in $$packages; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "install these Debian packages first: sudo apt-get install $$missing"; exit 1; fi; \

@@ -37,7 +37,7 @@ from drumcat.audio import AudioReadError, decode, resample
 from drumcat.synth import noise_burst
 from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
-# What `make dataset` installs (Makefile DATASET_PACKAGES) and the model card records with versions.
+# What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",
                    "timgm6mb-soundfont", "csound-soundfont", "avldrums.lv2-soundfont", "sonic-pi-samples",
                    "fluidsynth", "espeak-ng"]
