@@ -97,7 +97,7 @@ def mel_basis(recipe: FeatureRecipe) -> np.ndarray:
     """librosa's mel filterbank for the recipe (Slaney mel scale, Slaney area normalization), so "logmel"
     equals librosa's melspectrogram. Computed here, not with librosa.filters.mel, because importing that
     costs about a second and 110 MB (it pulls in scipy.signal) in every process that starts `infer`;
-    tests/test_features.py proves the two filterbanks equal."""
+    tests/test_infer.py proves the two filterbanks equal."""
     key = _mel_key(recipe)
     if key not in _MEL_BASES:
         _MEL_BASES[key] = _slaney_mel_filterbank(

@@ -21,6 +21,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
 
 from drumcat.audio import AudioReadError, decode, fit_length
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
@@ -164,13 +165,19 @@ def register_model(catalog: Catalog, bundle: ModelBundle) -> int:
         conn.exec_driver_sql(
             "INSERT OR IGNORE INTO canonical_map (fine, canonical) SELECT value, 'misc' FROM json_each(?)",
             (json.dumps(card.labels),))
-        return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar_one()
+        model_id = _model_id(conn, card)
+        assert model_id is not None  # inserted just above, or there already
+        return model_id
 
 
 def registered_model_id(catalog: Catalog, card: ModelCard) -> int | None:
     """The catalog's id for this exact card, or None if the model never ran here (nothing is written)."""
     with catalog.read() as conn:
-        return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar()
+        return _model_id(conn, card)
+
+
+def _model_id(conn: Connection, card: ModelCard) -> int | None:
+    return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar()
 
 
 def pending_sounds(catalog: Catalog, model_id: int | None) -> list[tuple[str, str]]:
