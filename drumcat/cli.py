@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -447,8 +448,17 @@ def demo_archive(
     )
 
 
+def _one_blas_thread() -> None:
+    """Before numpy loads (importing this module does not load it): the commands' own numpy work is
+    small, and an idle BLAS thread pool would make the process multi-threaded, so `infer` could not
+    fork its workers (drumcat/workers.py). A value the user set wins."""
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
+
 def main() -> None:
     """Console-script entry: a DrumcatError becomes one line on stderr and exit status 1."""
+    _one_blas_thread()
     try:
         app()
     except DrumcatError as exc:

@@ -137,37 +137,60 @@ def _window(n_fft: int) -> np.ndarray:
 
 
 def prepare_clips(clips: list[np.ndarray], recipe: FeatureRecipe) -> np.ndarray:
-    """Fit each decoded clip to the recipe's length and (optionally) peak-normalize: (batch, samples)."""
+    """Fit each decoded clip to the recipe's length (trim, or zero-pad at the end) and (optionally)
+    peak-normalize: (batch, samples)."""
     batch = np.zeros((len(clips), recipe.clip_samples), dtype=np.float32)
     for row, clip in enumerate(clips):
         clip = clip[: recipe.clip_samples]
-        if recipe.peak_normalize:
-            peak = float(np.abs(clip).max(initial=0.0))
-            clip = clip / peak if peak > 1e-8 else clip
-        batch[row, : clip.shape[0]] = clip
+        target = batch[row, : clip.shape[0]]
+        peak = max(float(clip.max(initial=0.0)), -float(clip.min(initial=0.0))) if recipe.peak_normalize else 0.0
+        if peak > 1e-8:
+            np.divide(clip, np.float32(peak), out=target)  # one pass: no temporary clip
+        else:
+            target[:] = clip
     return batch
 
 
-_STFT_CHUNK = 16  # clips per STFT step: keeps the frame matrix in the CPU cache
+_STFT_CHUNK = 8  # clips per STFT step: keeps the windowed frames (2.8 MB) in the CPU cache
 
 
 def logmel_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
-    """(batch, samples) -> (batch, n_mels, frames) log-mel dB, a vectorized STFT over chunks of clips."""
+    """(batch, samples) -> (batch, n_mels, frames) log-mel dB, a vectorized STFT over chunks of clips.
+
+    Written for speed (it is a third of `infer`'s work): every step after the FFT works in place, and
+    the windowed frames reuse one buffer, so no step allocates fresh memory per chunk."""
     import scipy.fft  # several times faster than numpy.fft on float32 frames
 
-    basis_t = mel_basis(recipe).T.copy()
+    basis_t = _mel_basis_t(recipe)
     window = _window(recipe.n_fft)
+    count, samples = batch.shape
     pad = recipe.n_fft // 2
-    out = np.empty((batch.shape[0], recipe.n_frames, recipe.n_mels), dtype=np.float32)
-    for start in range(0, batch.shape[0], _STFT_CHUNK):
-        chunk = np.pad(batch[start:start + _STFT_CHUNK], ((0, 0), (pad, pad)))  # center=True, constant pad
-        frames = np.lib.stride_tricks.sliding_window_view(chunk, recipe.n_fft, axis=1)[:, :: recipe.hop_length]
-        spectrum = scipy.fft.rfft(frames * window, axis=-1, workers=1)
-        power = spectrum.real**2 + spectrum.imag**2
-        out[start:start + _STFT_CHUNK] = power @ basis_t
-    db = 10.0 * np.log10(np.maximum(out, 1e-10))
-    floor = db.max(axis=(1, 2), keepdims=True) - recipe.top_db
-    return np.maximum(db, floor).transpose(0, 2, 1)
+    padded = np.zeros((count, samples + 2 * pad), dtype=np.float32)  # center=True, constant padding
+    padded[:, pad:pad + samples] = batch
+    frames = np.lib.stride_tricks.sliding_window_view(padded, recipe.n_fft, axis=1)[:, :: recipe.hop_length]
+    power = np.empty((count, recipe.n_frames, recipe.n_mels), dtype=np.float32)
+    windowed = np.empty((min(_STFT_CHUNK, count), recipe.n_frames, recipe.n_fft), dtype=np.float32)
+    for start in range(0, count, _STFT_CHUNK):
+        size = min(_STFT_CHUNK, count - start)
+        np.multiply(frames[start:start + size], window, out=windowed[:size])
+        spectrum = scipy.fft.rfft(windowed[:size], axis=-1, workers=1)
+        parts = spectrum.view(np.float32)  # real and imaginary parts, interleaved
+        np.square(parts, out=parts)
+        np.matmul(parts[..., 0::2] + parts[..., 1::2], basis_t, out=power[start:start + size])
+    db = power  # converted in place: 10 * log10(max(power, 1e-10)), floored top_db below each clip's peak
+    np.maximum(db, 1e-10, out=db)
+    np.log10(db, out=db)
+    db *= 10.0
+    np.maximum(db, db.max(axis=(1, 2), keepdims=True) - recipe.top_db, out=db)
+    return db.transpose(0, 2, 1)
+
+
+def _mel_basis_t(recipe: FeatureRecipe) -> np.ndarray:
+    """The filterbank transposed and contiguous, (bins, n_mels), as the STFT's matrix product wants it."""
+    key = ("transposed", *_mel_key(recipe))
+    if key not in _MEL_BASES:
+        _MEL_BASES[key] = np.ascontiguousarray(mel_basis(recipe).T)
+    return _MEL_BASES[key]
 
 
 def mfcc_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:

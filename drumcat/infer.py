@@ -7,8 +7,8 @@ and a rerun continues where it stopped. Duplicates share a content hash and are 
 
 from __future__ import annotations
 
+import gc
 import json
-import multiprocessing
 import os
 import signal
 import threading
@@ -17,18 +17,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
-from drumcat.audio import AudioReadError, decode, fit_length
+from drumcat.audio import AudioReadError, decode
 from drumcat.catalog import Catalog, execute_many, rows, utc_now
 from drumcat.features import FeatureRecipe, compute_features, prepare_clips
-from drumcat.models import ModelBundle, ModelCard
+from drumcat.models import ModelBundle, ModelCard, calibrated, read_checked_lite
 from drumcat.rules import set_setting
-from drumcat.scan import silence_native_stderr, worker_count
+from drumcat.runtime import LiteRuntime
+from drumcat.workers import keep_freed_memory, pool_context, silence_native_stderr, worker_count
 
 CHUNK = 32  # files per worker task
 _DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
@@ -52,15 +55,6 @@ class InferSummary:
 
 # --- worker side -------------------------------------------------------------------------------------
 
-_worker_recipe: FeatureRecipe | None = None
-
-
-def _init_worker(recipe: dict[str, Any]) -> None:
-    global _worker_recipe
-    silence_native_stderr()
-    os.nice(5)  # the parent's model loading and predicting come first; workers take the cycles left over
-    _worker_recipe = FeatureRecipe(**recipe)
-
 
 def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
     """Decode and compute features for (hash, path) items. Returns hashes, features, and (hash, path, error)."""
@@ -72,15 +66,73 @@ def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list
             errors.append((digest, path, str(exc) or type(exc).__name__))
             continue
         hashes.append(digest)
-        clips.append(fit_length(samples, recipe.clip_samples))
+        clips.append(samples)  # prepare_clips trims or pads it to the clip length
     if not clips:
         return hashes, np.zeros((0, *recipe.input_shape), dtype=np.float32), errors
     return hashes, compute_features(prepare_clips(clips, recipe), recipe), errors
 
 
-def _featurize_in_worker(items: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, list[tuple]]:
-    assert _worker_recipe is not None
-    return featurize(items, _worker_recipe)
+@dataclass
+class Chunk:
+    """What a worker makes of a chunk of (hash, path) items: the model's outputs when the worker runs the
+    model (LiteRT), else the features for the main process to run it on (Keras)."""
+
+    hashes: list[str]
+    errors: list[tuple]
+    features: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+
+
+@dataclass
+class ChunkProcessor:
+    """Decode, features and (when it has a LiteRT model) the model itself, for one chunk of items.
+    Runs in each worker process; one thread, as the workers are already one per core."""
+
+    recipe: FeatureRecipe
+    lite_path: Path | None = None
+    lite_sha256: str | None = None
+    temperature: float = 1.0
+
+    @classmethod
+    def for_bundle(cls, bundle: ModelBundle) -> ChunkProcessor:
+        card = bundle.card
+        return cls(card.features, bundle.lite_path, card.litert_sha256, card.temperature)
+
+    @cached_property
+    def runtime(self) -> LiteRuntime | None:
+        """Loaded on first use, in the process that uses it (50 ms), from bytes checked against the card's
+        hash again: a worker runs exactly the model the parent checked, or fails."""
+        if self.lite_path is None or self.lite_sha256 is None:
+            return None
+        return LiteRuntime(read_checked_lite(self.lite_path, self.lite_sha256), self.lite_path, threads=1)
+
+    def __call__(self, items: list[tuple[str, str]]) -> Chunk:
+        hashes, features, errors = featurize(items, self.recipe)
+        if self.runtime is None:
+            return Chunk(hashes, errors, features=features)
+        if not hashes:
+            return Chunk(hashes, errors)
+        probabilities, embeddings = calibrated(*self.runtime.run(features), self.temperature)
+        return Chunk(hashes, errors, probabilities=probabilities, embeddings=embeddings)
+
+
+_worker_processor: ChunkProcessor | None = None
+
+
+def _init_worker(processor: ChunkProcessor) -> None:
+    global _worker_processor
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
+    silence_native_stderr()
+    keep_freed_memory()
+    os.nice(5)  # the parent's model loading and writing come first; workers take the cycles left over
+    gc.freeze()  # what start-up allocated is long-lived: the collector need not walk it again per chunk
+    _worker_processor = processor
+
+
+def _process_in_worker(items: list[tuple[str, str]]) -> Chunk:
+    assert _worker_processor is not None
+    return _worker_processor(items)
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -106,28 +158,26 @@ def _single_threaded_math_in_children() -> Iterator[None]:
 MAX_FILES_IN_FLIGHT = 4096
 
 
-class FeaturePipeline:
-    """Feature chunks for (hash, path) items, computed by worker processes from the moment the pipeline
-    is entered, in order of submission, with at most MAX_FILES_IN_FLIGHT files in flight."""
+class WorkerPipeline:
+    """Chunks processed by worker processes from the moment the pipeline is entered, yielded in order of
+    submission, with at most MAX_FILES_IN_FLIGHT files in flight."""
 
-    def __init__(self, items: list[tuple[str, str]], recipe: FeatureRecipe, workers: int) -> None:
+    def __init__(self, items: list[tuple[str, str]], processor: ChunkProcessor, workers: int) -> None:
         self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        self.recipe = recipe
+        self.processor = processor
         self.workers = workers if len(self.chunks) > 1 else 1
         self.pool: Any = None
 
-    def __enter__(self) -> FeaturePipeline:
+    def __enter__(self) -> WorkerPipeline:
         if self.workers > 1:
-            # spawn, not fork: the parent loads TensorFlow, and forking its threads is unsafe.
-            context = multiprocessing.get_context("spawn")
+            # fork when safe (a LiteRT bundle); spawn while a Keras model loads in a thread
             with _single_threaded_math_in_children():
-                self.pool = context.Pool(self.workers, initializer=_init_worker,
-                                         initargs=(self.recipe.as_dict(),))
+                self.pool = pool_context().Pool(self.workers, initializer=_init_worker, initargs=(self.processor,))
             self.pending: deque = deque()
             self.remaining = iter(self.chunks)
             in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
             for chunk in self.remaining:
-                self.pending.append(self.pool.apply_async(_featurize_in_worker, (chunk,)))
+                self.pending.append(self.pool.apply_async(_process_in_worker, (chunk,)))
                 if len(self.pending) >= in_flight:
                     break
         return self
@@ -137,16 +187,16 @@ class FeaturePipeline:
             self.pool.terminate()
             self.pool.join()
 
-    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray, list[tuple]]]:
+    def __iter__(self) -> Iterator[Chunk]:
         if self.pool is None:
             for chunk in self.chunks:
-                yield featurize(chunk, self.recipe)
+                yield self.processor(chunk)
             return
         while self.pending:
             yield self.pending.popleft().get()
             next_chunk = next(self.remaining, None)
             if next_chunk is not None:
-                self.pending.append(self.pool.apply_async(_featurize_in_worker, (next_chunk,)))
+                self.pending.append(self.pool.apply_async(_process_in_worker, (next_chunk,)))
 
 
 # --- catalog side ------------------------------------------------------------------------------------
@@ -259,7 +309,7 @@ def infer(
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        with FeaturePipeline(items, bundle.card.features, workers) as chunks:
+        with WorkerPipeline(items, ChunkProcessor.for_bundle(bundle), workers) as chunks:
             bundle.ready()
             summary = _start_run(catalog, bundle, len(items),
                                  {"batch_size": batch_size, "workers": workers, "limit": limit})
@@ -306,17 +356,17 @@ def _finish_run(catalog: Catalog, summary: InferSummary, work: Callable[[], None
 
 
 def _run_batches(
-    catalog: Catalog, bundle: ModelBundle, summary: InferSummary, chunks: FeaturePipeline, batch_size: int,
+    catalog: Catalog, bundle: ModelBundle, summary: InferSummary, chunks: WorkerPipeline, batch_size: int,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    """Predict batch after batch; a writer thread commits each batch while the model runs on the next
-    (the two overlap: TensorFlow and SQLite both release the GIL). One write is outstanding at most, and
+    """Predict batch after batch (unless the workers ran the model already); a writer thread commits each
+    batch while the next is prepared (SQLite releases the GIL). One write is outstanding at most, and
     leaving this function (also by Ctrl-C) waits for it, so what was predicted is committed or not at all."""
     labels = bundle.card.labels
 
-    def commit(batch: Batch, probabilities: np.ndarray, embeddings: np.ndarray) -> None:
-        write_results(catalog, summary.model_id, summary.run_id, labels, batch.hashes, probabilities, embeddings,
-                      batch.errors)
+    def commit(batch: Batch) -> None:
+        write_results(catalog, summary.model_id, summary.run_id, labels, batch.hashes, batch.probabilities,
+                      batch.embeddings, batch.errors)
 
     def account(batch: Batch) -> None:
         summary.predicted += len(batch.hashes)
@@ -327,15 +377,13 @@ def _run_batches(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drumcat-writer") as writer:
         writing: tuple[Future, Batch] | None = None
-        for batch in _batches(chunks, batch_size):
-            if batch.hashes:
-                probabilities, embeddings = bundle.predict(batch.features)
-            else:
-                probabilities = embeddings = np.zeros((0, len(labels)), dtype=np.float32)
+        for batch in _batches(chunks, batch_size, len(labels)):
+            if batch.features is not None:
+                batch.probabilities, batch.embeddings = bundle.predict(batch.features)
             if writing:
                 writing[0].result()  # raises what the write raised
                 account(writing[1])
-            writing = (writer.submit(commit, batch, probabilities, embeddings), batch)
+            writing = (writer.submit(commit, batch), batch)
         if writing:
             writing[0].result()
             account(writing[1])
@@ -343,26 +391,41 @@ def _run_batches(
 
 @dataclass
 class Batch:
+    """Chunks regrouped for the model and for one transaction: features when the model is still to run,
+    probabilities and embeddings when it has."""
+
     hashes: list[str]
-    features: np.ndarray
     errors: list[tuple]
+    features: np.ndarray | None
+    probabilities: np.ndarray
+    embeddings: np.ndarray
 
 
-def _batches(chunks: FeaturePipeline, batch_size: int) -> Iterator[Batch]:
+def _batches(chunks: WorkerPipeline, batch_size: int, n_labels: int) -> Iterator[Batch]:
     """Regroup the workers' chunks into batches of at least `batch_size` sounds (the last may be smaller;
     a batch of only failed files still yields, so their errors are recorded)."""
-    hashes: list[str] = []
-    features: list[np.ndarray] = []
-    errors: list[tuple] = []
-    for chunk_hashes, chunk_features, chunk_errors in chunks:
-        hashes.extend(chunk_hashes)
-        features.append(chunk_features)
-        errors.extend(chunk_errors)
-        if len(hashes) >= batch_size:
-            yield Batch(hashes, np.concatenate(features), errors)
-            hashes, features, errors = [], [], []
-    if hashes or errors:
-        yield Batch(hashes, np.concatenate(features), errors)
+    group: list[Chunk] = []
+    for chunk in chunks:
+        group.append(chunk)
+        if sum(len(c.hashes) for c in group) >= batch_size:
+            yield _merged(group, n_labels)
+            group = []
+    if any(c.hashes or c.errors for c in group):
+        yield _merged(group, n_labels)
+
+
+def _merged(group: list[Chunk], n_labels: int) -> Batch:
+    hashes = [h for chunk in group for h in chunk.hashes]
+    errors = [e for chunk in group for e in chunk.errors]
+    with_outputs = [chunk for chunk in group if chunk.probabilities is not None]
+    if with_outputs:
+        return Batch(hashes, errors, None, np.concatenate([c.probabilities for c in with_outputs]),
+                     np.concatenate([c.embeddings for c in with_outputs]))
+    with_features = [chunk.features for chunk in group if chunk.features is not None and len(chunk.features)]
+    empty = np.zeros((0, n_labels), dtype=np.float32)
+    if not hashes:
+        return Batch(hashes, errors, None, empty, empty)
+    return Batch(hashes, errors, np.concatenate(with_features), empty, empty)
 
 
 def _set_active_model(catalog: Catalog, model_id: int) -> None:

@@ -49,6 +49,18 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def calibrated(probabilities: np.ndarray, embedding: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """A runtime's raw outputs as stored: temperature-calibrated probabilities (batch, labels), float32, and
+    embeddings flattened to (batch, dims). A model ending in logits, not softmax, gets a softmax first."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    calibrated = apply_temperature(probabilities, temperature)
+    embedding = np.asarray(embedding, dtype=np.float32).reshape(len(probabilities), -1)
+    return calibrated.astype(np.float32), embedding
+
+
 @dataclass
 class ModelCard:
     name: str
@@ -146,6 +158,9 @@ class ModelBundle:
     card: ModelCard
     _runtime: Future = field(repr=False)
     trust_unsafe: bool = False
+    lite_path: Path | None = None
+    """The checked LiteRT export when the bundle runs on LiteRT (its hash is card.litert_sha256): small
+    and self-contained, so infer's worker processes each run it. None for a Keras runtime."""
     _keras_model: Any = field(default=None, repr=False)
 
     @property
@@ -171,15 +186,7 @@ class ModelBundle:
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (batch, labels) and embeddings (batch, dims) for a feature batch."""
-        probabilities, embedding = self.runtime.run(features)
-        probabilities = np.asarray(probabilities, dtype=np.float64)
-        if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
-            # A model ending in logits, not softmax: turn them into probabilities first.
-            shifted = probabilities - probabilities.max(axis=1, keepdims=True)
-            probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-        calibrated = apply_temperature(probabilities, self.card.temperature)
-        embedding = np.asarray(embedding, dtype=np.float32).reshape(len(features), -1)
-        return calibrated.astype(np.float32), embedding
+        return calibrated(*self.runtime.run(features), self.card.temperature)
 
 
 def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:
@@ -214,8 +221,9 @@ def load_bundle(
     bundle = ModelBundle(model_path, card, Future(), trust_unsafe)
     lite_path = lite_path_for(model_path)
     if lite and card.litert_sha256 and lite_path.is_file():
-        _check_hash(lite_path, card.litert_sha256, "delete it to run the Keras model, or re-run `drumcat model add`")
-        _resolve(bundle._runtime, lambda: _checked_lite_runtime(lite_path, card))
+        content = read_checked_lite(lite_path, card.litert_sha256)
+        _resolve(bundle._runtime, lambda: _checked_lite_runtime(lite_path, card, content))
+        bundle.lite_path = lite_path
         bundle.ready()
         return bundle
 
@@ -234,8 +242,15 @@ def load_bundle(
     return bundle
 
 
-def _check_hash(path: Path, expected: str, fix: str) -> None:
-    actual = file_sha256(path)
+def read_checked_lite(path: Path, expected_sha256: str) -> bytes:
+    """A LiteRT export's bytes, refused if they are not the ones its card vouches for."""
+    content = path.read_bytes()
+    _check_hash(path, expected_sha256, "delete it to run the Keras model, or re-run `drumcat model add`", content)
+    return content
+
+
+def _check_hash(path: Path, expected: str, fix: str, content: bytes | None = None) -> None:
+    actual = file_sha256(path) if content is None else hashlib.sha256(content).hexdigest()
     if actual != expected:
         raise DrumcatError(f"{path}: sha256 {actual[:12]}… does not match its card ({expected[:12]}…); "
                            f"the file changed since the card was written: {fix}")
@@ -247,8 +262,10 @@ def _load_checked_keras(model_path: Path, card: ModelCard, trust_unsafe: bool) -
     return model
 
 
-def _checked_lite_runtime(path: Path, card: ModelCard) -> LiteRuntime:
-    runtime = LiteRuntime(path)
+def _checked_lite_runtime(path: Path, card: ModelCard, content: bytes | None = None) -> LiteRuntime:
+    # One thread: a thread pool would outlive this call, and infer forks its workers only from a
+    # process without other threads (drumcat/workers.py). infer's workers run the model, not this one.
+    runtime = LiteRuntime(path.read_bytes() if content is None else content, path, threads=1)
     outputs = runtime.output_widths
     if runtime.input_shape != card.input_shape or len(outputs) != 2 or outputs[0] != len(card.labels):
         raise DrumcatError(

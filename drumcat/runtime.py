@@ -74,13 +74,17 @@ _OUTPUTS = ("output_0", "output_1")
 
 
 class LiteRuntime:
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    """A LiteRT flatbuffer, given as the bytes whose hash was checked (not re-read from disk), so that
+    infer's worker processes run exactly the model the card vouches for."""
+
+    def __init__(self, content: bytes, where: Path, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self.content = content
         try:
             # Silenced: the runtime announces its CPU delegate on file descriptor 2 at the first call.
             with native_stderr_silenced():
-                interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+                interpreter = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
                 self.signature = interpreter.get_signature_runner()
                 details = self.signature.get_input_details()
                 self.input_name = next(iter(details))
@@ -91,7 +95,7 @@ class LiteRuntime:
                 if len(outputs) == len(_OUTPUTS) == len(self.output_widths):
                     self.run(np.zeros((1, *self.input_shape), dtype=np.float32))
         except (ValueError, RuntimeError) as exc:
-            raise DrumcatError(f"{path}: not a usable LiteRT model ({exc}); delete it to run the Keras model") \
+            raise DrumcatError(f"{where}: not a usable LiteRT model ({exc}); delete it to run the Keras model") \
                 from exc
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from drumcat.audio import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.catalog import Catalog, execute_many, iso_from_ns, rows, utc_now
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
+from drumcat.workers import silence_native_stderr, worker_count
 
 WRITE_BATCH = 500
 
@@ -153,17 +154,6 @@ def read_file(found: FoundFile, algorithm: str, measure_levels: bool) -> FileRes
 
 def _read_file_star(args: tuple[FoundFile, str, bool]) -> FileResult:
     return read_file(*args)
-
-
-def silence_native_stderr() -> None:
-    """Workers only: decoders in C (mpg123) print notes on garbage input; the catalog records errors."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-
-
-def worker_count(configured: int) -> int:
-    return configured if configured > 0 else (os.cpu_count() or 1)
 
 
 def _read_all(

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,13 +19,14 @@ from drumcat.catalog import Catalog, rows
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe, compute_features, mel_basis
-from drumcat.infer import infer, pending_sounds, register_model
+from drumcat.infer import ChunkProcessor, infer, pending_sounds, register_model
 from drumcat.metrics import apply_temperature
 from drumcat.models import ModelBundle, add_model, card_path_for, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
 from drumcat.runtime import KerasRuntime, LiteRuntime
 from drumcat.scan import scan
 from drumcat.synth import INSTRUMENTS, render, write_sample
+from drumcat.workers import pool_context
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +114,39 @@ def test_infer_runs_without_importing_tensorflow(tmp_path: Path, scanned: Path, 
     assert result.stdout.strip() == "[]"
 
 
+def test_forked_and_spawned_workers_store_the_same_results(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
+    other = Catalog(tmp_path / "other.db")
+    scan(other, [scanned], ScanConfig(workers=1))
+    command = [sys.executable, "-m", "drumcat.cli", "--catalog", str(other.path), "infer", "--quiet", "--workers", "2"]
+    assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0  # forks its workers
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()  # another thread alive: this process must spawn
+    try:
+        assert pool_context().get_start_method() == "spawn"
+        infer(catalog, load_bundle(), workers=2)
+    finally:
+        stop.set()
+        thread.join()
+    query = "SELECT hash, class, probability FROM probabilities ORDER BY hash, class"
+    with catalog.read() as spawned, other.read() as forked:
+        expected = spawned.exec_driver_sql(query).all()
+        got = forked.exec_driver_sql(query).all()
+    assert len(expected) == len(INSTRUMENTS) * 3 * 34
+    assert [row[:2] for row in got] == [row[:2] for row in expected]
+    # Equal to float32 rounding: where in memory an array lands can change the order of a SIMD sum.
+    np.testing.assert_allclose([row[2] for row in got], [row[2] for row in expected], rtol=1e-5, atol=1e-7)
+
+
+def test_a_worker_refuses_an_export_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
+    bundle = load_bundle()
+    export = tmp_path / "m.tflite"
+    export.write_bytes(bundle.lite_path.read_bytes()[:-1] + b"\0")
+    processor = ChunkProcessor(bundle.card.features, export, bundle.card.litert_sha256)
+    with pytest.raises(DrumcatError, match=r"m\.tflite: sha256 .* does not match its card"):
+        processor([("h", "any.wav")])
+
+
 def test_a_changed_lite_export_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.keras"
     model.write_bytes(default_model_path().read_bytes())
@@ -141,14 +176,16 @@ def test_resume_after_an_interruption(catalog: Catalog, scanned: Path, bundle: M
         assert conn.exec_driver_sql("SELECT count(DISTINCT run_id) FROM predictions").scalar() == 2
 
 
-def test_killed_run_keeps_committed_batches(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
-    """A real process is killed mid-run; the rerun finishes without repeating committed work."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_run_keeps_committed_batches(tmp_path: Path, scanned: Path, catalog: Catalog, workers: int) -> None:
+    """A real process is killed mid-run; the rerun finishes without repeating committed work. With two
+    workers the command forks them (a single-threaded process): they must not inherit its SIGTERM handler."""
     total = len(INSTRUMENTS) * 3 + 800
     for index in range(800):
         write_sample(scanned / "many" / f"h{index}.wav", render("Hihat", seed=1000 + index)[:4000])
     scan(catalog, [scanned], ScanConfig(workers=1))
     command = [sys.executable, "-m", "drumcat.cli", "--catalog", str(catalog.path), "infer", "--quiet",
-               "--batch-size", "16", "--workers", "1"]
+               "--batch-size", "16", "--workers", str(workers)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:

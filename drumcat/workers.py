@@ -1,0 +1,66 @@
+"""Worker processes: how many, and how each one is set up for long runs of numeric work.
+
+`scan` and `infer` run their CPU-heavy part in a pool of worker processes, one per core.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import multiprocessing
+import os
+from multiprocessing.context import BaseContext
+from pathlib import Path
+
+# glibc mallopt parameters (malloc.h) and the values keep_freed_memory gives them
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MALLOC_SETTINGS = {
+    _M_MMAP_THRESHOLD: 32 * 1024 * 1024,  # glibc's maximum: blocks below it come from the heap
+    _M_TRIM_THRESHOLD: 256 * 1024 * 1024,  # free heap kept before any is returned to the kernel
+    _M_TOP_PAD: 64 * 1024 * 1024,  # the heap grows in large steps
+}
+
+
+def worker_count(configured: int) -> int:
+    """The configured number of workers, or one per core when it is 0."""
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+def pool_context() -> BaseContext:
+    """fork when this process runs a single thread, else spawn.
+
+    fork starts a worker at once, with every module already imported (spawn costs each worker a new
+    interpreter and 0.3 s of imports, and re-imports the command-line module). It is only safe with
+    no other thread alive: a thread holding a lock at fork time leaves it locked in the child forever.
+    Native threads count too (TensorFlow's, a runtime's thread pool), so they are counted from /proc,
+    not from the threading module; where /proc is missing, spawn.
+    """
+    tasks = Path("/proc/self/task")
+    single_threaded = tasks.is_dir() and len(os.listdir(tasks)) == 1
+    return multiprocessing.get_context("fork" if single_threaded else "spawn")
+
+
+def silence_native_stderr() -> None:
+    """Workers only: decoders in C (mpg123) print notes on garbage input; the catalog records errors."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def keep_freed_memory() -> None:
+    """Workers only: let glibc reuse freed memory instead of handing it back to the kernel.
+
+    A worker allocates and frees the same few megabytes of arrays per chunk (frames, spectra). By
+    default glibc serves each from fresh mmap'd pages and unmaps them on free, so every chunk pays
+    page faults to have the kernel zero the same memory again: a quarter of a worker's time in infer.
+    Serving them from a heap that keeps up to 256 MB free removes that. No-op where libc is not glibc.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return
+    for parameter, value in _MALLOC_SETTINGS.items():
+        mallopt(parameter, value)
