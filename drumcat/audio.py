@@ -6,6 +6,7 @@ soundfile (libsndfile) decodes WAV, AIFF, FLAC, OGG and MP3 without an external 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,12 +312,26 @@ def downmix(frames: np.ndarray) -> np.ndarray:
     return mono
 
 
+_resamplers = threading.local()
+
+
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """soxr's high-quality resampler (librosa's default, "soxr_hq"). One resampler per rate pair is kept
+    and cleared between clips: the same samples as `soxr.resample` (tested), without designing its
+    filter again for every file."""
     if source_rate == target_rate:
         return samples
     import soxr  # imported lazily: only decoding at another rate needs it
 
-    return soxr.resample(samples, source_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+    streams = _resamplers.__dict__
+    stream = streams.get((source_rate, target_rate))
+    if stream is None:
+        stream = streams[(source_rate, target_rate)] = soxr.ResampleStream(
+            source_rate, target_rate, 1, dtype="float32", quality="HQ")
+    try:
+        return stream.resample_chunk(np.ascontiguousarray(samples, dtype=np.float32), last=True)
+    finally:
+        stream.clear()
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:

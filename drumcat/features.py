@@ -157,32 +157,48 @@ _STFT_CHUNK = 8  # clips per STFT step: keeps the windowed frames (2.8 MB) in th
 def logmel_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     """(batch, samples) -> (batch, n_mels, frames) log-mel dB, a vectorized STFT over chunks of clips.
 
-    Written for speed (it is a third of `infer`'s work): every step after the FFT works in place, and
-    the windowed frames reuse one buffer, so no step allocates fresh memory per chunk."""
+    Written for speed (it is a third of `infer`'s work). Frames that hold only the zeros a short clip
+    is padded with are not transformed: their power is exactly zero anyway, so clips are sorted by
+    how many frames hold sound and each chunk transforms only as many as its longest clip needs.
+    After the FFT every step works in place, and the windowed frames reuse one buffer."""
     import scipy.fft  # several times faster than numpy.fft on float32 frames
 
     basis_t = _mel_basis_t(recipe)
     window = _window(recipe.n_fft)
     count, samples = batch.shape
+    live = _frames_with_sound(batch, recipe)
+    order = np.argsort(live, kind="stable")
     pad = recipe.n_fft // 2
     padded = np.zeros((count, samples + 2 * pad), dtype=np.float32)  # center=True, constant padding
-    padded[:, pad:pad + samples] = batch
+    padded[:, pad:pad + samples] = batch[order]
     frames = np.lib.stride_tricks.sliding_window_view(padded, recipe.n_fft, axis=1)[:, :: recipe.hop_length]
-    power = np.empty((count, recipe.n_frames, recipe.n_mels), dtype=np.float32)
+    power = np.zeros((count, recipe.n_frames, recipe.n_mels), dtype=np.float32)
     windowed = np.empty((min(_STFT_CHUNK, count), recipe.n_frames, recipe.n_fft), dtype=np.float32)
     for start in range(0, count, _STFT_CHUNK):
-        size = min(_STFT_CHUNK, count - start)
-        np.multiply(frames[start:start + size], window, out=windowed[:size])
-        spectrum = scipy.fft.rfft(windowed[:size], axis=-1, workers=1)
+        size, used = min(_STFT_CHUNK, count - start), int(live[order[min(start + _STFT_CHUNK, count) - 1]])
+        if used == 0:
+            continue
+        buffer = windowed[:size, :used]
+        np.multiply(frames[start:start + size, :used], window, out=buffer)
+        spectrum = scipy.fft.rfft(buffer, axis=-1, workers=1)
         parts = spectrum.view(np.float32)  # real and imaginary parts, interleaved
         np.square(parts, out=parts)
-        np.matmul(parts[..., 0::2] + parts[..., 1::2], basis_t, out=power[start:start + size])
+        np.matmul(parts[..., 0::2] + parts[..., 1::2], basis_t, out=power[start:start + size, :used])
     db = power  # converted in place: 10 * log10(max(power, 1e-10)), floored top_db below each clip's peak
     np.maximum(db, 1e-10, out=db)
     np.log10(db, out=db)
     db *= 10.0
     np.maximum(db, db.max(axis=(1, 2), keepdims=True) - recipe.top_db, out=db)
-    return db.transpose(0, 2, 1)
+    return db[np.argsort(order)].transpose(0, 2, 1)
+
+
+def _frames_with_sound(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """Per clip, how many leading STFT frames hold a nonzero sample; all later frames are silent."""
+    nonzero = batch != 0
+    sound_ends = np.where(nonzero.any(axis=1), batch.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    # Frame t (centered) covers samples [t * hop - n_fft // 2, t * hop + n_fft // 2).
+    needed = -(-(sound_ends + recipe.n_fft // 2) // recipe.hop_length)
+    return np.minimum(needed, recipe.n_frames)
 
 
 def _mel_basis_t(recipe: FeatureRecipe) -> np.ndarray:

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
-from drumcat.audio import AudioReadError, decode, read_info
+from drumcat.audio import AudioReadError, decode, read_info, resample
 from drumcat.synth import render
 
 PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),
@@ -41,6 +42,16 @@ def test_truncated_wav_is_detected_from_its_header(tmp_path: Path) -> None:
     with pytest.raises(AudioReadError) as info:
         read_info(path, measure_levels=True, content=content)
     assert info.value.kind == "truncated"
+
+
+def test_resample_equals_soxr_for_clip_after_clip() -> None:
+    """The kept resampler is cleared between clips: each result equals a fresh soxr.resample."""
+    rng = np.random.default_rng(0)
+    for source, target in [(44_100, 22_050), (48_000, 22_050), (44_100, 22_050), (8_000, 22_050)]:
+        for length in (1, 100, 44_100, 5_000):
+            clip = rng.uniform(-1, 1, length).astype(np.float32)
+            np.testing.assert_array_equal(resample(clip, source, target),
+                                          soxr.resample(clip, source, target, quality="HQ"))
 
 
 def test_decode_downmixes_and_resamples(tmp_path: Path) -> None:
