@@ -290,9 +290,9 @@ def _read_mono(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
     except OSError as exc:
         raise AudioReadError("unreadable", exc.strerror or str(exc)) from exc
     if size <= IN_MEMORY_LIMIT and path.suffix.lower() in (".wav", ".aif", ".aiff"):
-        content = path.read_bytes()
-        layout = _pcm_layout(content)
-        if layout is not None and layout.channels > 0 and layout.sample_rate > 0:
+        head = _pcm_head(path, max_seconds)
+        if head is not None:
+            content, layout = head
             return _pcm_mono(content, layout, _frame_limit(max_seconds, layout.sample_rate)), layout.sample_rate
     with _open(path) as f:
         try:
@@ -300,6 +300,29 @@ def _read_mono(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
         except sf.LibsndfileError as exc:
             raise AudioReadError("decode_error", str(exc)) from exc
         return downmix(data), f.samplerate
+
+
+_HEADER_BYTES = 64 * 1024  # WAV/AIFF chunk headers before the samples fit in this in practice
+
+
+def _pcm_head(path: Path, max_seconds: float | None) -> tuple[bytes, _PcmLayout] | None:
+    """The bytes of a plain PCM WAV/AIFF file up to the last sample `max_seconds` needs (a 10 s loop is
+    not read whole for a 1 s clip), and its layout; None if it is not such a file, or if its samples
+    start past the first 64 KB (libsndfile reads those)."""
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(_HEADER_BYTES)
+            layout = _pcm_layout(content)
+            if layout is None or layout.channels < 1 or layout.sample_rate < 1 or layout.data_offset > len(content):
+                return None
+            frame_bytes = layout.bits // 8 * layout.channels
+            frames = _frame_limit(max_seconds, layout.sample_rate)
+            wanted = layout.data_size if frames < 0 else min(layout.data_size, frames * frame_bytes)
+            if layout.data_offset + wanted > len(content):
+                content += handle.read(layout.data_offset + wanted - len(content))
+    except OSError as exc:
+        raise AudioReadError("unreadable", exc.strerror or str(exc)) from exc
+    return content, layout
 
 
 def downmix(frames: np.ndarray) -> np.ndarray:

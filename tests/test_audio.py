@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from drumcat.audio import AudioReadError, decode, read_info, resample
+from drumcat.audio import AudioReadError, _pcm_head, decode, read_info, resample
 from drumcat.synth import render
 
 PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),
@@ -42,6 +42,16 @@ def test_truncated_wav_is_detected_from_its_header(tmp_path: Path) -> None:
     with pytest.raises(AudioReadError) as info:
         read_info(path, measure_levels=True, content=content)
     assert info.value.kind == "truncated"
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_decode_reads_only_the_start_of_a_long_file(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"loop.{ext}"
+    sf.write(str(path), np.random.default_rng(1).uniform(-0.5, 0.5, (441_000, 2)), 44_100, subtype="PCM_24")
+    content, _layout = _pcm_head(path, max_seconds=1.0)
+    assert len(content) < path.stat().st_size / 8  # 1 s of a 10 s file, plus the header
+    reference, _ = sf.read(str(path), dtype="float32", always_2d=True, frames=44_101)
+    np.testing.assert_array_equal(decode(path, 44_100, max_seconds=1.0), reference.mean(axis=1))
 
 
 def test_resample_equals_soxr_for_clip_after_clip() -> None:
