@@ -152,8 +152,8 @@ TrustOption = Annotated[
 def infer(
     ctx: typer.Context,
     model: ModelOption = None,
-    batch_size: Annotated[int | None, typer.Option(help="Clips per model call (default: model.batch_size).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode/feature processes (default: model.workers).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sounds per commit (default: model.batch_size).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: model.workers).")] = None,
     limit: Annotated[int | None, typer.Option(help="Stop after this many sounds (try a model on a few).")] = None,
     trust_model: TrustOption = False,
     quiet: QuietOption = False,

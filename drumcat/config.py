@@ -37,9 +37,9 @@ class ModelConfig:
     path: str = ""
     """A .keras file with its .json card beside it; empty means the shipped default model."""
     batch_size: int = 256
-    """Clips per model call."""
+    """Sounds per committed transaction, and per model call when the model runs on Keras."""
     workers: int = 0
-    """Decode and feature worker processes; 0 means one per CPU core."""
+    """Worker processes that decode, compute features and run a LiteRT model; 0 means one per CPU core."""
     trust_unsafe: bool = False
     """Allow Keras unsafe deserialization (e.g. Lambda layers). Only for models you made yourself."""
 
