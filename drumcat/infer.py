@@ -374,11 +374,11 @@ def _run_batches(
     leaving this function (also by Ctrl-C) waits for it, so what was predicted is committed or not at all."""
     labels = bundle.card.labels
 
-    def commit(batch: Batch) -> None:
+    def commit(batch: Chunk) -> None:
         write_results(catalog, summary.model_id, summary.run_id, labels, batch.hashes, batch.probabilities,
                       batch.embeddings, batch.errors)
 
-    def account(batch: Batch) -> None:
+    def account(batch: Chunk) -> None:
         summary.predicted += len(batch.hashes)
         summary.failed += len(batch.errors)
         summary.errors.extend({"hash": h, "path": p, "error": e} for h, p, e in batch.errors)
@@ -386,7 +386,7 @@ def _run_batches(
             on_progress(len(batch.hashes) + len(batch.errors))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drumcat-writer") as writer:
-        writing: tuple[Future, Batch] | None = None
+        writing: tuple[Future, Chunk] | None = None
         for batch in _batches(chunks, batch_size, len(labels)):
             if batch.features is not None:
                 batch.probabilities, batch.embeddings = bundle.predict(batch.features)
@@ -399,21 +399,9 @@ def _run_batches(
             account(writing[1])
 
 
-@dataclass
-class Batch:
-    """Chunks regrouped for the model and for one transaction: features when the model is still to run,
-    probabilities and embeddings when it has."""
-
-    hashes: list[str]
-    errors: list[tuple]
-    features: np.ndarray | None
-    probabilities: np.ndarray
-    embeddings: np.ndarray
-
-
-def _batches(chunks: WorkerPipeline, batch_size: int, n_labels: int) -> Iterator[Batch]:
-    """Regroup the workers' chunks into batches of at least `batch_size` sounds (the last may be smaller;
-    a batch of only failed files still yields, so their errors are recorded)."""
+def _batches(chunks: WorkerPipeline, batch_size: int, n_labels: int) -> Iterator[Chunk]:
+    """Regroup the workers' chunks into batches of at least `batch_size` sounds, one transaction each (the
+    last may be smaller; a batch of only failed files still yields, so their errors are recorded)."""
     group: list[Chunk] = []
     for chunk in chunks:
         group.append(chunk)
@@ -424,18 +412,18 @@ def _batches(chunks: WorkerPipeline, batch_size: int, n_labels: int) -> Iterator
         yield _merged(group, n_labels)
 
 
-def _merged(group: list[Chunk], n_labels: int) -> Batch:
+def _merged(group: list[Chunk], n_labels: int) -> Chunk:
+    """One chunk of many: the model's outputs when the workers ran it, else the features to run it on."""
     hashes = [h for chunk in group for h in chunk.hashes]
     errors = [e for chunk in group for e in chunk.errors]
-    with_outputs = [chunk for chunk in group if chunk.probabilities is not None]
-    if with_outputs:
-        return Batch(hashes, errors, None, np.concatenate([c.probabilities for c in with_outputs]),
-                     np.concatenate([c.embeddings for c in with_outputs]))
-    with_features = [chunk.features for chunk in group if chunk.features is not None and len(chunk.features)]
+    if any(chunk.probabilities is not None for chunk in group):
+        return Chunk(hashes, errors,
+                     probabilities=np.concatenate([c.probabilities for c in group if c.probabilities is not None]),
+                     embeddings=np.concatenate([c.embeddings for c in group if c.embeddings is not None]))
     empty = np.zeros((0, n_labels), dtype=np.float32)
-    if not hashes:
-        return Batch(hashes, errors, None, empty, empty)
-    return Batch(hashes, errors, np.concatenate(with_features), empty, empty)
+    features = [c.features for c in group if c.features is not None]
+    return Chunk(hashes, errors, features=np.concatenate(features) if hashes else None,
+                 probabilities=empty, embeddings=empty)
 
 
 def _set_active_model(catalog: Catalog, model_id: int) -> None:
