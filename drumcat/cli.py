@@ -422,11 +422,12 @@ def train(
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping picks the best).")] = 30,
     copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 6,
     refit: Annotated[bool, typer.Option(help="Refit the chosen model on train + validation kits.")] = True,
+    teacher: Annotated[Path | None, typer.Option(help="Distil a half-size student from this trained model.")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.train.train import train as run_train
 
-    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit)
+    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, teacher_path=teacher)
     test = card.metrics["test"]
     console.out.print(
         f"wrote {out}: core-6 accuracy {test['core']['accuracy']:.3f}, macro-F1 {test['core']['macro_f1']:.3f}; "

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from drumcat.metrics import apply_temperature
 from drumcat.models import load_bundle
 from drumcat.synth import render, write_sample
 from drumcat.train.dataset import Clip, without_duplicates
-from drumcat.train.train import train
+from drumcat.train.train import STUDENT_WIDTHS, Teacher, features_of, train
 
 KITS = {"kit-a": "train", "kit-b": "train", "kit-c": "validation", "kit-d": "test"}
 
@@ -56,3 +57,23 @@ def test_identical_clips_are_dropped_once() -> None:
     assert dropped == 1
     assert [c.origin for c in kept] == ["1", "3"]
     assert not np.shares_memory(kept[0].samples, kept[1].samples)
+
+
+def test_a_student_distilled_from_a_trained_model(tmp_path: Path) -> None:
+    dataset = small_dataset(tmp_path / "dataset")
+    teacher_path = tmp_path / "models" / "teacher.keras"
+    train(dataset, teacher_path, epochs=1, copies=1, refit=False)
+    card = train(dataset, tmp_path / "models" / "student.keras", epochs=1, copies=1, refit=False,
+                 teacher_path=teacher_path)
+
+    student = load_bundle(tmp_path / "models" / "student.keras", lite=False).keras_model
+    assert [student.get_layer(f"conv{i}").filters for i in range(4)] == list(STUDENT_WIDTHS)
+    assert "teacher.keras" in card.training["distillation"]["teacher"]
+
+    teacher = Teacher(load_bundle(teacher_path, lite=False).keras_model, weight=0.5, temperature=2.0)
+    x = features_of([render("Snare", seed=5), render("Kick", seed=6)])
+    hard = np.eye(34, dtype=np.float32)[[1, 2]]
+    blended = teacher.soft_targets(x, hard)
+    np.testing.assert_allclose(blended.sum(axis=1), 1.0, rtol=1e-5)
+    softened = apply_temperature(teacher.model.predict(x, verbose=0).astype(np.float64), 2.0)
+    np.testing.assert_allclose(blended, 0.5 * hard + 0.5 * softened, rtol=1e-5, atol=1e-6)

@@ -29,7 +29,7 @@ from drumcat.metrics import (
     expected_calibration_error,
     fit_temperature,
 )
-from drumcat.models import ModelCard, save_bundle
+from drumcat.models import ModelCard, load_bundle, save_bundle
 from drumcat.runtime import quiet_tensorflow
 from drumcat.taxonomy import FINE_CLASSES, canonical
 from drumcat.train.dataset import DEBIAN_PACKAGES
@@ -151,7 +151,11 @@ def augmented_training_set(
 # --- model -------------------------------------------------------------------------------------------
 
 
-def build_model(num_classes: int) -> Any:
+WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
+STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
+
+
+def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS) -> Any:
     """A small CNN over log-mel patches (~0.2 M parameters, well under 5 MB). The first convolution
     strides by 2: at full resolution its 24 feature maps cost more memory traffic than all later layers,
     and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7)."""
@@ -160,13 +164,13 @@ def build_model(num_classes: int) -> Any:
 
     inputs = keras.Input(shape=RECIPE.input_shape, name="features")
     x = layers.BatchNormalization(name="input_norm")(inputs)
-    for index, width in enumerate((24, 48, 96)):
+    for index, width in enumerate(widths[:3]):
         x = layers.Conv2D(width, 3, strides=2 if index == 0 else 1, padding="same", use_bias=False,
                           name=f"conv{index}")(x)
         x = layers.BatchNormalization(name=f"bn{index}")(x)
         x = layers.Activation("relu", name=f"relu{index}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
-    x = layers.Conv2D(128, 3, padding="same", use_bias=False, name="conv3")(x)
+    x = layers.Conv2D(widths[3], 3, padding="same", use_bias=False, name="conv3")(x)
     x = layers.BatchNormalization(name="bn3")(x)
     x = layers.Activation("relu", name="relu3")(x)
     pooled = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="avg")(x),
@@ -177,10 +181,10 @@ def build_model(num_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="drumcat_cnn")
 
 
-def compiled_model(num_classes: int) -> Any:
+def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS) -> Any:
     import keras
 
-    model = build_model(num_classes)
+    model = build_model(num_classes, widths)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
@@ -193,8 +197,24 @@ def balanced(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.array([weights[c] for c in labels], dtype=np.float32)
 
 
+@dataclass
+class Teacher:
+    """Distillation: a trained model whose softened probabilities are blended into the targets, so a
+    smaller student learns how the teacher ranks every class, not only the right one."""
+
+    model: Any
+    weight: float = 0.5
+    temperature: float = 2.0
+
+    def soft_targets(self, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        probabilities = self.model.predict(x, batch_size=256, verbose=0).astype(np.float64)
+        softened = apply_temperature(probabilities, self.temperature).astype(np.float32)
+        return (1 - self.weight) * targets + self.weight * softened
+
+
 def refit_on_train_and_validation(
-    train_split: Split, val_split: Split, copies: int, seed: int, num_classes: int, learning_rates: list[float]
+    train_split: Split, val_split: Split, copies: int, seed: int, num_classes: int, learning_rates: list[float],
+    widths: tuple[int, ...] = WIDTHS, teacher: Teacher | None = None,
 ) -> Any:
     """A fresh model on the training and validation kits together, for as many epochs as validation chose
     and with the same learning rates epoch by epoch. Held-out kits reward kit diversity above all, and the
@@ -204,7 +224,9 @@ def refit_on_train_and_validation(
     both = Split([*train_split.clips, *val_split.clips], np.concatenate([train_split.labels, val_split.labels]),
                  [*train_split.kits, *val_split.kits])
     x, targets, labels = augmented_training_set(both, copies, seed, num_classes)
-    model = compiled_model(num_classes)
+    if teacher:
+        targets = teacher.soft_targets(x, targets)
+    model = compiled_model(num_classes, widths)
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch: float(learning_rates[epoch]))
     model.fit(x, targets, sample_weight=balanced(labels, num_classes), epochs=len(learning_rates), batch_size=64,
               callbacks=[schedule], verbose=2)
@@ -238,24 +260,30 @@ def package_versions() -> dict[str, str]:
 
 
 def train(
-    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 6, seed: int = 1, refit: bool = True
+    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 6, seed: int = 1, refit: bool = True,
+    teacher_path: Path | None = None,
 ) -> ModelCard:
+    """Train the default model; with `teacher_path`, a half-size student distilled from that model."""
     quiet_tensorflow()
     import keras
 
     keras.utils.set_random_seed(seed)
     classes = list(FINE_CLASSES)
     started = time.time()
+    teacher = Teacher(load_bundle(teacher_path, lite=False).keras_model) if teacher_path else None
+    widths = STUDENT_WIDTHS if teacher else WIDTHS
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
     test_split = load_split(dataset, "test", classes)
     x_train, t_train, y_train = augmented_training_set(train_split, copies, seed, len(classes))
+    if teacher:
+        t_train = teacher.soft_targets(x_train, t_train)
     x_val, y_val = features_of(val_split.clips), val_split.labels
     t_val = np.eye(len(classes), dtype=np.float32)[y_val]
     print(f"train {len(x_train)} (with {copies} augmented copies), validation {len(x_val)}, "
           f"test {len(test_split.clips)}; features {x_train.shape[1:]} in {time.time() - started:.0f} s")
 
-    selection = compiled_model(len(classes))
+    selection = compiled_model(len(classes), widths)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
@@ -270,7 +298,7 @@ def train(
     model = selection
     if refit:
         model = refit_on_train_and_validation(train_split, val_split, copies, seed, len(classes),
-                                              history.history["learning_rate"][:best_epochs])
+                                              history.history["learning_rate"][:best_epochs], widths, teacher)
         selection_test = evaluate_split(apply_temperature(selection.predict(x_test, batch_size=256, verbose=0),
                                                           temperature), test_split.labels, classes)
     test_probs = model.predict(x_test, batch_size=256, verbose=0)
@@ -313,10 +341,15 @@ def train(
                             "with the same learning rates (metrics.validation is the selection model's)"
                             if refit else ""),
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
+            "architecture": f"CNN, convolution widths {list(widths)}",
+            "distillation": None if teacher is None else {
+                "teacher": f"{teacher_path} (sha256 {load_bundle(teacher_path, lite=False).card.weights_sha256[:12]})",
+                "targets": f"{1 - teacher.weight:g} x the targets above + {teacher.weight:g} x the teacher's "
+                           f"probabilities softened at temperature {teacher.temperature:g}"},
         },
     )
     # Save a fresh copy without optimizer state: smaller file, nothing but what inference needs.
-    clean = build_model(len(classes))
+    clean = build_model(len(classes), widths)
     clean.set_weights(model.get_weights())
     return save_bundle(clean, card, out)
 
@@ -331,8 +364,10 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6)
     parser.add_argument("--no-refit", dest="refit", action="store_false",
                         help="ship the model validation chose instead of refitting it on train + validation")
+    parser.add_argument("--teacher", type=Path, help="distil a half-size student from this trained model")
     args = parser.parse_args()
-    card = train(args.dataset, args.out, epochs=args.epochs, copies=args.copies, refit=args.refit)
+    card = train(args.dataset, args.out, epochs=args.epochs, copies=args.copies, refit=args.refit,
+                 teacher_path=args.teacher)
     test = card.metrics["test"]
     print(json.dumps({"fine_accuracy": test["fine"]["accuracy"], "fine_macro_f1": test["fine"]["macro_f1"],
                       "core_accuracy": test["core"]["accuracy"], "core_macro_f1": test["core"]["macro_f1"],
