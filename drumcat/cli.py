@@ -453,7 +453,9 @@ def _one_blas_thread() -> None:
     """Before numpy loads (importing this module does not load it): the commands' own numpy work is
     small, and an idle BLAS thread pool would make the process multi-threaded, so `infer` could not
     fork its workers (drumcat/workers.py). A value the user set wins."""
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    from drumcat.workers import BLAS_THREAD_VARIABLES  # no numpy import
+
+    for variable in BLAS_THREAD_VARIABLES:
         os.environ.setdefault(variable, "1")
 
 

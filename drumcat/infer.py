@@ -15,7 +15,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import repeat
@@ -31,7 +30,13 @@ from drumcat.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.models import ModelBundle, ModelCard, calibrated, read_checked_lite
 from drumcat.rules import set_setting
 from drumcat.runtime import LiteRuntime
-from drumcat.workers import keep_freed_memory, pool_context, silence_native_stderr, worker_count
+from drumcat.workers import (
+    keep_freed_memory,
+    pool_context,
+    silence_native_stderr,
+    single_threaded_math_in_children,
+    worker_count,
+)
 
 CHUNK = 64  # files per worker task: one model call each (4% faster than 32; no gain beyond)
 _DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
@@ -142,24 +147,6 @@ def _process_in_worker(items: list[tuple[str, str]]) -> Chunk:
     return _worker_processor(items)
 
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextmanager
-def _single_threaded_math_in_children() -> Iterator[None]:
-    """Workers are already one per core: a BLAS thread pool in each would only fight the model for CPU."""
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in _THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 # Files decoded ahead of the model: enough to keep the workers busy while a Keras model loads (a few
 # seconds), small enough to bound memory (4,096 log-mel patches of 64 x 87 are 90 MB).
 MAX_FILES_IN_FLIGHT = 4096
@@ -181,7 +168,7 @@ class WorkerPipeline:
             context = pool_context()
             if context.get_start_method() == "fork":
                 self.processor.warm_up()
-            with _single_threaded_math_in_children():
+            with single_threaded_math_in_children():
                 self.pool = context.Pool(self.workers, initializer=_init_worker, initargs=(self.processor,))
             self.pending: deque = deque()
             self.remaining = iter(self.chunks)

@@ -9,6 +9,8 @@ import ctypes
 import ctypes.util
 import multiprocessing
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
@@ -19,6 +21,9 @@ _MALLOC_SETTINGS = {
     _M_TRIM_THRESHOLD: 256 * 1024 * 1024,  # free heap kept before any is returned to the kernel
     _M_TOP_PAD: 64 * 1024 * 1024,  # the heap grows in large steps
 }
+
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def worker_count(configured: int) -> int:
@@ -38,6 +43,22 @@ def pool_context() -> BaseContext:
     tasks = Path("/proc/self/task")
     single_threaded = tasks.is_dir() and len(os.listdir(tasks)) == 1
     return multiprocessing.get_context("fork" if single_threaded else "spawn")
+
+
+@contextmanager
+def single_threaded_math_in_children() -> Iterator[None]:
+    """For processes started inside: workers are already one per core, and a BLAS thread pool in each
+    would only fight the others for CPU."""
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def silence_native_stderr() -> None:
