@@ -270,7 +270,8 @@ def train(
     keras.utils.set_random_seed(seed)
     classes = list(FINE_CLASSES)
     started = time.time()
-    teacher = Teacher(load_bundle(teacher_path, lite=False).keras_model) if teacher_path else None
+    teacher_bundle = load_bundle(teacher_path, lite=False) if teacher_path else None
+    teacher = Teacher(teacher_bundle.keras_model) if teacher_bundle else None
     widths = STUDENT_WIDTHS if teacher else WIDTHS
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -342,8 +343,8 @@ def train(
                             if refit else ""),
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
             "architecture": f"CNN, convolution widths {list(widths)}",
-            "distillation": None if teacher is None else {
-                "teacher": f"{teacher_path} (sha256 {load_bundle(teacher_path, lite=False).card.weights_sha256[:12]})",
+            "distillation": None if teacher is None or teacher_bundle is None else {
+                "teacher": f"{teacher_path} (sha256 {teacher_bundle.card.weights_sha256[:12]})",
                 "targets": f"{1 - teacher.weight:g} x the targets above + {teacher.weight:g} x the teacher's "
                            f"probabilities softened at temperature {teacher.temperature:g}"},
         },
