@@ -70,7 +70,8 @@ def test_a_student_distilled_from_a_trained_model(tmp_path: Path) -> None:
     assert [student.get_layer(f"conv{i}").filters for i in range(4)] == list(STUDENT_WIDTHS)
     assert "teacher.keras" in card.training["distillation"]["teacher"]
 
-    teacher = Teacher(load_bundle(teacher_path, lite=False).keras_model, weight=0.5, temperature=2.0)
+    teacher = Teacher.load(teacher_path)
+    assert (teacher.weight, teacher.temperature) == (0.5, 2.0)
     x = features_of([render("Snare", seed=5), render("Kick", seed=6)])
     hard = np.eye(34, dtype=np.float32)[[1, 2]]
     blended = teacher.soft_targets(x, hard)

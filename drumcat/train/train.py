@@ -203,8 +203,20 @@ class Teacher:
     smaller student learns how the teacher ranks every class, not only the right one."""
 
     model: Any
+    source: str
+    """Where the teacher came from, for the student's card."""
     weight: float = 0.5
     temperature: float = 2.0
+
+    @classmethod
+    def load(cls, path: Path) -> Teacher:
+        bundle = load_bundle(path, lite=False)
+        return cls(bundle.keras_model, f"{path} (sha256 {bundle.card.weights_sha256[:12]})")
+
+    def describe(self) -> dict[str, str]:
+        return {"teacher": self.source,
+                "targets": f"{1 - self.weight:g} x the targets above + {self.weight:g} x the teacher's "
+                           f"probabilities softened at temperature {self.temperature:g}"}
 
     def soft_targets(self, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
         probabilities = self.model.predict(x, batch_size=256, verbose=0).astype(np.float64)
@@ -270,8 +282,7 @@ def train(
     keras.utils.set_random_seed(seed)
     classes = list(FINE_CLASSES)
     started = time.time()
-    teacher_bundle = load_bundle(teacher_path, lite=False) if teacher_path else None
-    teacher = Teacher(teacher_bundle.keras_model) if teacher_bundle else None
+    teacher = Teacher.load(teacher_path) if teacher_path else None
     widths = STUDENT_WIDTHS if teacher else WIDTHS
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -343,10 +354,7 @@ def train(
                             if refit else ""),
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
             "architecture": f"CNN, convolution widths {list(widths)}",
-            "distillation": None if teacher is None or teacher_bundle is None else {
-                "teacher": f"{teacher_path} (sha256 {teacher_bundle.card.weights_sha256[:12]})",
-                "targets": f"{1 - teacher.weight:g} x the targets above + {teacher.weight:g} x the teacher's "
-                           f"probabilities softened at temperature {teacher.temperature:g}"},
+            "distillation": teacher.describe() if teacher else None,
         },
     )
     # Save a fresh copy without optimizer state: smaller file, nothing but what inference needs.
