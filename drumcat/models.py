@@ -53,6 +53,8 @@ def calibrated(probabilities: np.ndarray, embedding: np.ndarray, temperature: fl
     """A runtime's raw outputs as stored: temperature-calibrated probabilities (batch, labels), float32, and
     embeddings flattened to (batch, dims). A model ending in logits, not softmax, gets a softmax first."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not np.all(np.isfinite(probabilities)):
+        raise DrumcatError("the model's outputs hold NaN or infinity: it is broken; re-export or retrain it")
     if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
         shifted = probabilities - probabilities.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -42,3 +43,42 @@ def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
     bogus.write_text("this is not a database " * 100)
     with pytest.raises(DrumcatError, match="notes.db"):
         Catalog(bogus)
+
+
+def _catalog_at_version(path: Path, version: int) -> None:
+    """A catalog as an older drumcat left it: the migrations up to `version`, applied with sqlite3 alone."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at TEXT NOT NULL)")
+        for migration in available_migrations():
+            if migration.version <= version:
+                db.executescript(migration.sql)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-01-01T00:00:00Z')",
+                           (migration.version, migration.name))
+
+
+def test_upgrade_keeps_every_probability_and_the_view_gives_the_old_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _catalog_at_version(path, 3)
+    labels = ["Kick", "Snare", "Hihat"]
+    stored = {("a" * 64, "Kick"): 0.7, ("a" * 64, "Snare"): 0.2, ("a" * 64, "Hihat"): 0.1,
+              ("b" * 64, "Kick"): 0.05, ("b" * 64, "Snare"): 0.05, ("b" * 64, "Hihat"): 0.9}
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO models VALUES (1, 'm', 'h', 'm.keras', ?, '{}', 'now')", (json.dumps(labels),))
+        db.execute("INSERT INTO inference_runs (id, model_id, started_at, config) VALUES (1, 1, 'now', '{}')")
+        for digest in ("a" * 64, "b" * 64):
+            db.execute("INSERT INTO predictions (model_id, hash, run_id, label, confidence, predicted_at) "
+                       "VALUES (1, ?, 1, 'Kick', 0.5, 'now')", (digest,))
+        # rows in an order unlike the labels': the vector must follow models.labels, not insertion order
+        db.executemany("INSERT INTO probabilities VALUES (1, ?, ?, ?)",
+                       [(h, c, p) for (h, c), p in sorted(stored.items(), reverse=True)])
+
+    Catalog(path).close()
+
+    with sqlite3.connect(path) as db:
+        rows = {(h, c): p for h, c, p in db.execute("SELECT hash, class, probability FROM probabilities")}
+        vector = db.execute("SELECT probabilities FROM predictions WHERE hash=?", ("b" * 64,)).fetchone()[0]
+        kind = db.execute("SELECT type FROM sqlite_master WHERE name='probabilities'").fetchone()[0]
+    assert rows == stored
+    assert json.loads(vector) == [0.05, 0.05, 0.9]
+    assert kind == "view"
