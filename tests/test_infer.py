@@ -21,7 +21,7 @@ from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe, compute_features, mel_basis
 from drumcat.infer import ChunkProcessor, infer, pending_sounds, register_model
 from drumcat.metrics import apply_temperature
-from drumcat.models import ModelBundle, add_model, card_path_for, lite_path_for, load_bundle
+from drumcat.models import ModelBundle, add_model, calibrated, card_path_for, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
 from drumcat.runtime import KerasRuntime, LiteRuntime
 from drumcat.scan import scan
@@ -377,3 +377,11 @@ def test_infer_runs_from_a_worker_thread(catalog: Catalog, scanned: Path, bundle
     with ThreadPoolExecutor(1) as pool:
         summary = pool.submit(infer, catalog, bundle, workers=1).result()
     assert summary.status == "finished" and summary.predicted == len(INSTRUMENTS) * 3
+
+
+def test_a_model_that_outputs_nan_is_a_clear_error_not_a_stored_vector() -> None:
+    outputs = np.array([[0.5, 0.5, 0.0], [np.nan, 0.2, 0.1]], dtype=np.float32)
+    with pytest.raises(DrumcatError, match="NaN or infinity"):
+        calibrated(outputs, np.zeros((2, 4)), 1.0)
+    finite, _ = calibrated(outputs[:1], np.zeros((1, 4)), 1.0)
+    np.testing.assert_allclose(finite, [[0.5, 0.5, 0.0]])
