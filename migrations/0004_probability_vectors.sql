@@ -28,3 +28,6 @@ SELECT p.model_id,
 FROM predictions p
 JOIN models m ON m.id = p.model_id
 JOIN json_each(p.probabilities) v;
+
+INSERT INTO view_notes (name, description) VALUES
+    ('probabilities', 'every prediction''s calibrated probability per class (unpacks predictions.probabilities)');
