@@ -473,7 +473,7 @@ def main() -> None:
         sys.exit(130)
     finally:
         # What is alive now lives until exit: frozen, the interpreter's shutdown skips collecting it
-        # (about 60 ms after `infer`, which loaded numpy, scipy and SQLAlchemy).
+        # (90 ms after `infer`, which loaded numpy, scipy and SQLAlchemy).
         gc.freeze()
 
 
