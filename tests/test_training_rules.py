@@ -7,7 +7,7 @@ import pytest
 
 from drumcat.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
-from drumcat.train.labels import GM_KEYS, STK_DRUMS, label_for_instrument, label_for_lmms, label_for_sonic_pi
+from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 
 @pytest.mark.parametrize(("name", "label"), [
@@ -35,18 +35,8 @@ def test_sonic_pi_names() -> None:
     assert label_for_sonic_pi("loop_amen") is None and label_for_sonic_pi("ambi_choir") is None
 
 
-def test_lmms_names() -> None:
-    assert label_for_lmms("drums/bassdrum_acoustic01.ogg") == label_for_lmms("beats/rave_kick01.ogg") == "Kick"
-    assert label_for_lmms("drums/sidestick01.ogg") == "Rim" and label_for_lmms("drums/snare_muffled01.ogg") == "Snare"
-    assert label_for_lmms("drums/hihat_foot_pedal01.ogg") == "Hihat" and label_for_lmms("drums/clav01.ogg") == "Clave"
-    # could be either of two classes, or not a one-shot: skipped
-    assert label_for_lmms("drums/snare_rim01.ogg") is None and label_for_lmms("drums/nasty_bass01.ogg") is None
-    assert label_for_lmms("beats/break01.ogg") is None and label_for_lmms("misc/hit01.ogg") is None
-
-
 def test_every_rule_targets_a_taxonomy_class() -> None:
     assert set(GM_KEYS.values()) <= set(FINE_CLASSES)
-    assert set(STK_DRUMS.values()) <= set(FINE_CLASSES)
     assert len(FINE_CLASSES) == 34 == len(set(FINE_CLASSES))
     mapping = default_canonical_map()
     assert {mapping[c] for c in ("China", "Splash", "Cymbal", "Sizzle")} == {"Crash"}

@@ -6,8 +6,7 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - fluid-soundfont-gm, musescore-general-soundfont-small, timgm6mb-soundfont, csound-soundfont,
   avldrums.lv2-soundfont: General MIDI percussion keys rendered with fluidsynth, three velocities, every
   GM drum kit preset; Timpani from FluidR3's melodic Timpani program.
-- sonic-pi-samples, lmms-common (LMMS's one-shot samples) and stk (the Synthesis ToolKit's drum
-  rawwaves): labeled by file name.
+- sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
 
@@ -36,20 +35,17 @@ import soundfile as sf
 
 from drumcat.audio import AudioReadError, decode, resample
 from drumcat.synth import noise_burst
-from drumcat.train.labels import GM_KEYS, STK_DRUMS, label_for_instrument, label_for_lmms, label_for_sonic_pi
+from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",
                    "timgm6mb-soundfont", "csound-soundfont", "avldrums.lv2-soundfont", "sonic-pi-samples",
-                   "lmms-common", "stk", "fluidsynth", "espeak-ng"]
+                   "fluidsynth", "espeak-ng"]
 CLIP_RATE = 22_050
 CLIP_SECONDS = 2.0
 HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
 HYDROGEN_DATA_KITS = {"GMRockKit", "TR808EmulationKit"}  # Hydrogen's own kits; the rest: hydrogen-drumkits
 SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
-LMMS_DIR = Path("/usr/share/lmms/samples")
-LMMS_ONE_SHOT_FOLDERS = ("drums", "beats", "effects")  # the others hold melodic samples and pads
-STK_DIR = Path("/usr/share/stk/rawwaves")  # headerless 16-bit big-endian mono at 22,050 Hz (STK's raw format)
 FLUID_GM = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 AVL_FONTS = [Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"), Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2")]
 # Drum kit presets (bank 128 programs) whose keys follow the General MIDI percussion map. FluidR3 and
@@ -218,30 +214,6 @@ def sonic_pi_clips(skipped: Counter) -> Iterator[Clip]:
             yield Clip(clip, label, "sonic-pi-samples", "sonic-pi", path.name)
 
 
-def lmms_clips(skipped: Counter) -> Iterator[Clip]:
-    for path in sorted(p for folder in LMMS_ONE_SHOT_FOLDERS for p in (LMMS_DIR / folder).glob("*.ogg")):
-        relative = path.relative_to(LMMS_DIR).as_posix()
-        label = label_for_lmms(relative)
-        if label is None:
-            skipped[f"lmms: {relative}"] += 1
-            continue
-        try:
-            clip = to_clip(decode(path, CLIP_RATE))
-        except AudioReadError as exc:  # a few are WAV files with a malformed header, named .ogg
-            skipped[f"lmms: {relative} ({exc})"] += 1
-            continue
-        if clip is not None:
-            yield Clip(clip, label, "lmms-common", "lmms:samples", relative)
-
-
-def stk_clips() -> Iterator[Clip]:
-    for stem, label in sorted(STK_DRUMS.items()):
-        samples = np.fromfile(STK_DIR / f"{stem}.raw", dtype=">i2").astype(np.float32) / 32768.0
-        clip = to_clip(resample(samples, 22_050, CLIP_RATE))
-        if clip is not None:
-            yield Clip(clip, label, "stk", "stk:rawwaves", f"{stem}.raw")
-
-
 def vox_clips(workdir: Path) -> Iterator[Clip]:
     for voice in VOX_VOICES:
         for word in VOX_WORDS:
@@ -303,7 +275,7 @@ def build(out: Path) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         clips = [*hydrogen_clips(skipped), *soundfont_clips(workdir), *sonic_pi_clips(skipped),
-                 *lmms_clips(skipped), *stk_clips(), *vox_clips(workdir), *noise_clips()]
+                 *vox_clips(workdir), *noise_clips()]
     clips, duplicates = without_duplicates(clips)
     clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
 
@@ -338,8 +310,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/dataset"))
     args = parser.parse_args()
     fonts = [font.path for font in GM_DRUM_FONTS]
-    missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, LMMS_DIR, STK_DIR, *fonts, *AVL_FONTS)
-               if not p.exists()]
+    missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, *fonts, *AVL_FONTS) if not p.exists()]
     if missing:
         raise SystemExit(f"error: missing {', '.join(missing)}; run `make dataset` to install the packages")
     summary = build(args.out)

@@ -73,33 +73,6 @@ _SONIC_PI_RULES: list[tuple[str, str | None]] = [
 ]
 
 
-# LMMS's one-shot samples (lmms-common: samples/drums, samples/beats, samples/effects), by path below
-# samples/. Loops, melodic samples and names that could be either of two classes are skipped:
-# "nasty_bass" (a bass drum or a bass note), "snare_rim" (rimshot or rim click), misc/ (hits, dongs).
-_LMMS_RULES: list[tuple[str, str | None]] = [
-    (r"^drums/(bassdrum|kick)", "Kick"),
-    (r"^beats/rave_kick", "Kick"),
-    (r"^drums/(snare_rim|nasty_bass)", None),
-    (r"^drums/(rim|sidestick|nasty_rim)", "Rim"),
-    (r"^(drums/|drums/nasty_|beats/rave_)snare", "Snare"),
-    (r"^(drums/|beats/rave_)hihat", "Hihat"),
-    (r"^drums/crash", "Crash"),
-    (r"^drums/ride", "Ride"),
-    (r"^drums/tom", "Tom"),
-    (r"^drums/clap", "Clap"),
-    (r"^drums/clav", "Clave"),
-    (r"^drums/shaker", "Shaker"),
-    (r"^drums/wood", "Perc"),
-    (r"^drums/zap|^effects/(explode|scratch|warp|filter_sweep|chroma_sound_effect)", "FX"),
-]
-
-# The Synthesis ToolKit's drum rawwaves (stk: /usr/share/stk/rawwaves), by file stem.
-STK_DRUMS: dict[str, str] = {
-    "bassdrum": "Kick", "snardrum": "Snare", "hihatcym": "Hihat", "ridecymb": "Ride", "crashcym": "Crash",
-    "tomlowdr": "Tom", "tommiddr": "Tom", "tomhidrm": "Tom", "cowbell1": "Cowbell", "tambourn": "Tambourine",
-}
-
-
 def _first_match(rules: list[tuple[str, str | None]], text: str) -> str | None:
     lowered = text.lower()
     for pattern, label in rules:
@@ -115,8 +88,3 @@ def label_for_instrument(name: str) -> str | None:
 
 def label_for_sonic_pi(stem: str) -> str | None:
     return _first_match(_SONIC_PI_RULES, stem)
-
-
-def label_for_lmms(relative_path: str) -> str | None:
-    """A path below LMMS's samples/ folder (e.g. "drums/kick01.ogg") -> fine class, or None."""
-    return _first_match(_LMMS_RULES, relative_path)
