@@ -124,7 +124,7 @@ class ChunkProcessor:
             return Chunk(hashes, errors, features=features)
         if not hashes:
             return Chunk(hashes, errors)
-        probabilities, embeddings = calibrated(*self.runtime.run(features), self.temperature)
+        probabilities, embeddings = calibrated(*self.runtime.run(features), self.temperature, self.runtime.where)
         return Chunk(hashes, errors, probabilities=probabilities, embeddings=embeddings)
 
 

@@ -49,12 +49,15 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def calibrated(probabilities: np.ndarray, embedding: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+def calibrated(
+    probabilities: np.ndarray, embedding: np.ndarray, temperature: float, model: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """A runtime's raw outputs as stored: temperature-calibrated probabilities (batch, labels), float32, and
     embeddings flattened to (batch, dims). A model ending in logits, not softmax, gets a softmax first."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if not np.all(np.isfinite(probabilities)):
-        raise DrumcatError("the model's outputs hold NaN or infinity: it is broken; re-export or retrain it")
+        raise DrumcatError(f"{model}: the model's outputs hold NaN or infinity, so it is broken: "
+                           "retrain it, or export it again and re-add it with `drumcat model add`")
     if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
         shifted = probabilities - probabilities.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
@@ -188,7 +191,7 @@ class ModelBundle:
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (batch, labels) and embeddings (batch, dims) for a feature batch."""
-        return calibrated(*self.runtime.run(features), self.card.temperature)
+        return calibrated(*self.runtime.run(features), self.card.temperature, self.path)
 
 
 def check_model_against_card(model: Any, card: ModelCard, where: Path) -> None:

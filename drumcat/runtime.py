@@ -80,6 +80,7 @@ class LiteRuntime:
     def __init__(self, content: bytes, where: Path, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self.where = where
         try:
             # Silenced: the runtime announces its CPU delegate on file descriptor 2 at the first call.
             with native_stderr_silenced():
