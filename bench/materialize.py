@@ -69,13 +69,12 @@ def build_catalog(workdir: Path, count: int) -> Catalog:
     return catalog
 
 
-def symlink_loop(workdir: Path, count: int) -> float:
-    """The floor: os.symlink alone, `count` links in one fresh folder, no catalog, no manifests."""
-    folder = workdir / f"plain-links-{time.monotonic_ns()}"
+def symlink_loop(folder: Path, count: int) -> float:
+    """The floor: os.symlink alone, `count` links in a new folder, no catalog, no manifests."""
     folder.mkdir()
     start = time.perf_counter()
     for index in range(count):
-        os.symlink(workdir / f"target{index}.wav", folder / f"{index}.wav")
+        os.symlink(folder.parent / f"target{index}.wav", folder / f"{index}.wav")
     return count / (time.perf_counter() - start)
 
 
@@ -95,7 +94,7 @@ def main() -> None:
             rates.append(summary.files / (time.perf_counter() - start))
             if attempt == 0:
                 print(f"organized_default: {summary.files} files (deduplicated) in {len(summary.per_folder)} folders")
-            floor_rates.append(symlink_loop(Path(tmp), summary.files))
+            floor_rates.append(symlink_loop(Path(tmp) / f"plain-links-{attempt}", summary.files))
         rate, floor = statistics.median(rates), statistics.median(floor_rates)
         print(f"materialize symlink      {rate:10,.0f} files/s  (median of {args.repeats}; target >= 20,000)")
         print(f"plain os.symlink loop    {floor:10,.0f} links/s  (same run; materialize is {rate / floor:.2f}x of it)")
