@@ -9,6 +9,8 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
+- the public collections tidal-drum-machines and Dirt-Samples (drumcat/train/sources.py): a checkout
+  in $DRUMCAT_SOURCES or build/sources/; a missing one is reported and left out.
 
     python -m drumcat.train.dataset --out build/dataset
 
@@ -35,6 +37,7 @@ import soundfile as sf
 
 from drumcat.audio import AudioReadError, decode, resample
 from drumcat.synth import noise_burst
+from drumcat.train import sources
 from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
@@ -84,7 +87,9 @@ VALIDATION_KITS = {"hydrogen:BJA_Pacific", "hydrogen:VariBreaks", "hydrogen:Elec
 def split_of(kit: str) -> str:
     if kit in TEST_KITS:
         return "test"
-    return "validation" if kit in VALIDATION_KITS else "train"
+    if kit in VALIDATION_KITS:
+        return "validation"
+    return sources.split_by_hash(kit) if kit.startswith("machine:") else "train"
 
 
 @dataclass
@@ -251,6 +256,22 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Cli
                 yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
 
 
+def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict[str, str]]:
+    """Clips of every public collection that can be had, and each one's commit (for the card)."""
+    clips, commits = [], {}
+    for collection in sources.COLLECTIONS:
+        root = sources.locate(collection, log)
+        if root is None:
+            continue
+        commits[collection.name] = f"{collection.github}@{sources.commit_of(root)}"
+        files = sources.READERS[collection.name](root, skipped)
+        for item, samples in sources.decoded(files, CLIP_RATE, skipped, collection.name):
+            clip = to_clip(samples)
+            if clip is not None:
+                clips.append(Clip(clip, item.label, collection.name, item.kit, item.origin))
+    return clips, commits
+
+
 def without_duplicates(clips: list[Clip]) -> tuple[list[Clip], int]:
     """Drop clips whose audio is identical to an earlier one (kit variants often share a sample), so no
     sound weighs double in training or counts twice in evaluation."""
@@ -272,11 +293,16 @@ def build(out: Path) -> dict[str, object]:
     clip_dir = out / "clips"
     clip_dir.mkdir(exist_ok=True)
     skipped: Counter = Counter()
+    log: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         clips = [*hydrogen_clips(skipped), *soundfont_clips(workdir), *sonic_pi_clips(skipped),
                  *vox_clips(workdir), *noise_clips()]
-    clips, duplicates = without_duplicates(clips)
+    public, commits = collection_clips(skipped, log)
+    for line in log:
+        print(line)
+    # tidal-drum-machines comes before Dirt-Samples: a file both hold (about 120) is kept once, as tidal's
+    clips, duplicates = without_duplicates([*clips, *public])
     clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
 
     rows = []
@@ -300,6 +326,8 @@ def build(out: Path) -> dict[str, object]:
         "per_kit": dict(sorted(Counter(r["kit"] for r in rows).items())),
         "skipped_names": dict(sorted(skipped.items())),
         "duplicates_dropped": duplicates,
+        "collections": commits,
+        "collections_left_out": log,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -88,3 +88,62 @@ def label_for_instrument(name: str) -> str | None:
 
 def label_for_sonic_pi(stem: str) -> str | None:
     return _first_match(_SONIC_PI_RULES, stem)
+
+
+# --- tidal-drum-machines: machines/MACHINE/machine-SUFFIX/*.wav ---------------------------------------
+# The instrument suffix names the class. perc, misc and fx hold anything (basses, pianos, scratches,
+# metronomes): skipped, not guessed. Reviewed against every folder of the collection.
+TIDAL_SUFFIXES: dict[str, str] = {
+    "bd": "Kick", "sd": "Snare", "hh": "Hihat", "oh": "Hihat", "cp": "Clap", "cr": "Crash", "rd": "Ride",
+    "lt": "Tom", "mt": "Tom", "ht": "Tom", "rim": "Rim", "cb": "Cowbell", "sh": "Shaker", "tb": "Tambourine",
+}
+# A file name may name a finer class than its folder (a "sh" folder holding Cabasa.wav and Maracas.wav,
+# a "cr" folder holding China.wav). It refines the folder's class only within these families.
+_REFINEMENTS: dict[str, set[str]] = {
+    "Shaker": {"Shaker", "Cabasa", "Maracas"},
+    "Crash": {"Crash", "China", "Splash", "Cymbal"},
+}
+
+
+def label_for_tidal(suffix: str, stem: str) -> str | None:
+    """A tidal-drum-machines folder suffix and file stem -> fine class, or None (skipped)."""
+    label = TIDAL_SUFFIXES.get(suffix.lower())
+    if label is None:
+        return None
+    refined = label_for_instrument(stem.replace("_", " ").replace("-", " "))
+    return refined if refined in _REFINEMENTS.get(label, set()) else label
+
+
+# --- Dirt-Samples: FOLDER/*.wav ---------------------------------------------------------------------
+# Folders whose every file is a one-shot of one class. Read against the files: "cr" holds ride
+# cymbals (RIDED*.wav), "808cy" the 808's cymbal, "hc"/"ho" closed and open hats.
+DIRT_FOLDERS: dict[str, str] = {
+    "808bd": "Kick", "808sd": "Snare", "808cy": "Crash", "808oh": "Hihat", "808hc": "Conga", "808mc": "Conga",
+    "808lc": "Conga", "808ht": "Tom", "808mt": "Tom", "808lt": "Tom", "909": "Kick",
+    "bd": "Kick", "clubkick": "Kick", "hardkick": "Kick", "popkick": "Kick", "kicklinn": "Kick",
+    "sn": "Snare", "sd": "Snare", "hh": "Hihat", "hc": "Hihat", "ho": "Hihat", "linnhats": "Hihat",
+    "cp": "Clap", "realclaps": "Clap", "cr": "Ride", "ht": "Tom", "mt": "Tom", "lt": "Tom",
+    "cb": "Cowbell", "rs": "Rim", "rm": "Rim",
+}
+# Kit folders whose file names say the class (one rule list, first match wins; unnamed hits, "perc",
+# "hit", "fx", flams, cymbal grabs and kick+snare layers are skipped).
+DIRT_NAMED_FOLDERS = {"808", "gretsch", "drumtraks", "dr2", "dr55", "electro1", "tech", "hh27", "house"}
+_DIRT_NAME_RULES: list[tuple[str, str | None]] = [
+    (r"kicksnare|cymbalgrab|cymbalrub|flam|hit\d|perc\d|^p\d$|^fx$", None),
+    (r"^cb$|cowbell", "Cowbell"), (r"^cl$", "Clave"), (r"^ma$", "Maracas"), (r"^rs$|rimshot", "Rim"),
+    (r"^cp$|clap|clp", "Clap"), (r"cabasa", "Cabasa"), (r"tambourine", "Tambourine"),
+    (r"ride", "Ride"), (r"crash|cym$", "Crash"),
+    (r"^ch$|^hh$|^oh$|hat|hh$|cht$|oht$", "Hihat"),
+    (r"kick|kik|^bd$", "Kick"), (r"snare|snr|^sn$", "Snare"), (r"tom", "Tom"),
+]
+
+
+def label_for_dirt(folder: str, stem: str) -> str | None:
+    """A Dirt-Samples folder and file stem -> fine class, or None (folder not one-shot drums, or unnamed)."""
+    if folder in DIRT_FOLDERS:
+        return DIRT_FOLDERS[folder]
+    if folder in DIRT_NAMED_FOLDERS:
+        name = re.sub(r"^\d{3}_", "", stem)  # Dirt's ordering prefix
+        name = re.sub(r"^(dt |dr55 |dr110|et1|tn1|hh27)", "", name.lower()).strip()
+        return _first_match(_DIRT_NAME_RULES, name)
+    return None
