@@ -32,6 +32,7 @@ from drumcat.metrics import (
 from drumcat.models import ModelCard, load_bundle, save_bundle
 from drumcat.runtime import quiet_tensorflow
 from drumcat.taxonomy import FINE_CLASSES, canonical
+from drumcat.times import utc_now
 from drumcat.train.dataset import DEBIAN_PACKAGES
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
@@ -43,13 +44,14 @@ class Split:
     clips: list[np.ndarray]
     labels: np.ndarray  # class indices
     kits: list[str]
+    sources: list[str]
 
 
 def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
     import soundfile as sf
 
     index = {name: i for i, name in enumerate(classes)}
-    clips, labels, kits = [], [], []
+    clips, labels, kits, sources = [], [], [], []
     with (dataset / "manifest.csv").open() as handle:
         for row in csv.DictReader(handle):
             if row["split"] != split:
@@ -58,7 +60,8 @@ def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
             clips.append(resample(audio, rate, RECIPE.sample_rate))
             labels.append(index[row["label"]])
             kits.append(row["kit"])
-    return Split(clips, np.asarray(labels), kits)
+            sources.append(row["source"])
+    return Split(clips, np.asarray(labels), kits, sources)
 
 
 # --- augmentation ------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def refit_on_train_and_validation(
     import keras
 
     both = Split([*train_split.clips, *val_split.clips], np.concatenate([train_split.labels, val_split.labels]),
-                 [*train_split.kits, *val_split.kits])
+                 [*train_split.kits, *val_split.kits], [*train_split.sources, *val_split.sources])
     x, targets, labels = augmented_training_set(both, copies, seed, num_classes)
     if teacher:
         targets = teacher.soft_targets(x, targets)
@@ -263,6 +266,38 @@ def evaluate_split(probabilities: np.ndarray, labels: np.ndarray, classes: list[
     return {"fine": fine, "core": core_report([canonical(t) for t in truth], probabilities, classes)}
 
 
+def per_source(probabilities: np.ndarray, split: Split, classes: list[str]) -> dict[str, Any]:
+    """Core accuracy and macro-F1 on each source's test kits, and their unweighted mean, so one large
+    source cannot hide a weak one."""
+    table = {}
+    for source in sorted(set(split.sources)):
+        rows = [i for i, s in enumerate(split.sources) if s == source]
+        core = evaluate_split(probabilities[rows], split.labels[rows], classes)["core"]
+        table[source] = {"clips": len(rows), "accuracy": core["accuracy"], "macro_f1": core["macro_f1"]}
+    return {"sources": table,
+            "mean_over_sources": {key: round(float(np.mean([t[key] for t in table.values()])), 4)
+                                  for key in ("accuracy", "macro_f1")}}
+
+
+HEADLINE = (("core", "accuracy"), ("core", "macro_f1"), ("fine", "accuracy"), ("fine", "macro_f1"),
+            ("fine", "ece"), ("core", "ece"))
+
+
+def seed_summary(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (min, max, standard deviation) of the headline test figures over seeds."""
+    summary: dict[str, Any] = {"seeds": sorted(runs)}
+    for level, key in HEADLINE:
+        values = np.array([runs[seed][level][key] for seed in sorted(runs)])
+        summary[f"{level}_{key}"] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
+                                     "min": round(float(values.min()), 4), "max": round(float(values.max()), 4),
+                                     "per_seed": [round(float(v), 4) for v in values]}
+    sources = sorted(runs[min(runs)]["per_source"]["sources"])
+    summary["per_source_core_accuracy"] = {
+        source: round(float(np.mean([runs[s]["per_source"]["sources"][source]["accuracy"] for s in runs])), 4)
+        for source in sources}
+    return summary
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for package in DEBIAN_PACKAGES:
@@ -271,30 +306,35 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def train(
-    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 6, seed: int = 1, refit: bool = True,
-    teacher_path: Path | None = None,
-) -> ModelCard:
-    """Train the default model; with `teacher_path`, a half-size student distilled from that model."""
-    quiet_tensorflow()
+@dataclass
+class SeedRun:
+    """One training run: the model to ship if this is the shipped seed, and how it did."""
+
+    model: Any
+    temperature: float
+    test: dict[str, Any]
+    validation: dict[str, Any]
+    test_before_refit: dict[str, Any] | None
+    epochs_run: int
+    best_epochs: int
+
+
+def fit_seed(
+    seed: int, train_split: Split, val_split: Split, test_split: Split, x_val: np.ndarray, x_test: np.ndarray,
+    classes: list[str], *, epochs: int, copies: int, refit: bool, widths: tuple[int, ...],
+    teacher: Teacher | None,
+) -> SeedRun:
+    """Select an epoch count and a temperature on the validation kits, optionally refit, measure on test."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    classes = list(FINE_CLASSES)
-    started = time.time()
-    teacher = Teacher.load(teacher_path) if teacher_path else None
-    widths = STUDENT_WIDTHS if teacher else WIDTHS
-    train_split = load_split(dataset, "train", classes)
-    val_split = load_split(dataset, "validation", classes)
-    test_split = load_split(dataset, "test", classes)
     x_train, t_train, y_train = augmented_training_set(train_split, copies, seed, len(classes))
     if teacher:
         t_train = teacher.soft_targets(x_train, t_train)
-    x_val, y_val = features_of(val_split.clips), val_split.labels
+    y_val = val_split.labels
     t_val = np.eye(len(classes), dtype=np.float32)[y_val]
-    print(f"train {len(x_train)} (with {copies} augmented copies), validation {len(x_val)}, "
-          f"test {len(test_split.clips)}; features {x_train.shape[1:]} in {time.time() - started:.0f} s")
-
+    print(f"seed {seed}: train {len(x_train)} (with {copies} augmented copies), validation {len(x_val)}, "
+          f"test {len(x_test)}")
     selection = compiled_model(len(classes), widths)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
@@ -303,55 +343,91 @@ def train(
     history = selection.fit(x_train, t_train, sample_weight=balanced(y_train, len(classes)),
                             validation_data=(x_val, t_val), epochs=epochs, batch_size=64, callbacks=callbacks,
                             verbose=2)
+    del x_train, t_train
     val_probs = selection.predict(x_val, batch_size=256, verbose=0)
     temperature = fit_temperature(val_probs, y_val)
     best_epochs = int(np.argmin(history.history["val_loss"])) + 1
-    x_test = features_of(test_split.clips)
-    model = selection
+    model, before_refit = selection, None
     if refit:
         model = refit_on_train_and_validation(train_split, val_split, copies, seed, len(classes),
                                               history.history["learning_rate"][:best_epochs], widths, teacher)
         selection_test = evaluate_split(apply_temperature(selection.predict(x_test, batch_size=256, verbose=0),
                                                           temperature), test_split.labels, classes)
+        before_refit = {level: {k: selection_test[level][k] for k in ("accuracy", "macro_f1", "ece")}
+                        for level in ("fine", "core")}
     test_probs = model.predict(x_test, batch_size=256, verbose=0)
     calibrated = apply_temperature(test_probs, temperature)
-    test_metrics = evaluate_split(calibrated, test_split.labels, classes)
-    test_metrics["fine"]["ece_before_calibration"] = expected_calibration_error(
+    test = evaluate_split(calibrated, test_split.labels, classes)
+    test["fine"]["ece_before_calibration"] = expected_calibration_error(
         test_probs.max(axis=1), test_probs.argmax(axis=1) == test_split.labels)
+    test["per_source"] = per_source(calibrated, test_split, classes)
+    return SeedRun(model, temperature, test, evaluate_split(apply_temperature(val_probs, temperature), y_val, classes),
+                   before_refit, len(history.history["loss"]), best_epochs)
+
+
+def train(
+    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 6, seeds: tuple[int, ...] = (1,),
+    refit: bool = True, teacher_path: Path | None = None,
+) -> ModelCard:
+    """Train the default model once per seed and ship the first seed's model (fixed before any run, so
+    no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
+    With `teacher_path`, half-size students distilled from that model."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # a seed's run can be repeated exactly
+    classes = list(FINE_CLASSES)
+    started = time.time()
+    teacher = Teacher.load(teacher_path) if teacher_path else None
+    widths = STUDENT_WIDTHS if teacher else WIDTHS
+    train_split = load_split(dataset, "train", classes)
+    val_split = load_split(dataset, "validation", classes)
+    test_split = load_split(dataset, "test", classes)
+    x_val, x_test = features_of(val_split.clips), features_of(test_split.clips)
+    runs = {seed: fit_seed(seed, train_split, val_split, test_split, x_val, x_test, classes, epochs=epochs,
+                           copies=copies, refit=refit, widths=widths, teacher=teacher)
+            for seed in seeds}
+    shipped = runs[seeds[0]]
     metrics = {
-        "evaluated_on": "held-out kits and fonts (test split); never clips of a training kit",
+        "evaluated_on": "held-out kits, fonts and machines (test split); never clips of a training kit",
         "test_kits": sorted(set(test_split.kits)),
-        "test": test_metrics,
-        "validation": evaluate_split(apply_temperature(val_probs, temperature), y_val, classes),
+        "test": shipped.test,
+        "validation": shipped.validation,
+        "seeds": seed_summary({seed: run.test for seed, run in runs.items()}),
     }
-    if refit:  # what the refit changed, on the same test kits
-        metrics["test_before_refit"] = {level: {k: selection_test[level][k] for k in ("accuracy", "macro_f1", "ece")}
-                                        for level in ("fine", "core")}
+    if shipped.test_before_refit:  # what the refit changed, on the same test kits
+        metrics["test_before_refit"] = shipped.test_before_refit
     counts = {split: dict(sorted(Counter(classes[i] for i in s.labels).items()))
               for split, s in (("train", train_split), ("validation", val_split), ("test", test_split))}
+    summary = json.loads((dataset / "summary.json").read_text())
     card = ModelCard(
-        name=out.stem, version="1.0.0", labels=classes, features=RECIPE, weights_sha256="",
-        temperature=temperature, embedding_layer="embedding", metrics=metrics,
+        name=out.stem, version="2.0.0", labels=classes, features=RECIPE, weights_sha256="",
+        temperature=shipped.temperature, embedding_layer="embedding", metrics=metrics, created_at=utc_now(),
         training={
             "sources": {"debian_packages": package_versions(),
+                        "collections": summary.get("collections", {}),
                         "synthesized": "Noise: noise bursts; Reverse: reversed hits of the same split; "
                                        "Vox: espeak-ng syllables"},
-            "dataset_summary": json.loads((dataset / "summary.json").read_text()).get("per_source"),
+            "dataset_summary": summary.get("per_source"),
             "clips_per_split": counts,
             "thin_classes": [c for c in classes if counts["train"].get(c, 0) < 10],
-            "splits": "whole kits/fonts: validation and test kits listed in drumcat/train/dataset.py",
+            "splits": "whole kits/fonts/machines: the Debian validation and test kits are listed in "
+                      "drumcat/train/dataset.py; a collection's machines are assigned by a hash of their name "
+                      "(drumcat/train/sources.py)",
             "augmentation": f"{copies} copies per clip: pitch +-2.5 semitones, onset shift 0-20 ms, synthetic "
                             "room reverb, low/high/band-pass, soft-clip drive, gain -18..0 dB over a noise "
                             "floor, early fade-out; SpecAugment band and time masks",
             "class_balancing": "class weights, inverse square root of frequency, clipped to 0.3..4",
             "regularization": "mixup (power domain, Beta(0.4, 0.4)) on half the augmented copies, label "
                               "smoothing 0.05, AdamW weight decay 1e-3, dropout 0.4",
-            "epochs_run": len(history.history["loss"]), "seed": seed,
-            "selection": f"early stopping on validation loss chose epoch {best_epochs}; the temperature is "
-                         "fitted on the validation kits with that model"
+            "epochs_run": shipped.epochs_run, "seed": seeds[0], "seeds_measured": list(seeds),
+            "determinism": "tf.config.experimental.enable_op_determinism(); keras.utils.set_random_seed(seed)",
+            "selection": f"early stopping on validation loss chose epoch {shipped.best_epochs}; the temperature "
+                         "is fitted on the validation kits with that model"
                          + ("; the shipped model is then refit on train + validation kits for that many epochs "
                             "with the same learning rates (metrics.validation is the selection model's)"
-                            if refit else ""),
+                            if refit else "")
+                         + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
             "architecture": f"CNN, convolution widths {list(widths)}",
             "distillation": teacher.describe() if teacher else None,
@@ -359,7 +435,7 @@ def train(
     )
     # Save a fresh copy without optimizer state: smaller file, nothing but what inference needs.
     clean = build_model(len(classes), widths)
-    clean.set_weights(model.get_weights())
+    clean.set_weights(shipped.model.get_weights())
     return save_bundle(clean, card, out)
 
 
@@ -371,12 +447,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("models/drumcat-v1.keras"))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--seeds", default="1", help="comma-separated seeds; the first one is shipped")
     parser.add_argument("--no-refit", dest="refit", action="store_false",
                         help="ship the model validation chose instead of refitting it on train + validation")
     parser.add_argument("--teacher", type=Path, help="distil a half-size student from this trained model")
     args = parser.parse_args()
     card = train(args.dataset, args.out, epochs=args.epochs, copies=args.copies, refit=args.refit,
-                 teacher_path=args.teacher)
+                 seeds=tuple(int(s) for s in args.seeds.split(",")), teacher_path=args.teacher)
     test = card.metrics["test"]
     print(json.dumps({"fine_accuracy": test["fine"]["accuracy"], "fine_macro_f1": test["fine"]["macro_f1"],
                       "core_accuracy": test["core"]["accuracy"], "core_macro_f1": test["core"]["macro_f1"],
