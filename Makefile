@@ -64,7 +64,7 @@ dataset: $(STAMP)
 
 model: $(STAMP)
 	test -f $(DATASET)/manifest.csv || $(MAKE) dataset
-	$(BIN)/drumcat train --dataset $(DATASET) --out models/drumcat-v1.keras
+	$(BIN)/drumcat train --dataset $(DATASET) --out models/drumcat-v1.keras --seeds 1,2,3
 
 clean:
 	rm -rf build .pytest_cache

@@ -24,11 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.catalog import Catalog, execute_many, utc_now  # noqa: E402
-from drumcat.infer import write_results  # noqa: E402
+from drumcat.catalog import Catalog, execute_many  # noqa: E402
 from drumcat.materialize import materialize  # noqa: E402
 from drumcat.query import list_views  # noqa: E402
+from drumcat.results import write_results  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES  # noqa: E402
+from drumcat.times import utc_now  # noqa: E402
 
 
 def build_catalog(workdir: Path, count: int) -> Catalog:

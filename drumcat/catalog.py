@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from drumcat.errors import DrumcatError
 from drumcat.resources import migrations_dir
+from drumcat.times import utc_now
 
 BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-
-def utc_now() -> str:
-    """Current time as ISO-8601 UTC text, the catalog's one time format."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def iso_from_ns(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -66,8 +57,10 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Catalog:
     """An open catalog file, migrated to the newest schema this drumcat knows."""
 
-    def __init__(self, path: Path, *, migrate: bool = True) -> None:
+    def __init__(self, path: Path, *, migrate: bool = True, create: bool = True) -> None:
         self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise DrumcatError(f"no catalog at {self.path}; `drumcat scan ARCHIVE` creates one (or pass --catalog)")
         if not self.path.parent.is_dir():
             raise DrumcatError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)

@@ -18,6 +18,7 @@ from drumcat.errors import DrumcatError
 
 if TYPE_CHECKING:  # TensorFlow loads only when a command needs a model
     from drumcat.models import ModelBundle
+    from drumcat.rules import RuleChanges
 
 app = typer.Typer(
     help="Catalog, classify and organize drum sample archives.",
@@ -36,12 +37,26 @@ class State:
     def catalog_path(self) -> Path:
         return self.catalog_override or self.config.catalog_path
 
-    def open_catalog(self) -> Catalog:
-        from drumcat.rules import sync_from_config
+    def open_catalog(self, *, create: bool = False) -> Catalog:
+        """The catalog, migrated. Only `scan` creates one: a mistyped --catalog is an error, not an empty
+        catalog (an empty catalog would materialize an empty tree)."""
+        return Catalog(self.catalog_path, create=create)
 
-        catalog = Catalog(self.catalog_path)
-        sync_from_config(catalog, self.config)
-        return catalog
+    def rule_changes(self, flags: RuleChanges | None = None) -> RuleChanges:
+        """The rules this command applies on top of the catalog's: drumcat.toml's, then the flags'."""
+        from drumcat.rules import RuleChanges, config_rule_changes
+
+        return config_rule_changes(self.config).then(flags or RuleChanges())
+
+    def canonical_map(self) -> dict[str, str] | None:
+        """The catalog's fine -> core mapping (with drumcat.toml's on top) when there is a catalog, so
+        evaluate collapses labels as the views do; None (the built-in mapping) without one."""
+        if not self.catalog_path.exists():
+            return None
+        from drumcat.rules import canonical_map, rules_for_this_command
+
+        with rules_for_this_command(self.open_catalog(), self.rule_changes()) as conn:
+            return canonical_map(conn)
 
     def model_path(self, override: Path | None) -> Path | None:
         if override is not None:
@@ -87,7 +102,7 @@ def scan(
     scan_config = state.config.scan
     if workers is not None:
         scan_config.workers = workers
-    catalog = state.open_catalog()
+    catalog = state.open_catalog(create=True)
     with console.progress_bar("scanning", quiet=quiet or json_output) as (set_total, advance):
         summary = run_scan(catalog, archives, scan_config, on_total=set_total, on_progress=advance)
     for skipped in summary.skipped_dirs:
@@ -106,7 +121,7 @@ def stats(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Totals, formats, durations, duplicates, errors and (after infer) labels."""
     from drumcat.stats import catalog_stats
 
-    data = catalog_stats(ctx.obj.open_catalog())
+    data = catalog_stats(ctx.obj.open_catalog(), ctx.obj.rule_changes())
     if json_output:
         console.print_json(data)
         return
@@ -246,18 +261,65 @@ def model_show(ctx: typer.Context, model: ModelOption = None) -> None:
     console.out.print(ModelCard.read(card_path_for(path)).to_json(), markup=False, highlight=False)
 
 
+rules_app = typer.Typer(help="The rules the views apply: show them, store them.")
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.callback(invoke_without_command=True)
+def rules_show(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Show each rule's effective value and where it comes from (default, catalog, drumcat.toml)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from drumcat.rules import effective_rules
+
+    state: State = ctx.obj
+    source = f"drumcat.toml ({state.config.source})" if state.config.source else "drumcat.toml"
+    with state.open_catalog().read() as conn:
+        report = effective_rules(conn, [(source, state.rule_changes())])
+    if json_output:
+        console.print_json(report)
+        return
+    console.out.print(console.table("rules", report))
+
+
+@rules_app.command("set")
+def rules_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="threshold, uncertain_margin, dedup, allow_all or target_labels.")],
+    value: Annotated[str, typer.Argument(help="The value, e.g. 0.6, true, or Kick,Snare,Hihat.")],
+) -> None:
+    """Store a rule in the catalog (what every command and a sqlite3 user then see)."""
+    from drumcat.rules import parse_rule, store_rules
+
+    store_rules(ctx.obj.open_catalog(), parse_rule(name, value))
+    console.out.print(f"stored {name} = {value}")
+
+
+@rules_app.command("apply")
+def rules_apply(ctx: typer.Context) -> None:
+    """Store drumcat.toml's [taxonomy] rules (and its canonical mapping and overrides files) in the catalog."""
+    from drumcat.rules import config_rule_changes, store_rules
+
+    state: State = ctx.obj
+    if state.config.source is None:
+        raise DrumcatError("rules apply: no drumcat.toml was read; pass --config FILE or run it where the file is")
+    names = store_rules(state.open_catalog(), config_rule_changes(state.config), where=f"{state.config.source}: ")
+    console.out.print(f"stored {', '.join(names) or 'nothing (the file sets no rules)'} from {state.config.source}")
+
+
 @app.command()
 def views(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the catalog's views, one line each, and which can be materialized."""
     from drumcat.query import list_views
 
-    found = list_views(ctx.obj.open_catalog())
+    found = list_views(ctx.obj.open_catalog(), ctx.obj.rule_changes())
     if json_output:
         console.print_json(found)
         return
     for view in found:
         mark = "src/dest" if view["materializable"] else "        "
-        console.out.print(f"{view['view']:<20} {mark} {view['rows']:>8} rows  {view['description']}",
+        count = "?" if view["rows"] is None else view["rows"]
+        console.out.print(f"{view['view']:<20} {mark} {count:>8} rows  {view['description']}",
                           markup=False, highlight=False)
 
 
@@ -268,8 +330,11 @@ def materialize(
     out: Annotated[Path, typer.Option(help="Output folder (created, or replaced if it is a drumcat tree).")]
     = Path("organized"),
     mode: Annotated[str, typer.Option(help="symlink, hardlink or copy.")] = "symlink",
-    labels: Annotated[str | None, typer.Option(help="Target labels for this run, e.g. Kick,Snare.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Misc threshold for this run.")] = None,
+    target_labels: Annotated[
+        str | None, typer.Option("--target-labels", "--labels", help="Target labels for this run, e.g. Kick,Snare.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Confidence threshold for this run.")] = None,
+    uncertain_margin: Annotated[float | None, typer.Option(help="Uncertain margin for this run.")] = None,
     allow_all: Annotated[bool, typer.Option("--allow-all", help="A folder per fine class.")] = False,
     no_dedup: Annotated[bool, typer.Option("--no-dedup", help="Keep every copy of a duplicate.")] = False,
     overrides: Annotated[Path | None, typer.Option(help="overrides.jsonl to apply for this run.")] = None,
@@ -278,15 +343,16 @@ def materialize(
 ) -> None:
     """Build a folder tree from a view. Atomic: the old tree stays until the new one is complete."""
     from drumcat.materialize import materialize as run_materialize
-    from drumcat.rules import RuleChanges, read_overrides_file
+    from drumcat.rules import RuleChanges, parse_rule, read_overrides_file
 
-    changes = RuleChanges(
-        threshold=threshold,
-        target_labels=[label.strip() for label in labels.split(",") if label.strip()] if labels else None,
+    flags = RuleChanges(
+        threshold=threshold, uncertain_margin=uncertain_margin,
+        target_labels=parse_rule("target_labels", target_labels).target_labels if target_labels else None,
         allow_all=True if allow_all else None,
         dedup=False if no_dedup else None,
         overrides=read_overrides_file(overrides) if overrides else None,
     )
+    changes = ctx.obj.rule_changes(flags)
     catalog = ctx.obj.open_catalog()
     with console.progress_bar("materializing", quiet=quiet or json_output) as (set_total, advance):
         summary = run_materialize(catalog, view, out, mode=mode, changes=changes, on_total=set_total,
@@ -315,8 +381,7 @@ def query(
 
     from drumcat.query import run_readonly
 
-    ctx.obj.open_catalog().close()  # creates or upgrades the catalog, applies drumcat.toml
-    columns, records = run_readonly(ctx.obj.catalog_path, sql, limit)
+    columns, records = run_readonly(ctx.obj.open_catalog(), sql, limit, ctx.obj.rule_changes())
     if csv_output:
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -389,10 +454,11 @@ def evaluate(
 
     state: State = ctx.obj
     pairs = read_labeled(labeled)
+    mapping = state.canonical_map()
     bundle = state.load_model(model, trust_model)
     with console.progress_bar("evaluating", quiet=quiet or json_output) as (set_total, advance):
         set_total(len(pairs))
-        report = run_evaluate(bundle, pairs, on_progress=advance)
+        report = run_evaluate(bundle, pairs, mapping=mapping, on_progress=advance)
     if plot:
         plot_confusion(report["core"], f"{bundle.name}: core labels on {labeled.name}", plot)
     for error in report["errors"]:
@@ -423,16 +489,25 @@ def train(
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping picks the best).")] = 30,
     copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 6,
     refit: Annotated[bool, typer.Option(help="Refit the chosen model on train + validation kits.")] = True,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, each a full run; the first is shipped.")] = "1",
     teacher: Annotated[Path | None, typer.Option(help="Distil a half-size student from this trained model.")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.train.train import train as run_train
 
-    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, teacher_path=teacher)
-    test = card.metrics["test"]
+    try:
+        seed_list = tuple(int(seed) for seed in seeds.split(","))
+    except ValueError as exc:
+        raise DrumcatError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3") from exc
+    if not (dataset / "manifest.csv").is_file():
+        raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
+    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list, teacher_path=teacher)
+    spread = card.metrics["seeds"]
     console.out.print(
-        f"wrote {out}: core-6 accuracy {test['core']['accuracy']:.3f}, macro-F1 {test['core']['macro_f1']:.3f}; "
-        f"fine-34 macro-F1 {test['fine']['macro_f1']:.3f}; ECE {test['fine']['ece']:.3f}"
+        f"wrote {out} (seed {seed_list[0]}); over seeds {','.join(map(str, seed_list))}: core-6 accuracy "
+        f"{spread['core_accuracy']['mean']:.3f} ± {spread['core_accuracy']['std']:.3f}, macro-F1 "
+        f"{spread['core_macro_f1']['mean']:.3f} ± {spread['core_macro_f1']['std']:.3f}; fine-34 macro-F1 "
+        f"{spread['fine_macro_f1']['mean']:.3f}; ECE {spread['fine_ece']['mean']:.3f}"
     )
 
 

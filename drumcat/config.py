@@ -11,7 +11,8 @@ from typing import Any, get_type_hints
 from drumcat.errors import DrumcatError
 
 CONFIG_FILENAME = "drumcat.toml"
-CORE_LABELS = ["Crash", "Hihat", "Kick", "Ride", "Snare", "Tom"]
+# Keys renamed since: an old file keeps working (the new name is the one documented).
+_RENAMED = {("taxonomy", "misc_threshold"): "threshold"}
 
 
 @dataclass
@@ -46,18 +47,26 @@ class ModelConfig:
 
 @dataclass
 class TaxonomyConfig:
+    """The files a model or the rules come from, and the rules themselves (drumcat/rules.py `Rules`). A rule
+    left out here is the catalog's; a rule set here applies to each command that reads the views, and is
+    stored in the catalog only by `drumcat rules apply`."""
+
     label_mapping: str = ""
     """Optional label_mapping.json (a list of class names), the reference design's format."""
     canonical_mapping: str = ""
-    """Optional canonical_mapping.json ({fine: canonical}); empty means the built-in mapping."""
-    target_labels: list[str] = field(default_factory=lambda: list(CORE_LABELS))
-    """Canonical labels that get their own folder; everything else goes to misc."""
-    misc_threshold: float = 0.5
-    """Below this confidence a sample is routed to misc."""
-    dedup: bool = True
-    """Organized trees hold one file per content hash."""
+    """Optional canonical_mapping.json ({fine: canonical}); empty means the catalog's mapping."""
     overrides: str = ""
-    """Optional overrides.jsonl imported before materializing."""
+    """Optional overrides.jsonl applied with the rules."""
+    threshold: float | None = None
+    """Below this confidence a sample is routed to misc (catalog default 0.5)."""
+    uncertain_margin: float | None = None
+    """A top-two gap under this lists a sample in `uncertain` (catalog default 0.15)."""
+    dedup: bool | None = None
+    """Organized trees hold one file per content hash (catalog default true)."""
+    allow_all: bool | None = None
+    """A folder per fine class in the default tree (catalog default false)."""
+    target_labels: list[str] | None = None
+    """Canonical labels that get their own folder (catalog default: the six core classes)."""
 
 
 @dataclass
@@ -121,7 +130,9 @@ def config_from_dict(data: dict[str, Any], origin: str = "config") -> Config:
 
 def _apply_section(section: Any, values: dict[str, Any], where: str, section_type: type) -> None:
     field_types = get_type_hints(section_type)
+    section_name = where.rsplit(": ", 1)[-1]
     for key, value in values.items():
+        key = _RENAMED.get((section_name, key), key)
         if key not in field_types:
             raise DrumcatError(f"{where}.{key}: unknown key; known keys: {', '.join(field_types)}")
         setattr(section, key, _checked(value, field_types[key], f"{where}.{key}"))
@@ -129,6 +140,9 @@ def _apply_section(section: Any, values: dict[str, Any], where: str, section_typ
 
 def _checked(value: Any, expected: Any, where: str) -> Any:
     """Validate one value against its declared type; ints are accepted where floats are expected."""
+    optional = [t for t in getattr(expected, "__args__", ()) if t is not type(None)]
+    if type(None) in getattr(expected, "__args__", ()) and len(optional) == 1:
+        expected = optional[0]  # `X | None`: None only means "not set", a file always gives a value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected == list[str]:

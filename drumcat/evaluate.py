@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from drumcat.errors import DrumcatError
-from drumcat.infer import featurize
 from drumcat.metrics import classification_report, confusion
 from drumcat.models import ModelBundle
+from drumcat.pipeline import featurize
 from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
 AUDIO_EXTENSIONS = {"wav", "aif", "aiff", "flac", "ogg", "mp3"}
@@ -47,10 +47,13 @@ def read_labeled(source: Path) -> list[tuple[str, str]]:
 
 
 def evaluate(
-    bundle: ModelBundle, pairs: list[tuple[str, str]], *, on_progress: Callable[[int], None] | None = None
+    bundle: ModelBundle, pairs: list[tuple[str, str]], *, mapping: dict[str, str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
+    """Fine and core metrics of `bundle` on labeled files. `mapping` collapses fine labels to core ones
+    (the catalog's canonical_map; None means the built-in mapping)."""
     labels = bundle.card.labels
-    allowed = set(labels) | set(CORE_CLASSES) | {MISC}
+    allowed = set(labels) | set(CORE_CLASSES) | set((mapping or {}).values()) | {MISC}
     unknown = sorted({label for _, label in pairs} - allowed)
     if unknown:
         raise DrumcatError(
@@ -88,17 +91,21 @@ def evaluate(
         present = sorted(set(fine_truth) | set(fine_pred))
         report["fine"]["confusion"] = {"classes": present, "matrix": confusion(fine_truth, fine_pred, present)}
 
-    report["core"] = core_report([canonical(t) if t in labels else t for t in truth], probs, labels)
+    report["core"] = core_report([canonical(t, mapping) if t in labels else t for t in truth], probs, labels,
+                                 mapping)
     return report
 
 
-def core_report(core_truth: list[str], probabilities: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Core-6 + misc metrics: a prediction's core probability is the sum over the fine classes mapping to it."""
-    core_classes = [*CORE_CLASSES, MISC]
+def core_report(
+    core_truth: list[str], probabilities: np.ndarray, labels: list[str], mapping: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Core + misc metrics: a prediction's core probability is the sum over the fine classes mapping to it."""
+    core_of = [canonical(name, mapping) for name in labels]
+    core_classes = [*CORE_CLASSES, *sorted(set(core_of) - set(CORE_CLASSES) - {MISC}), MISC]
     core_probs = np.zeros((probabilities.shape[0], len(core_classes)))
-    for i, name in enumerate(labels):
-        core_probs[:, core_classes.index(canonical(name))] += probabilities[:, i]
-    core_pred = [canonical(labels[i]) for i in probabilities.argmax(axis=1)]
+    for i, core in enumerate(core_of):
+        core_probs[:, core_classes.index(core)] += probabilities[:, i]
+    core_pred = [core_of[i] for i in probabilities.argmax(axis=1)]
     report = classification_report(core_truth, core_pred, core_probs.max(axis=1), core_classes)
     report["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
     return report

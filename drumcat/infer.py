@@ -1,44 +1,35 @@
-"""`drumcat infer`: classify every unique sound in the catalog that the model has no result for yet.
+"""`drumcat infer`: the run's lifecycle. Classify every unique sound in the catalog that the model has no
+result for yet.
 
-Worker processes decode and compute features (the CPU-heavy part); the main process feeds the model
-large batches and commits each batch in one transaction, so an interrupted run loses at most one batch
-and a rerun continues where it stopped. Duplicates share a content hash and are inferred once.
+Worker processes run the feature pipeline (drumcat/pipeline.py); the main process commits each batch in
+one transaction (drumcat/results.py), so an interrupted run loses at most one batch and a rerun
+continues where it stopped. Duplicates share a content hash and are inferred once.
 """
 
 from __future__ import annotations
 
-import gc
-import json
-import os
 import signal
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
 
-from drumcat.audio import AudioReadError, decode, resample
-from drumcat.catalog import Catalog, execute_many, rows, utc_now
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
-from drumcat.models import ModelBundle, ModelCard, calibrated, read_checked_lite
-from drumcat.rules import set_setting
-from drumcat.runtime import LiteRuntime
-from drumcat.workers import (
-    keep_freed_memory,
-    pool_context,
-    silence_native_stderr,
-    single_threaded_math_in_children,
-    worker_count,
+from drumcat.catalog import Catalog
+from drumcat.models import ModelBundle
+from drumcat.pipeline import Chunk, ChunkProcessor, WorkerPipeline
+from drumcat.results import (
+    end_run,
+    pending_sounds,
+    register_model,
+    registered_model_id,
+    set_active_model,
+    start_run,
+    write_results,
 )
-
-CHUNK = 64  # files per worker task: one model call each (4% faster than 32; no gain beyond)
-_DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
+from drumcat.workers import worker_count
 
 
 @dataclass
@@ -55,229 +46,6 @@ class InferSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
-
-
-# --- worker side -------------------------------------------------------------------------------------
-
-
-def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
-    """Decode and compute features for (hash, path) items. Returns hashes, features, and (hash, path, error)."""
-    hashes, clips, errors = [], [], []
-    for digest, path in items:
-        try:
-            samples = decode(path, recipe.sample_rate, max_seconds=recipe.clip_seconds + _DECODE_MARGIN_S)
-        except (AudioReadError, OSError) as exc:
-            errors.append((digest, path, str(exc) or type(exc).__name__))
-            continue
-        hashes.append(digest)
-        clips.append(samples)  # prepare_clips trims or pads it to the clip length
-    if not clips:
-        return hashes, np.zeros((0, *recipe.input_shape), dtype=np.float32), errors
-    return hashes, compute_features(prepare_clips(clips, recipe), recipe), errors
-
-
-@dataclass
-class Chunk:
-    """What a worker makes of a chunk of (hash, path) items: the model's outputs when the worker runs the
-    model (LiteRT), else the features for the main process to run it on (Keras)."""
-
-    hashes: list[str]
-    errors: list[tuple]
-    features: np.ndarray | None = None
-    probabilities: np.ndarray | None = None
-    embeddings: np.ndarray | None = None
-
-
-@dataclass
-class ChunkProcessor:
-    """Decode, features and (when it has a LiteRT model) the model itself, for one chunk of items.
-    Runs in each worker process; one thread, as the workers are already one per core."""
-
-    recipe: FeatureRecipe
-    lite_path: Path | None = None
-    lite_sha256: str | None = None
-    temperature: float = 1.0
-
-    @classmethod
-    def for_bundle(cls, bundle: ModelBundle) -> ChunkProcessor:
-        card = bundle.card
-        return cls(card.features, bundle.lite_path, card.litert_sha256, card.temperature)
-
-    @cached_property
-    def runtime(self) -> LiteRuntime | None:
-        """Loaded on first use, in the process that uses it (50 ms), from bytes checked against the card's
-        hash again: a worker runs exactly the model the parent checked, or fails."""
-        if self.lite_path is None or self.lite_sha256 is None:
-            return None
-        return LiteRuntime(read_checked_lite(self.lite_path, self.lite_sha256), self.lite_path, threads=1)
-
-    def warm_up(self) -> None:
-        """Import what the work needs and build its caches (filterbank, window, resampler) on one silent
-        clip. Called in the parent before forking, so each worker starts with them instead of spending
-        its first 0.2 s importing scipy.fft and soxr."""
-        resample(np.zeros(64, dtype=np.float32), 44_100, self.recipe.sample_rate)
-        compute_features(prepare_clips([np.zeros(1, dtype=np.float32)], self.recipe), self.recipe)
-
-    def __call__(self, items: list[tuple[str, str]]) -> Chunk:
-        hashes, features, errors = featurize(items, self.recipe)
-        if self.runtime is None:
-            return Chunk(hashes, errors, features=features)
-        if not hashes:
-            return Chunk(hashes, errors)
-        probabilities, embeddings = calibrated(*self.runtime.run(features), self.temperature, self.runtime.where)
-        return Chunk(hashes, errors, probabilities=probabilities, embeddings=embeddings)
-
-
-_worker_processor: ChunkProcessor | None = None
-
-
-def _init_worker(processor: ChunkProcessor) -> None:
-    global _worker_processor
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
-    silence_native_stderr()
-    keep_freed_memory()
-    os.nice(5)  # the parent's model loading and writing come first; workers take the cycles left over
-    gc.freeze()  # what start-up allocated is long-lived: the collector need not walk it again per chunk
-    _worker_processor = processor
-
-
-def _process_in_worker(items: list[tuple[str, str]]) -> Chunk:
-    assert _worker_processor is not None
-    return _worker_processor(items)
-
-
-# Files decoded ahead of the model: enough to keep the workers busy while a Keras model loads (a few
-# seconds), small enough to bound memory (4,096 log-mel patches of 64 x 87 are 90 MB).
-MAX_FILES_IN_FLIGHT = 4096
-
-
-class WorkerPipeline:
-    """Chunks processed by worker processes from the moment the pipeline is entered, yielded in order of
-    submission, with at most MAX_FILES_IN_FLIGHT files in flight."""
-
-    def __init__(self, items: list[tuple[str, str]], processor: ChunkProcessor, workers: int) -> None:
-        self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        self.processor = processor
-        self.workers = workers if len(self.chunks) > 1 else 1
-        self.pool: Any = None
-
-    def __enter__(self) -> WorkerPipeline:
-        if self.workers > 1:
-            # fork when safe (a LiteRT bundle); spawn while a Keras model loads in a thread
-            context = pool_context()
-            if context.get_start_method() == "fork":
-                self.processor.warm_up()
-            with single_threaded_math_in_children():
-                self.pool = context.Pool(self.workers, initializer=_init_worker, initargs=(self.processor,))
-            self.pending: deque = deque()
-            self.remaining = iter(self.chunks)
-            in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
-            for chunk in self.remaining:
-                self.pending.append(self.pool.apply_async(_process_in_worker, (chunk,)))
-                if len(self.pending) >= in_flight:
-                    break
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-    def __iter__(self) -> Iterator[Chunk]:
-        if self.pool is None:
-            for chunk in self.chunks:
-                yield self.processor(chunk)
-            return
-        while self.pending:
-            yield self.pending.popleft().get()
-            next_chunk = next(self.remaining, None)
-            if next_chunk is not None:
-                self.pending.append(self.pool.apply_async(_process_in_worker, (next_chunk,)))
-
-
-# --- catalog side ------------------------------------------------------------------------------------
-
-
-def register_model(catalog: Catalog, bundle: ModelBundle) -> int:
-    card = bundle.card
-    with catalog.connect() as conn:
-        conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO models (name, card_hash, path, labels, card, added_at) VALUES (?,?,?,?,?,?)",
-            (card.name, card.card_hash(), str(bundle.path), json.dumps(card.labels), card.to_json(), utc_now()),
-        )
-        # A card may bring classes the catalog does not know: they map to misc until the user says otherwise.
-        conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO classes (name) SELECT value FROM json_each(?)", (json.dumps(card.labels),))
-        conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO canonical_map (fine, canonical) SELECT value, 'misc' FROM json_each(?)",
-            (json.dumps(card.labels),))
-        model_id = _model_id(conn, card)
-        assert model_id is not None  # inserted just above, or there already
-        return model_id
-
-
-def registered_model_id(catalog: Catalog, card: ModelCard) -> int | None:
-    """The catalog's id for this exact card, or None if the model never ran here (nothing is written)."""
-    with catalog.read() as conn:
-        return _model_id(conn, card)
-
-
-def _model_id(conn: Connection, card: ModelCard) -> int | None:
-    return conn.exec_driver_sql("SELECT id FROM models WHERE card_hash=?", (card.card_hash(),)).scalar()
-
-
-def pending_sounds(catalog: Catalog, model_id: int | None) -> list[tuple[str, str]]:
-    """(hash, path) for each present, readable sound without a result or recorded error for the model."""
-    with catalog.read() as conn:
-        return [
-            (r["hash"], r["path"])
-            for r in rows(conn, """
-                SELECT f.hash, min(f.path) AS path FROM files f
-                WHERE f.missing = 0 AND f.error IS NULL AND f.hash IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.model_id = :m AND p.hash = f.hash)
-                  AND NOT EXISTS (SELECT 1 FROM inference_errors e WHERE e.model_id = :m AND e.hash = f.hash)
-                GROUP BY f.hash ORDER BY min(f.path)""", {"m": model_id})
-        ]
-
-
-def write_results(
-    catalog: Catalog, model_id: int, run_id: int, labels: list[str], hashes: list[str],
-    probabilities: np.ndarray, embeddings: np.ndarray, errors: list[tuple],
-) -> None:
-    """Store one batch (top-1 and runner-up, the full probability vector, the embedding, the errors) in one
-    transaction, so a run interrupted at any point has either all of a batch or none of it."""
-    now = utc_now()
-    order = np.argsort(-probabilities, axis=1)
-    vectors = probabilities.tolist()  # Python floats in one call: per-element float() is the slow part
-    as_json = probability_vector_format(len(labels))
-    prediction_rows = []
-    for row, digest in enumerate(hashes):
-        first, second = order[row, 0], order[row, 1] if len(labels) > 1 else None
-        prediction_rows.append({
-            "m": model_id, "h": digest, "r": run_id, "label": labels[first],
-            "conf": vectors[row][first],
-            "label2": labels[second] if second is not None else None,
-            "conf2": vectors[row][second] if second is not None else None,
-            "emb": embeddings[row].astype("<f2").tobytes(), "now": now,
-            "probs": as_json % tuple(vectors[row]),
-        })
-    error_rows = [{"m": model_id, "h": h, "path": p, "e": e, "r": run_id, "now": now} for h, p, e in errors]
-    with catalog.connect() as conn:
-        execute_many(conn, """INSERT OR REPLACE INTO predictions (model_id, hash, run_id, label, confidence,
-            second_label, second_confidence, embedding, predicted_at, probabilities)
-            VALUES (:m, :h, :r, :label, :conf, :label2, :conf2, :emb, :now, :probs)""", prediction_rows)
-        execute_many(conn, """INSERT OR REPLACE INTO inference_errors
-            VALUES (:m, :h, :path, :e, :r, :now)""", error_rows)
-        conn.exec_driver_sql(
-            "UPDATE inference_runs SET predicted = predicted + ?, failed = failed + ? WHERE id = ?",
-            (len(hashes), len(errors), run_id),
-        )
-
-
-def probability_vector_format(n_labels: int) -> str:
-    """A %-template that writes n probabilities as a JSON array (predictions.probabilities). %.9g keeps
-    every float32 exactly, and one template is 2 to 3 times faster than json.dumps or numpy's formatting."""
-    return "[" + ",".join(["%.9g"] * n_labels) + "]"
 
 
 class _Terminated(Exception):
@@ -329,14 +97,8 @@ def infer(
 
 def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict[str, Any]) -> InferSummary:
     model_id = register_model(catalog, bundle)
-    _set_active_model(catalog, model_id)
-    with catalog.connect() as conn:
-        conn.exec_driver_sql("UPDATE inference_runs SET status='interrupted' WHERE status='running'")
-        run_id = conn.exec_driver_sql(
-            "INSERT INTO inference_runs (model_id, started_at, config, planned) VALUES (?,?,?,?) RETURNING id",
-            (model_id, utc_now(), json.dumps(config), planned),
-        ).scalar_one()
-        done = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id=?", (model_id,)).scalar_one()
+    set_active_model(catalog, model_id)
+    run_id, done = start_run(catalog, model_id, planned, config)
     return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done)
 
 
@@ -352,9 +114,7 @@ def _finish_run(catalog: Catalog, summary: InferSummary, work: Callable[[], None
         summary.status = "failed"
         raise
     finally:
-        with catalog.connect() as conn:
-            conn.exec_driver_sql("UPDATE inference_runs SET status=?, finished_at=? WHERE id=?",
-                                 (summary.status, utc_now(), summary.run_id))
+        end_run(catalog, summary.run_id, summary.status)
 
 
 def _run_batches(
@@ -416,9 +176,3 @@ def _merged(group: list[Chunk], n_labels: int) -> Chunk:
     features = [c.features for c in group if c.features is not None]
     return Chunk(hashes, errors, features=np.concatenate(features) if hashes else None,
                  probabilities=empty, embeddings=empty)
-
-
-def _set_active_model(catalog: Catalog, model_id: int) -> None:
-    """The views classify with the active model; the model a user last ran becomes it."""
-    with catalog.connect() as conn:
-        set_setting(conn, "active_model", str(model_id))

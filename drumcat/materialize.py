@@ -19,9 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, rows, utc_now
+from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
 from drumcat.rules import RuleChanges, active_model_name, rules_for_this_command
+from drumcat.times import utc_now
 
 MODES = ("symlink", "hardlink", "copy")
 MANIFEST_DIR = "_manifests"
@@ -205,8 +206,7 @@ def materialize(
         check_contract(conn, view)
         selected = rows(conn, f'SELECT src, dest FROM "{view}"')
         summary.model = active_model_name(conn)
-        threshold = conn.exec_driver_sql("SELECT value FROM settings WHERE key='misc_threshold'").scalar()
-        summary.threshold = float(threshold) if threshold is not None else None
+        summary.threshold = conn.exec_driver_sql("SELECT threshold FROM rules").scalar()
 
     pairs = []
     for row in selected:

@@ -4,9 +4,12 @@ confusion matrix and expected calibration error. Used by training (the model car
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from drumcat.errors import DrumcatError
 
 
 def per_class_table(truth: list[str], predicted: list[str], classes: list[str]) -> list[dict[str, Any]]:
@@ -94,3 +97,20 @@ def classification_report(
         "ece": expected_calibration_error(confidence, correct),
         "per_class": table,
     }
+
+
+def calibrated(
+    probabilities: np.ndarray, embedding: np.ndarray, temperature: float, model: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """A runtime's raw outputs as stored: temperature-calibrated probabilities (batch, labels), float32, and
+    embeddings flattened to (batch, dims). A model ending in logits, not softmax, gets a softmax first."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not np.all(np.isfinite(probabilities)):
+        raise DrumcatError(f"{model}: the model's outputs hold NaN or infinity, so it is broken: "
+                           "retrain it, or export it again and re-add it with `drumcat model add`")
+    if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    calibrated = apply_temperature(probabilities, temperature)
+    embedding = np.asarray(embedding, dtype=np.float32).reshape(len(probabilities), -1)
+    return calibrated.astype(np.float32), embedding

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.catalog import utc_now
 from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe
-from drumcat.metrics import apply_temperature
+from drumcat.metrics import calibrated
 from drumcat.resources import default_model_path
 from drumcat.runtime import (
     KerasRuntime,
@@ -32,6 +31,7 @@ from drumcat.runtime import (
     quiet_tensorflow,
     two_output_model,
 )
+from drumcat.times import utc_now
 
 CARD_FORMAT = "drumcat-model-card/1"
 
@@ -49,23 +49,6 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def calibrated(
-    probabilities: np.ndarray, embedding: np.ndarray, temperature: float, model: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """A runtime's raw outputs as stored: temperature-calibrated probabilities (batch, labels), float32, and
-    embeddings flattened to (batch, dims). A model ending in logits, not softmax, gets a softmax first."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if not np.all(np.isfinite(probabilities)):
-        raise DrumcatError(f"{model}: the model's outputs hold NaN or infinity, so it is broken: "
-                           "retrain it, or export it again and re-add it with `drumcat model add`")
-    if np.any(probabilities < 0) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
-        shifted = probabilities - probabilities.max(axis=1, keepdims=True)
-        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    calibrated = apply_temperature(probabilities, temperature)
-    embedding = np.asarray(embedding, dtype=np.float32).reshape(len(probabilities), -1)
-    return calibrated.astype(np.float32), embedding
-
-
 @dataclass
 class ModelCard:
     name: str
@@ -81,7 +64,9 @@ class ModelCard:
     """sha256 of NAME.tflite, the LiteRT export `infer` runs (drumcat/runtime.py); None: no export."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    created_at: str = field(default_factory=utc_now)
+    created_at: str | None = None
+    """When drumcat wrote the card (training, `model add`); a hand-written card may leave it out, and then
+    it stays out, so the card's hash, and the model's id in a catalog, do not change between reads."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -122,7 +107,7 @@ class ModelCard:
             temperature=float(data.get("temperature", 1.0)), embedding_layer=data.get("embedding_layer"),
             litert_sha256=data.get("litert_sha256"),
             training=data.get("training", {}), metrics=data.get("metrics", {}),
-            created_at=data.get("created_at", utc_now()),
+            created_at=data.get("created_at"),
         )
         if "input_shape" in data and tuple(data["input_shape"]) != card.input_shape:
             raise DrumcatError(
@@ -321,7 +306,7 @@ def add_model(
         raise DrumcatError(f"{card_path}: a card already exists; pass --force to replace it")
     card = ModelCard(
         name=name or model_path.stem, labels=labels, features=recipe, weights_sha256=file_sha256(model_path),
-        training={"sources": "brought by the user; not trained by drumcat"},
+        training={"sources": "brought by the user; not trained by drumcat"}, created_at=utc_now(),
     )
     model = _load_checked_keras(model_path, card, trust_unsafe)
     if not trust_unsafe:  # a model trusted once stays on Keras, so every later load asks for trust again

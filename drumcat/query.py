@@ -3,44 +3,56 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
+from drumcat.rules import RuleChanges, rules_for_this_command
 
 
-def run_readonly(catalog_path: Path, sql: str, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run SQL on a read-only connection: a statement that writes fails, whatever it is."""
-    uri = f"file:{Path(catalog_path).resolve()}?mode=ro"
-    try:
-        db = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise DrumcatError(f"{catalog_path}: cannot open read-only ({exc})") from exc
-    try:
-        db.execute("PRAGMA query_only = ON")
-        cursor = db.execute(sql)
-        columns = [d[0] for d in cursor.description or []]
-        records = cursor.fetchmany(limit) if limit else cursor.fetchall()
-        return columns, records
-    except sqlite3.Error as exc:
-        raise DrumcatError(f"query failed: {exc}; the catalog is opened read-only") from exc
-    finally:
-        db.close()
+def _deny_attach(action: int, *_args: object) -> int:
+    """sqlite3 authorizer: ATTACH would create a file at any path, even on a query-only connection."""
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else sqlite3.SQLITE_OK
 
 
-def list_views(catalog: Catalog) -> list[dict[str, Any]]:
-    """Every view with its description and whether it follows the materialize contract."""
-    with catalog.read() as conn:
+def run_readonly(
+    catalog: Catalog, sql: str, limit: int | None = None, changes: RuleChanges | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run SQL that may only read (query_only, no ATTACH), seeing the rules of this command."""
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA query_only = ON")
+        raw.set_authorizer(_deny_attach)
+        try:
+            cursor = raw.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            records = cursor.fetchmany(limit) if limit else cursor.fetchall()
+            return columns, records
+        except sqlite3.Error as exc:
+            raise DrumcatError(f"query failed: {exc}; drumcat query is read-only (no writes, no ATTACH)") from exc
+        finally:
+            raw.set_authorizer(None)
+            raw.execute("PRAGMA query_only = OFF")
+
+
+def list_views(catalog: Catalog, changes: RuleChanges | None = None) -> list[dict[str, Any]]:
+    """Every view with its description, row count and whether it follows the materialize contract. A view
+    that cannot run (say, a user's view over a dropped table) is listed as broken, with SQLite's reason."""
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         notes = {r["name"]: r["description"] for r in rows(conn, "SELECT name, description FROM view_notes")}
         views = []
         for record in rows(conn, "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name"):
             name = record["name"]
-            columns = {row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{name}")')}
-            views.append({
-                "view": name,
-                "materializable": {"src", "dest"} <= columns,
-                "rows": conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar(),
-                "description": notes.get(name, "(your own view)"),
-            })
+            quoted = name.replace('"', '""')
+            try:
+                columns = {row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{quoted}")')}
+                count = conn.exec_driver_sql(f'SELECT count(*) FROM "{quoted}"').scalar()
+                description = notes.get(name, "(your own view)")
+            except DBAPIError as exc:
+                columns, count = set(), None
+                description = f"broken: {getattr(exc, 'orig', exc)}"
+            views.append({"view": name, "materializable": {"src", "dest"} <= columns, "rows": count,
+                          "description": description})
     return views

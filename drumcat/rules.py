@@ -1,34 +1,101 @@
 """The rules the views read, kept as catalog tables: settings, target labels, canonical map, overrides.
 
-drumcat.toml fills them; a command's flags change them for that command only (inside a transaction that
-is rolled back); `drumcat override` and `overrides import` change overrides for good.
+The catalog holds the rules a `sqlite3` user sees. drumcat.toml and a command's flags change them for
+that command only (inside a transaction that is rolled back); `drumcat rules set` / `rules apply`,
+`drumcat override` and `overrides import` change them for good.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, execute_many, rows, utc_now
+from drumcat.catalog import Catalog, execute_many, rows
 from drumcat.config import Config
 from drumcat.errors import DrumcatError
-from drumcat.taxonomy import MISC, read_canonical_mapping
+from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
+from drumcat.times import utc_now
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules the views apply, with one name each: the same in the catalog (`settings` keys, the
+    `target_labels` table), in drumcat.toml's [taxonomy] section and in the command-line flags."""
+
+    threshold: float = 0.5
+    """Below this confidence a sound is routed to misc (an override never is)."""
+    uncertain_margin: float = 0.15
+    """A top-two probability gap under this lists a sound in the `uncertain` view."""
+    dedup: bool = True
+    """Trees hold one file per content hash."""
+    allow_all: bool = False
+    """The default tree has a folder per fine class instead of the target labels."""
+    target_labels: tuple[str, ...] = tuple(CORE_CLASSES)
+    """Canonical labels that get their own folder; everything else goes to misc."""
+
+
+SETTING_NAMES = ("threshold", "uncertain_margin", "dedup", "allow_all")  # the rules kept in `settings`
+RULE_NAMES = (*SETTING_NAMES, "target_labels")
+DEFAULT_RULES = Rules()
 
 
 @dataclass
 class RuleChanges:
-    """Per-command changes to the rules; None leaves a rule as the catalog has it."""
+    """Changes to the stored rules; None leaves a rule as the catalog has it. drumcat.toml and flags give
+    one each, applied to the command that reads them unless the user stores them (`drumcat rules`)."""
 
     threshold: float | None = None
-    target_labels: list[str] | None = None
-    allow_all: bool | None = None
+    uncertain_margin: float | None = None
     dedup: bool | None = None
+    allow_all: bool | None = None
+    target_labels: list[str] | None = None
+    canonical_map: dict[str, str] | None = None
     overrides: list[dict[str, str]] | None = None
+
+    def then(self, later: RuleChanges) -> RuleChanges:
+        """These changes with `later`'s on top (drumcat.toml, then the flags)."""
+        merged = dataclasses.asdict(self)
+        merged.update({k: v for k, v in dataclasses.asdict(later).items() if v is not None})
+        return RuleChanges(**merged)
+
+    def set_names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+
+def stored_rules(conn: Connection) -> Rules:
+    """The rules as the catalog holds them (what a sqlite3 user's views apply)."""
+    row = rows(conn, "SELECT threshold, uncertain_margin, dedup, allow_all FROM rules")[0]
+    labels = tuple(r["label"] for r in rows(conn, "SELECT label FROM target_labels ORDER BY label"))
+    return Rules(threshold=row["threshold"], uncertain_margin=row["uncertain_margin"], dedup=bool(row["dedup"]),
+                 allow_all=bool(row["allow_all"]), target_labels=labels)
+
+
+def effective_rules(conn: Connection, layers: list[tuple[str, RuleChanges]]) -> list[dict[str, Any]]:
+    """Each rule's value and where it comes from: default, catalog, or a layer (drumcat.toml, a flag)."""
+    stored = stored_rules(conn)
+    report = []
+    for name in RULE_NAMES:
+        value = getattr(stored, name)
+        source = "default" if value == getattr(DEFAULT_RULES, name) else "catalog"
+        for layer_name, changes in layers:
+            if getattr(changes, name) is not None:
+                value, source = getattr(changes, name), layer_name
+        if name == "target_labels":
+            value = ",".join(sorted(value))
+        report.append({"rule": name, "value": value, "source": source})
+    return report
+
+
+def canonical_map(conn: Connection) -> dict[str, str]:
+    """The catalog's fine -> canonical mapping, the one the views apply."""
+    return {r["fine"]: r["canonical"] for r in rows(conn, "SELECT fine, canonical FROM canonical_map")}
 
 
 def known_labels(conn: Connection) -> set[str]:
@@ -39,14 +106,19 @@ def known_labels(conn: Connection) -> set[str]:
 
 def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None:
     """Write rule changes through `conn` (the caller decides whether the transaction commits)."""
-    if changes.threshold is not None:
-        if not 0.0 <= changes.threshold <= 1.0:
-            raise DrumcatError(f"{where}misc threshold {changes.threshold} must be between 0 and 1")
-        set_setting(conn, "misc_threshold", repr(float(changes.threshold)))
-    if changes.allow_all is not None:
-        set_setting(conn, "allow_all", "1" if changes.allow_all else "0")
-    if changes.dedup is not None:
-        set_setting(conn, "dedup", "1" if changes.dedup else "0")
+    for name in ("threshold", "uncertain_margin"):
+        value = getattr(changes, name)
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise DrumcatError(f"{where}{name} {value} must be between 0 and 1")
+            set_setting(conn, name, repr(float(value)))
+    for name in ("dedup", "allow_all"):
+        value = getattr(changes, name)
+        if value is not None:
+            set_setting(conn, name, "1" if value else "0")
+    if changes.canonical_map:
+        execute_many(conn, "INSERT OR REPLACE INTO canonical_map (fine, canonical) VALUES (:f, :c)",
+                     [{"f": fine, "c": target} for fine, target in changes.canonical_map.items()])
     if changes.target_labels is not None:
         unknown = sorted(set(changes.target_labels) - known_labels(conn))
         if unknown:
@@ -62,25 +134,50 @@ def set_setting(conn: Connection, key: str, value: str) -> None:
     conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = ?", (value, key))
 
 
-def sync_from_config(catalog: Catalog, config: Config) -> None:
-    """Make the catalog's rules match drumcat.toml. Only done when a config file was read."""
-    if config.source is None:
-        return
+def parse_rule(name: str, text: str) -> RuleChanges:
+    """`drumcat rules set NAME VALUE`: a rule from text, typed as `Rules` declares it."""
+    if name not in RULE_NAMES:
+        raise DrumcatError(f"unknown rule {name!r}; the rules are {', '.join(RULE_NAMES)}")
+    kind = Rules.__dataclass_fields__[name].type
+    if name == "target_labels":
+        return RuleChanges(target_labels=[label.strip() for label in text.split(",") if label.strip()])
+    if kind == "bool":
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise DrumcatError(f"{name}: expected true or false, got {text!r}")
+        return RuleChanges(**{name: text.lower() in ("1", "true", "yes", "on")})
+    try:
+        return RuleChanges(**{name: float(text)})
+    except ValueError as exc:
+        raise DrumcatError(f"{name}: expected a number between 0 and 1, got {text!r}") from exc
+
+
+def config_rule_changes(config: Config) -> RuleChanges:
+    """drumcat.toml's [taxonomy] rules: only the keys the file sets (none when there is no file)."""
     taxonomy = config.taxonomy
+    return RuleChanges(
+        threshold=taxonomy.threshold, uncertain_margin=taxonomy.uncertain_margin, dedup=taxonomy.dedup,
+        allow_all=taxonomy.allow_all, target_labels=taxonomy.target_labels,
+        canonical_map=read_canonical_mapping(config.resolve(taxonomy.canonical_mapping))
+        if taxonomy.canonical_mapping else None,
+        overrides=read_overrides_file(config.resolve(taxonomy.overrides)) if taxonomy.overrides else None,
+    )
+
+
+def store_rules(catalog: Catalog, changes: RuleChanges, where: str = "") -> list[str]:
+    """Keep rule changes in the catalog for good (`drumcat rules set` / `rules apply`); returns their names."""
     with catalog.connect() as conn:
-        apply_rules(conn, RuleChanges(threshold=taxonomy.misc_threshold, target_labels=taxonomy.target_labels,
-                                      dedup=taxonomy.dedup), where=f"{config.source}: taxonomy: ")
-        if taxonomy.canonical_mapping:
-            mapping = read_canonical_mapping(config.resolve(taxonomy.canonical_mapping))
-            execute_many(conn, "INSERT OR REPLACE INTO canonical_map (fine, canonical) VALUES (:f, :c)",
-                         [{"f": fine, "c": target} for fine, target in mapping.items()])
-        if taxonomy.overrides:
-            write_overrides(conn, read_overrides_file(config.resolve(taxonomy.overrides)))
+        apply_rules(conn, changes, where)
+    return changes.set_names()
 
 
 @contextmanager
 def rules_for_this_command(catalog: Catalog, changes: RuleChanges) -> Iterator[Connection]:
-    """A connection that sees the catalog's rules with `changes` applied; nothing is kept afterwards."""
+    """A connection that sees the catalog's rules with `changes` applied; nothing is kept afterwards.
+    Without changes it is a plain reader, so it takes no write lock."""
+    if not changes.set_names():
+        with catalog.read() as conn:
+            yield conn
+        return
     with catalog.engine.connect() as conn:
         transaction = conn.begin()
         try:

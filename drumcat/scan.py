@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drumcat.audio import IN_MEMORY_LIMIT, AudioReadError, read_info
-from drumcat.catalog import Catalog, execute_many, iso_from_ns, rows, utc_now
+from drumcat.catalog import Catalog, execute_many, rows
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
+from drumcat.times import iso_from_ns, utc_now
 from drumcat.workers import silence_native_stderr, worker_count
 
 WRITE_BATCH = 500

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.catalog import Catalog, rows, scalar
-from drumcat.rules import active_model_name
+from drumcat.rules import RuleChanges, active_model_name, rules_for_this_command
 
 
 def _median(conn: Connection, table_sql: str, column: str) -> float | None:
@@ -19,18 +19,16 @@ def _median(conn: Connection, table_sql: str, column: str) -> float | None:
     )
 
 
-def catalog_stats(catalog: Catalog, *, error_limit: int = 50) -> dict[str, Any]:
-    with catalog.read() as conn:
-        present_audio = (
-            "SELECT DISTINCT a.hash, a.duration FROM audio a JOIN files f ON f.hash = a.hash "
-            "WHERE f.missing = 0 AND f.error IS NULL"
-        )
+def catalog_stats(catalog: Catalog, changes: RuleChanges | None = None, *, error_limit: int = 50) -> dict[str, Any]:
+    """What the catalog holds; the label section reads the views with this command's rules."""
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+        present_audio = "SELECT a.hash, a.duration FROM audio a JOIN unique_files u ON u.hash = a.hash"
         totals = rows(conn, """
             SELECT count(*) AS files,
                    sum(missing = 0) AS present,
                    sum(missing = 1) AS missing,
                    sum(missing = 0 AND error IS NOT NULL) AS errors,
-                   count(DISTINCT CASE WHEN missing = 0 AND error IS NULL THEN hash END) AS unique_sounds,
+                   (SELECT count(*) FROM unique_files) AS unique_sounds,
                    coalesce(sum(CASE WHEN missing = 0 THEN size END), 0) AS bytes
             FROM files""")[0]
         totals = {key: value or 0 for key, value in totals.items()}
@@ -46,12 +44,8 @@ def catalog_stats(catalog: Catalog, *, error_limit: int = 50) -> dict[str, Any]:
             "by_sample_rate": rows(conn, """
                 SELECT sample_rate, count(*) AS files FROM catalog GROUP BY sample_rate
                 ORDER BY files DESC, sample_rate"""),
-            "duplicate_groups": scalar(conn, """
-                SELECT count(*) FROM (SELECT hash FROM files WHERE missing = 0 AND error IS NULL
-                GROUP BY hash HAVING count(*) > 1)"""),
-            "duplicate_files": scalar(conn, """
-                SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM files
-                WHERE missing = 0 AND error IS NULL GROUP BY hash HAVING n > 1)"""),
+            "duplicate_groups": scalar(conn, "SELECT count(*) FROM unique_files WHERE copies > 1"),
+            "duplicate_files": scalar(conn, "SELECT coalesce(sum(copies - 1), 0) FROM unique_files"),
             "errors_by_kind": rows(conn, """
                 SELECT error_kind, count(*) AS files FROM files WHERE missing = 0 AND error IS NOT NULL
                 GROUP BY error_kind ORDER BY files DESC"""),

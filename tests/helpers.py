@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from drumcat.catalog import Catalog, utc_now
-from drumcat.infer import write_results
+from drumcat.catalog import Catalog
+from drumcat.results import write_results
 from drumcat.taxonomy import FINE_CLASSES
+from drumcat.times import utc_now
 
 
 def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]], model: str = "fixture") -> int:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from drumcat.catalog import Catalog
 from drumcat.config import load_config
 from drumcat.errors import DrumcatError
+from drumcat.rules import Rules, config_rule_changes, stored_rules
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -16,16 +18,29 @@ def test_shipped_drumcat_toml_equals_the_documented_defaults() -> None:
     shipped = load_config(REPO / "drumcat.toml")
     assert shipped.scan.formats == ["wav", "aif", "aiff", "flac", "ogg", "mp3"]
     assert shipped.scan.hash_algorithm == "sha256"
-    assert shipped.taxonomy.misc_threshold == 0.5
+    # The shipped file sets no rule: each command then applies the catalog's rules, unchanged.
+    assert config_rule_changes(shipped).set_names() == []
     assert shipped.catalog_path == REPO / "drumcat.db"
+
+
+def test_the_documented_rule_defaults_are_the_catalogs(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c.db")
+    with catalog.read() as conn:
+        assert stored_rules(conn) == Rules()
+
+
+def test_the_old_name_misc_threshold_still_sets_the_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "drumcat.toml"
+    path.write_text("[taxonomy]\nmisc_threshold = 0.7\n")
+    assert load_config(path).taxonomy.threshold == 0.7
 
 
 def test_values_are_read_and_paths_resolved_against_the_file(tmp_path: Path) -> None:
     path = tmp_path / "drumcat.toml"
-    path.write_text('[catalog]\npath = "my.db"\n[taxonomy]\nmisc_threshold = 1\n')
+    path.write_text('[catalog]\npath = "my.db"\n[taxonomy]\nthreshold = 1\n')
     config = load_config(path)
     assert config.catalog_path == tmp_path / "my.db"
-    assert config.taxonomy.misc_threshold == 1.0
+    assert config.taxonomy.threshold == 1.0
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,12 @@ from drumcat.catalog import Catalog, rows
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
 from drumcat.features import FeatureRecipe, compute_features, mel_basis
-from drumcat.infer import ChunkProcessor, infer, pending_sounds, register_model
-from drumcat.metrics import apply_temperature
-from drumcat.models import ModelBundle, add_model, calibrated, card_path_for, lite_path_for, load_bundle
+from drumcat.infer import infer
+from drumcat.metrics import apply_temperature, calibrated
+from drumcat.models import ModelBundle, add_model, card_path_for, lite_path_for, load_bundle
+from drumcat.pipeline import ChunkProcessor
 from drumcat.resources import default_model_path
+from drumcat.results import pending_sounds, register_model
 from drumcat.runtime import KerasRuntime, LiteRuntime
 from drumcat.scan import scan
 from drumcat.synth import INSTRUMENTS, render, write_sample

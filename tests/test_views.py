@@ -86,7 +86,7 @@ def test_allow_all_gives_fine_folders(catalog: Catalog, sounds: dict[str, str]) 
 def test_per_command_changes_are_not_kept(catalog: Catalog, sounds: dict[str, str]) -> None:
     folders(catalog, changes=RuleChanges(threshold=0.99, target_labels=["Kick"]))
     with catalog.read() as conn:
-        assert conn.exec_driver_sql("SELECT value FROM settings WHERE key='misc_threshold'").scalar() == "0.5"
+        assert conn.exec_driver_sql("SELECT value FROM settings WHERE key='threshold'").scalar() == "0.5"
         assert conn.exec_driver_sql("SELECT count(*) FROM target_labels").scalar() == 6
 
 

@@ -1,0 +1,141 @@
+"""The rules: one typed value, stored in the catalog, changed for one command by drumcat.toml or flags,
+stored for good only when asked; and the one canonical mapping that everything collapsing labels uses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drumcat.catalog import Catalog, rows
+from drumcat.config import ScanConfig
+from drumcat.errors import DrumcatError
+from drumcat.evaluate import core_report
+from drumcat.rules import RuleChanges, Rules, parse_rule, rules_for_this_command, stored_rules
+from drumcat.scan import scan
+from drumcat.synth import render, write_sample
+from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
+from tests.helpers import record_predictions
+
+
+def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def classified(tmp_path: Path) -> Path:
+    """A catalog file with two predicted sounds: a confident kick and a 0.55 snare."""
+    root = tmp_path / "archive"
+    write_sample(root / "kick.wav", render("Kick", seed=1))
+    write_sample(root / "snare.wav", render("Snare", seed=2))
+    catalog = Catalog(tmp_path / "c.db")
+    scan(catalog, [root], ScanConfig(workers=1))
+    with catalog.read() as conn:
+        names = {Path(r["path"]).stem: r["hash"] for r in rows(conn, "SELECT path, hash FROM files")}
+    record_predictions(catalog, {names["kick"]: {"Kick": 0.9, "Tom": 0.1},
+                                 names["snare"]: {"Snare": 0.55, "Clap": 0.45}})
+    catalog.close()
+    return tmp_path
+
+
+def folder_counts(workdir: Path, *args: str) -> dict[str, int]:
+    result = drumcat("--catalog", "c.db", *args, "query", "--json",
+                     "SELECT folder, count(*) AS n FROM routed GROUP BY folder ORDER BY folder", cwd=workdir)
+    return {row["folder"]: row["n"] for row in json.loads(result.stdout)}
+
+
+def test_a_threshold_stored_with_sqlite3_is_not_put_back_by_drumcat_toml(classified: Path) -> None:
+    (classified / "drumcat.toml").write_text('[catalog]\npath = "c.db"\n')  # a config that sets no rule
+    with sqlite3.connect(classified / "c.db") as db:
+        db.execute("UPDATE settings SET value = '0.6' WHERE key = 'threshold'")
+    assert folder_counts(classified) == {"Kick": 1, "misc": 1}  # the 0.55 snare is below 0.6
+    drumcat("--catalog", "c.db", "stats", cwd=classified)
+    with sqlite3.connect(classified / "c.db") as db:
+        assert db.execute("SELECT value FROM settings WHERE key = 'threshold'").fetchone() == ("0.6",)
+
+
+def test_drumcat_toml_rules_apply_to_the_command_and_are_stored_only_by_rules_apply(classified: Path) -> None:
+    (classified / "drumcat.toml").write_text("[taxonomy]\nthreshold = 0.6\n")
+    assert folder_counts(classified) == {"Kick": 1, "misc": 1}
+    (classified / "drumcat.toml").unlink()
+    assert folder_counts(classified) == {"Kick": 1, "Snare": 1}  # nothing was stored
+
+    (classified / "drumcat.toml").write_text("[taxonomy]\nthreshold = 0.6\n")
+    report = json.loads(drumcat("--catalog", "c.db", "rules", "--json", cwd=classified).stdout)
+    threshold = next(r for r in report if r["rule"] == "threshold")
+    assert threshold["value"] == 0.6 and threshold["source"].startswith("drumcat.toml")
+    assert "stored threshold" in drumcat("--catalog", "c.db", "rules", "apply", cwd=classified).stdout
+    (classified / "drumcat.toml").unlink()
+    assert folder_counts(classified) == {"Kick": 1, "misc": 1}
+    report = json.loads(drumcat("--catalog", "c.db", "rules", "--json", cwd=classified).stdout)
+    assert {r["rule"]: r["source"] for r in report}["threshold"] == "catalog"
+
+
+def test_rules_set_stores_typed_values_and_refuses_bad_ones(classified: Path) -> None:
+    drumcat("--catalog", "c.db", "rules", "set", "allow_all", "true", cwd=classified)
+    drumcat("--catalog", "c.db", "rules", "set", "target_labels", "Kick,Snare", cwd=classified)
+    catalog = Catalog(classified / "c.db")
+    with catalog.read() as conn:
+        assert stored_rules(conn) == Rules(allow_all=True, target_labels=("Kick", "Snare"))
+    bad = drumcat("--catalog", "c.db", "rules", "set", "threshold", "high", cwd=classified, check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "threshold: expected a number" in bad.stderr
+    with pytest.raises(DrumcatError, match="unknown rule 'misc_threshold'"):
+        parse_rule("misc_threshold", "0.5")
+
+
+def test_flags_win_over_drumcat_toml_for_one_command(classified: Path) -> None:
+    (classified / "drumcat.toml").write_text("[taxonomy]\nthreshold = 0.6\n")
+    result = drumcat("--catalog", "c.db", "materialize", "--out", "tree", "--threshold", "0.5", "--json",
+                     cwd=classified)
+    summary = json.loads(result.stdout)
+    assert summary["threshold"] == 0.5 and summary["per_folder"] == {"Kick": 1, "Snare": 1}
+
+
+def test_a_fresh_catalog_holds_the_taxonomy_module_defines(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c.db")
+    with catalog.read() as conn:
+        assert [r["name"] for r in rows(conn, "SELECT name FROM classes ORDER BY name")] == sorted(FINE_CLASSES)
+        mapping = {r["fine"]: r["canonical"] for r in rows(conn, "SELECT fine, canonical FROM canonical_map")}
+        assert mapping == default_canonical_map()
+        assert stored_rules(conn).target_labels == tuple(sorted(CORE_CLASSES))
+
+
+def test_core_metrics_collapse_with_the_mapping_given() -> None:
+    labels = list(FINE_CLASSES)
+    probabilities = np.zeros((2, len(labels)))
+    probabilities[:, labels.index("Clap")] = 1.0
+    builtin = core_report(["Snare", "Snare"], probabilities, labels)
+    assert builtin["accuracy"] == 0.0  # Clap is misc in the built-in mapping
+    users = core_report(["Snare", "Snare"], probabilities, labels, {**default_canonical_map(), "Clap": "Snare"})
+    assert users["accuracy"] == 1.0
+
+
+def test_evaluate_collapses_labels_with_the_catalogs_canonical_map(tmp_path: Path) -> None:
+    """`drumcat evaluate` reads canonical_map from the catalog when there is one (it used the built-in map)."""
+    labeled = tmp_path / "labeled"
+    for take in range(3):
+        write_sample(labeled / "Snare" / f"s{take}.wav", render("Snare", seed=take))
+    Catalog(tmp_path / "c.db").close()
+    with sqlite3.connect(tmp_path / "c.db") as db:  # this user files every sound under Tom
+        db.execute("UPDATE canonical_map SET canonical = 'Tom'")
+    report = json.loads(drumcat("--catalog", "c.db", "evaluate", "--json", "--quiet", "labeled",
+                                cwd=tmp_path).stdout)
+    support = {row["class"]: row["support"] for row in report["core"]["per_class"]}
+    assert support == {"Tom": 3} and report["core"]["accuracy"] == 1.0
+
+
+def test_rule_changes_for_one_command_are_rolled_back(classified: Path) -> None:
+    catalog = Catalog(classified / "c.db")
+    with rules_for_this_command(catalog, RuleChanges(threshold=0.99, dedup=False)) as conn:
+        assert rows(conn, "SELECT threshold, dedup FROM rules") == [{"threshold": 0.99, "dedup": 0}]
+    with catalog.read() as conn:
+        assert stored_rules(conn) == Rules()
