@@ -13,7 +13,7 @@ DEMO := build/demo
 DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
 DATASET := build/dataset
 
-.PHONY: demo test lint bench dataset model clean sqlite3-cli
+.PHONY: demo test lint docs bench dataset model clean sqlite3-cli
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "drumcat needs Python 3.11 or newer: install it, or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -34,7 +34,7 @@ demo: $(STAMP)
 	@echo "Catalog:        $(DRUMCAT) query 'SELECT * FROM routed'   (or sqlite3 $(DEMO)/drumcat.db)"
 
 test: $(STAMP) sqlite3-cli
-	$(BIN)/ruff check drumcat tests bench
+	$(BIN)/ruff check drumcat tests bench docs
 	$(BIN)/python -m pytest -q
 
 # One test reads the catalog with the sqlite3 command line; install it where we may (root with apt).
@@ -44,8 +44,11 @@ sqlite3-cli:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq sqlite3 >/dev/null 2>&1; }; }; } || \
 	  echo "note: the sqlite3 command line is not installed; the test that uses it will be skipped"
 
+docs: $(STAMP)
+	$(BIN)/python docs/examples.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check drumcat tests bench
+	$(BIN)/ruff check drumcat tests bench docs
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py

@@ -8,7 +8,9 @@ import pytest
 
 from drumcat.catalog import Catalog
 from drumcat.config import ScanConfig
-from drumcat.synth import WRITE_FORMATS, render, write_sample
+from drumcat.models import ModelBundle, load_bundle
+from drumcat.scan import scan
+from drumcat.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
 
 
 @pytest.fixture
@@ -31,3 +33,22 @@ def catalog(tmp_path: Path) -> Catalog:
 @pytest.fixture
 def scan_config() -> ScanConfig:
     return ScanConfig(workers=1)
+
+
+@pytest.fixture(scope="session")
+def bundle() -> ModelBundle:
+    return load_bundle()
+
+
+@pytest.fixture
+def scanned(tmp_path: Path, catalog: Catalog) -> Path:
+    root = tmp_path / "archive"
+    for index, instrument in enumerate(sorted(INSTRUMENTS)):
+        for take in range(3):
+            ext = ["wav", "flac", "ogg", "mp3", "aiff"][(index + take) % 5]
+            path = root / f"v{take}" / f"{instrument.lower()}{take}.{ext}"
+            write_sample(path, render(instrument, seed=10 * index + take))
+    kick = next((root / "v0").glob("kick0.*"))
+    (root / f"dup{kick.suffix}").write_bytes(kick.read_bytes())
+    scan(catalog, [root], ScanConfig(workers=1))
+    return root

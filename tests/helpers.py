@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import librosa
 import numpy as np
 
 from drumcat.catalog import Catalog
+from drumcat.features import FeatureRecipe
 from drumcat.results import write_results
 from drumcat.taxonomy import FINE_CLASSES
 from drumcat.times import utc_now
@@ -31,3 +34,33 @@ def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]
             probabilities[row, labels.index(label)] = p
     write_results(catalog, model_id, run_id, labels, hashes, probabilities, np.zeros((len(hashes), 4)), [])
     return model_id
+
+
+def librosa_features(path: str, recipe: FeatureRecipe) -> np.ndarray:
+    """The recipe computed independently, the reference design's way: librosa.load + librosa features."""
+    samples, _ = librosa.load(path, sr=recipe.sample_rate, mono=True)
+    samples = librosa.util.fix_length(samples[: recipe.clip_samples], size=recipe.clip_samples)
+    if recipe.peak_normalize and np.abs(samples).max() > 0:
+        samples = samples / np.abs(samples).max()
+    mel = librosa.feature.melspectrogram(
+        y=samples, sr=recipe.sample_rate, n_fft=recipe.n_fft, hop_length=recipe.hop_length,
+        n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax, pad_mode="constant")
+    return librosa.power_to_db(mel, ref=1.0, top_db=recipe.top_db)[..., np.newaxis]
+
+
+def tiny_model(path: Path, classes: int, with_lambda: bool) -> Path:
+    import keras
+
+    inputs = keras.Input(shape=(40, 44, 1))
+    x = keras.layers.Flatten()(inputs)
+    if with_lambda:
+        x = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    keras.Model(inputs, outputs).save(str(path))
+    return path
+
+
+# The reference design's MFCC recipe (model1.keras), which `drumcat model add` defaults to.
+MFCC = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="mfcc", n_mfcc=40, n_mels=128,
+                     n_fft=2048, hop_length=512, fmin=0.0, peak_normalize=False)

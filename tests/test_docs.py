@@ -1,0 +1,23 @@
+"""The README's example outputs are the program's real outputs on the demo archive (docs/examples.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_readme_examples_are_what_drumcat_prints_today() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "docs" / "examples.py"), "--check"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stderr}\n{result.stdout}"
+
+
+def test_every_example_block_is_marked_and_named() -> None:
+    sys.path.insert(0, str(REPO / "docs"))
+    from examples import EXAMPLES
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert sorted(name for name in EXAMPLES if f"<!-- example: {name} -->\n```\n" in readme) == sorted(EXAMPLES)

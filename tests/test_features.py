@@ -1,0 +1,66 @@
+"""Feature recipes: drumcat's log-mel and MFCC equal librosa's, for every clip length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+
+from drumcat.features import FeatureRecipe, compute_features, mel_basis
+from drumcat.synth import render
+from tests.helpers import MFCC
+
+
+def one_second(instrument: str, seed: int) -> np.ndarray:
+    clip = librosa.resample(render(instrument, seed=seed), orig_sr=44_100, target_sr=22_050)
+    return librosa.util.fix_length(clip, size=22_050).astype(np.float32)
+
+
+def test_mfcc_features_equal_librosa(tmp_path: Path) -> None:
+    clips = np.stack([one_second(name, seed=3) for name in ("Kick", "Snare", "Crash")])
+    ours = compute_features(clips.astype(np.float32), MFCC)[..., 0]
+    reference = np.stack([librosa.feature.mfcc(y=c, sr=22_050, n_mfcc=40) for c in clips.astype(np.float32)])
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_logmel_features_equal_librosa() -> None:
+    recipe = FeatureRecipe()
+    clips = np.stack([one_second(name, seed=4) for name in ("Kick", "Hihat", "Ride")])
+    ours = compute_features(clips, recipe)[..., 0]
+    reference = np.stack([librosa.power_to_db(librosa.feature.melspectrogram(
+        y=c, sr=22_050, n_fft=1024, hop_length=256, n_mels=64, fmin=20.0, pad_mode="constant"), top_db=80.0)
+        for c in clips])
+    np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+def test_logmel_of_short_and_silent_clips_equals_librosa() -> None:
+    """Clips of every length in one batch, one silent: the frames past a clip's sound are skipped, not
+    computed, and the result is the same."""
+    recipe = FeatureRecipe()
+    lengths = [22_050, 300, 0, 5_000, 17_000, 1, 9_999, 22_050, 2_000, 12_345]
+    clips = np.zeros((len(lengths), recipe.clip_samples), dtype=np.float32)
+    for row, length in enumerate(lengths):
+        clips[row, :length] = one_second("Snare", seed=row)[:length]
+    ours = compute_features(clips, recipe)[..., 0]
+    reference = np.stack([librosa.power_to_db(librosa.feature.melspectrogram(
+        y=c, sr=22_050, n_fft=1024, hop_length=256, n_mels=64, fmin=20.0, pad_mode="constant"), top_db=80.0)
+        for c in clips])
+    np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+@pytest.mark.parametrize("rate, n_fft, n_mels, fmin, fmax", [
+    (22_050, 1024, 64, 20.0, None), (16_000, 512, 40, 0.0, 8000.0), (44_100, 2048, 128, 30.0, 16_000.0)])
+def test_mel_filterbank_equals_librosa(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
+    recipe = FeatureRecipe(sample_rate=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    reference = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    np.testing.assert_allclose(mel_basis(recipe), reference, rtol=1e-5, atol=1e-8)
+
+
+def test_hann_window_is_scipys_periodic_hann() -> None:
+    import scipy.signal
+
+    from drumcat.features import _window
+
+    np.testing.assert_allclose(_window(1024), scipy.signal.get_window("hann", 1024, fftbins=True), atol=1e-7)
