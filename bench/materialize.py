@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import sys
@@ -25,9 +24,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drumcat.catalog import Catalog, execute_many  # noqa: E402
+from drumcat.features import FeatureRecipe  # noqa: E402
 from drumcat.materialize import materialize  # noqa: E402
+from drumcat.models import ModelCard  # noqa: E402
 from drumcat.query import list_views  # noqa: E402
-from drumcat.results import write_results  # noqa: E402
+from drumcat.results import register_model, start_run, write_results  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 
@@ -55,11 +56,9 @@ def build_catalog(workdir: Path, count: int) -> Catalog:
             :mtime_ns, :hash, 'sha256', :now, :now)""", file_rows)
         execute_many(conn, """INSERT OR IGNORE INTO audio (hash, format, sample_rate, channels, frames, duration,
             read_at) VALUES (:hash, 'WAV', 44100, 2, 44100, 1.0, :now)""", audio_rows)
-        model_id = conn.exec_driver_sql("""INSERT INTO models (name, card_hash, path, labels, card, added_at)
-            VALUES ('synthetic', 'synthetic', '-', ?, '{}', ?) RETURNING id""",
-                                        (json.dumps(FINE_CLASSES), now)).scalar_one()
-        run_id = conn.exec_driver_sql("INSERT INTO inference_runs (model_id, started_at, config) VALUES (?,?,'{}') "
-                                      "RETURNING id", (model_id, now)).scalar_one()
+    card = ModelCard(name="synthetic", labels=list(FINE_CLASSES), features=FeatureRecipe(), weights_sha256="-")
+    model_id = register_model(catalog, card, workdir / "synthetic.keras")
+    run_id, _ = start_run(catalog, model_id, count, {})
     unique = sorted(set(hashes))
     rng = np.random.default_rng(0)
     for start in range(0, len(unique), 5000):

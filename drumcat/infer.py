@@ -96,7 +96,7 @@ def infer(
 
 
 def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict[str, Any]) -> InferSummary:
-    model_id = register_model(catalog, bundle)
+    model_id = register_model(catalog, bundle.card, bundle.path)
     set_active_model(catalog, model_id)
     run_id, done = start_run(catalog, model_id, planned, config)
     return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done)

@@ -7,23 +7,24 @@ models table.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
 from drumcat.catalog import Catalog, execute_many, rows
-from drumcat.models import ModelBundle, ModelCard
+from drumcat.models import ModelCard
 from drumcat.rules import set_setting
 from drumcat.times import utc_now
 
 
-def register_model(catalog: Catalog, bundle: ModelBundle) -> int:
-    card = bundle.card
+def register_model(catalog: Catalog, card: ModelCard, path: Path) -> int:
+    """The catalog's id for this card (the model at `path`), added the first time it is used."""
     with catalog.connect() as conn:
         conn.exec_driver_sql(
             "INSERT OR IGNORE INTO models (name, card_hash, path, labels, card, added_at) VALUES (?,?,?,?,?,?)",
-            (card.name, card.card_hash(), str(bundle.path), json.dumps(card.labels), card.to_json(), utc_now()),
+            (card.name, card.card_hash(), str(path), json.dumps(card.labels), card.to_json(), utc_now()),
         )
         # A card may bring classes the catalog does not know: they map to misc until the user says otherwise.
         conn.exec_driver_sql(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import librosa
@@ -10,23 +9,17 @@ import numpy as np
 
 from drumcat.catalog import Catalog
 from drumcat.features import FeatureRecipe
-from drumcat.results import write_results
+from drumcat.models import ModelCard
+from drumcat.results import register_model, start_run, write_results
 from drumcat.taxonomy import FINE_CLASSES
-from drumcat.times import utc_now
 
 
 def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]], model: str = "fixture") -> int:
     """Store probability vectors (hash -> {label: probability}) as an inference run of a model row."""
     labels = list(FINE_CLASSES)
-    with catalog.connect() as conn:
-        model_id = conn.exec_driver_sql(
-            "INSERT INTO models (name, card_hash, path, labels, card, added_at) VALUES (?,?,?,?,?,?) RETURNING id",
-            (model, f"hash-{model}", "/nowhere.keras", json.dumps(labels), "{}", utc_now()),
-        ).scalar_one()
-        run_id = conn.exec_driver_sql(
-            "INSERT INTO inference_runs (model_id, started_at, config) VALUES (?,?,?) RETURNING id",
-            (model_id, utc_now(), "{}"),
-        ).scalar_one()
+    card = ModelCard(name=model, labels=labels, features=FeatureRecipe(), weights_sha256=f"fixture-{model}")
+    model_id = register_model(catalog, card, Path(f"/nowhere/{model}.keras"))
+    run_id, _ = start_run(catalog, model_id, len(predictions), {})
     hashes = list(predictions)
     probabilities = np.zeros((len(hashes), len(labels)), dtype=np.float32)
     for row, digest in enumerate(hashes):

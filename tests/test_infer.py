@@ -154,7 +154,7 @@ def test_corrupt_file_is_recorded_and_the_run_goes_on(catalog: Catalog, scanned:
     with catalog.read() as conn:
         errors = rows(conn, "SELECT path, error FROM inference_errors")
     assert errors[0]["path"] == str(victim) and errors[0]["error"]
-    assert pending_sounds(catalog, register_model(catalog, bundle)) == []  # not retried forever
+    assert pending_sounds(catalog, register_model(catalog, bundle.card, bundle.path)) == []  # not retried forever
 
 
 def test_a_model_that_fails_to_load_in_the_background_leaves_the_catalog_untouched(

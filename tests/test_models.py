@@ -75,4 +75,5 @@ def test_a_card_without_created_at_keeps_its_hash_and_its_model_id(tmp_path: Pat
     card_path_for(model).write_text(json.dumps(card))
     first, second = ModelCard.read(card_path_for(model)), ModelCard.read(card_path_for(model))
     assert first.created_at is None and first.card_hash() == second.card_hash()
-    assert register_model(catalog, load_bundle(model)) == register_model(catalog, load_bundle(model))
+    first_id = register_model(catalog, load_bundle(model).card, model)
+    assert register_model(catalog, load_bundle(model).card, model) == first_id
