@@ -439,6 +439,26 @@ def overrides_export(
 
 
 @app.command()
+def similar(
+    ctx: typer.Context,
+    path_or_hash: Annotated[str, typer.Argument(help="A catalogued file, a content hash, or any audio file.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbours.")] = 10,
+    folder: Annotated[str | None, typer.Option(help="Only sounds the views put in this folder, e.g. Snare.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """More like this: the nearest sounds by the active model's embedding (cosine distance)."""
+    from drumcat.similar import similar as find_similar
+
+    state: State = ctx.obj
+    result = find_similar(state.open_catalog(), path_or_hash, k=k, folder=folder, changes=state.rule_changes())
+    if json_output:
+        console.print_json(result)
+        return
+    console.out.print(console.table(f"nearest to {path_or_hash}", result["neighbours"],
+                                    ["rank", "distance", "label", "confidence", "folder", "path"]))
+
+
+@app.command()
 def evaluate(
     ctx: typer.Context,
     labeled: Annotated[Path, typer.Argument(help="A folder of LABEL/ subfolders, or a CSV with path,label.")],
