@@ -38,6 +38,7 @@ EXAMPLES: dict[str, list[str]] = {
     "query": ["query \"SELECT folder, count(*) AS n FROM routed GROUP BY folder ORDER BY folder\"",
               "query --csv \"SELECT label, round(confidence, 3) AS confidence, name FROM organized_full "
               "JOIN present_files ON path = src ORDER BY name LIMIT 3\""],
+    "model": ["model list"],
     "override": ["override \"archive/Free Stuff 2019/smp_0002.aiff\" Clap --note \"909 clap\"",
                  "overrides export"],
 }

@@ -171,11 +171,14 @@ def infer(
     batch_size: Annotated[int | None, typer.Option(help="Sounds per commit (default: model.batch_size).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: model.workers).")] = None,
     limit: Annotated[int | None, typer.Option(help="Stop after this many sounds (try a model on a few).")] = None,
+    use: Annotated[bool, typer.Option("--use", help="Make this the model the views classify with.")] = False,
     trust_model: TrustOption = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun."""
+    """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun.
+    Trying a model does not change what the trees show: the views switch only with --use (or for the
+    catalog's first model), or later with `drumcat model use`."""
     from drumcat.infer import infer as run_infer
 
     state: State = ctx.obj
@@ -185,7 +188,7 @@ def infer(
     with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds") as bar:
         summary = run_infer(
             catalog, bundle, batch_size=batch_size or settings.batch_size,
-            workers=settings.workers if workers is None else workers, limit=limit,
+            workers=settings.workers if workers is None else workers, limit=limit, use=use,
             on_total=bar[0], on_progress=bar[1],
         )
     for error in summary.errors:
@@ -195,9 +198,13 @@ def infer(
         return
     record = {k: summary.as_dict()[k] for k in ("model", "planned", "predicted", "failed", "already_done", "status")}
     console.out.print(console.table(f"inference run {summary.run_id}", [record]))
+    if not summary.active:
+        console.out.print(f"the views still classify with another model; `drumcat model use {bundle.name}` "
+                          "switches them to this one")
 
 
-model_app = typer.Typer(help="Model bundles: add your own model, show a card.", no_args_is_help=True)
+model_app = typer.Typer(help="Models: add your own, list and choose the active one, show a card.",
+                        no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
@@ -249,6 +256,37 @@ def model_add(
     else:
         console.out.print("no LiteRT export (model added with --trust-model, or LiteRT cannot express it): "
                           "infer runs it on Keras")
+
+
+@model_app.command("list")
+def model_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """The models this catalog has results from, and which the views classify with."""
+    from drumcat.results import model_list as list_models
+
+    found = list_models(ctx.obj.open_catalog())
+    if json_output:
+        console.print_json(found)
+        return
+    for model in found:
+        model["active"] = "*" if model["active"] else ""
+    console.out.print(console.table("models (* = the views classify with it)", found,
+                                    ["active", "id", "name", "sounds", "card_hash", "path"]))
+
+
+@model_app.command("use")
+def model_use(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="One model (name or id), or several for an ensemble.")],
+) -> None:
+    """Make the views classify with this model, or with the mean of several models' probabilities."""
+    from drumcat.results import resolve_models, set_active_models
+
+    catalog = ctx.obj.open_catalog()
+    ids = resolve_models(catalog, names)
+    set_active_models(catalog, ids)
+    what = "the ensemble of " if len(ids) > 1 else ""
+    console.out.print(f"the views now classify with {what}{' + '.join(names)}; "
+                      "`drumcat materialize` rebuilds a tree with it")
 
 
 @model_app.command("show")

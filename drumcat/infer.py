@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 
 from drumcat.catalog import Catalog
+from drumcat.errors import DrumcatError
 from drumcat.models import ModelBundle
 from drumcat.pipeline import Chunk, ChunkProcessor, WorkerPipeline
 from drumcat.results import (
+    activate_if_first,
     end_run,
     pending_sounds,
     register_model,
     registered_model_id,
-    set_active_model,
+    set_active_models,
     start_run,
     write_results,
 )
@@ -41,6 +43,8 @@ class InferSummary:
     predicted: int = 0
     failed: int = 0
     already_done: int = 0
+    active: bool = False
+    """Whether the views classify with this model (the catalog's first, or `use`)."""
     status: str = "running"
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -63,6 +67,7 @@ def infer(
     batch_size: int = 256,
     workers: int = 0,
     limit: int | None = None,
+    use: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> InferSummary:
@@ -70,7 +75,9 @@ def infer(
 
     The decode workers start before anything else, so a bundle still loading in the background
     (`load_bundle(..., background=True)`) loads while they work. The catalog is not written until the
-    model has loaded and passed its checks: a bad model leaves no run behind."""
+    model has loaded and passed its checks: a bad model leaves no run behind. The views switch to this
+    model only if it is the catalog's first or `use` is set (`drumcat model use` switches later)."""
+    check_run_options(batch_size=batch_size, workers=workers, limit=limit)
     items = pending_sounds(catalog, registered_model_id(catalog, bundle.card))
     if limit is not None:
         items = items[:limit]
@@ -82,7 +89,7 @@ def infer(
         with WorkerPipeline(items, ChunkProcessor.for_bundle(bundle), workers) as chunks:
             bundle.ready()
             summary = _start_run(catalog, bundle, len(items),
-                                 {"batch_size": batch_size, "workers": workers, "limit": limit})
+                                 {"batch_size": batch_size, "workers": workers, "limit": limit}, use)
             if on_total:
                 on_total(len(items))
             _finish_run(catalog, summary, lambda: _run_batches(
@@ -95,11 +102,23 @@ def infer(
     return summary
 
 
-def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict[str, Any]) -> InferSummary:
+def check_run_options(*, batch_size: int, workers: int, limit: int | None) -> None:
+    if batch_size < 1:
+        raise DrumcatError(f"--batch-size {batch_size}: a batch holds at least one sound")
+    if workers < 0:
+        raise DrumcatError(f"--workers {workers}: use 0 (one per core) or a positive count")
+    if limit is not None and limit < 0:
+        raise DrumcatError(f"--limit {limit}: use a count of sounds, 0 or more")
+
+
+def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict[str, Any],
+               use: bool) -> InferSummary:
     model_id = register_model(catalog, bundle.card, bundle.path)
-    set_active_model(catalog, model_id)
+    if use:
+        set_active_models(catalog, [model_id])
+    active = activate_if_first(catalog, model_id) or use
     run_id, done = start_run(catalog, model_id, planned, config)
-    return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done)
+    return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done, active=active)
 
 
 def _finish_run(catalog: Catalog, summary: InferSummary, work: Callable[[], None]) -> None:

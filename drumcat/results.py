@@ -14,8 +14,8 @@ import numpy as np
 from sqlalchemy import Connection
 
 from drumcat.catalog import Catalog, execute_many, rows
+from drumcat.errors import DrumcatError
 from drumcat.models import ModelCard
-from drumcat.rules import set_setting
 from drumcat.times import utc_now
 
 
@@ -119,7 +119,42 @@ def end_run(catalog: Catalog, run_id: int, status: str) -> None:
                              (status, utc_now(), run_id))
 
 
-def set_active_model(catalog: Catalog, model_id: int) -> None:
-    """The views classify with the active model; the model a user last ran becomes it."""
+def set_active_models(catalog: Catalog, model_ids: list[int]) -> None:
+    """The views classify with these models (the mean of their vectors when there are several)."""
     with catalog.connect() as conn:
-        set_setting(conn, "active_model", str(model_id))
+        conn.exec_driver_sql("DELETE FROM active_models")
+        execute_many(conn, "INSERT INTO active_models (model_id) VALUES (?)", [(m,) for m in model_ids])
+
+
+def activate_if_first(catalog: Catalog, model_id: int) -> bool:
+    """A catalog's first model becomes the active one; after that only the user chooses. True if it did."""
+    with catalog.connect() as conn:
+        inserted = conn.exec_driver_sql(
+            "INSERT INTO active_models (model_id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM active_models)",
+            (model_id,)).rowcount
+    return bool(inserted)
+
+
+def model_list(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every model the catalog knows, with its result count and whether the views use it."""
+    with catalog.read() as conn:
+        return rows(conn, """
+            SELECT m.id, m.name, m.card_hash, m.id IN (SELECT model_id FROM active_models) AS active,
+                   (SELECT count(*) FROM predictions p WHERE p.model_id = m.id) AS sounds, m.path, m.added_at
+            FROM models m ORDER BY m.id""")
+
+
+def resolve_models(catalog: Catalog, names: list[str]) -> list[int]:
+    """Model ids from names (the newest model of that name) or ids, as `drumcat model list` shows them."""
+    known = model_list(catalog)
+    ids = []
+    for name in names:
+        matches = [m["id"] for m in known if m["name"] == name or str(m["id"]) == name.lstrip("#")]
+        if not matches:
+            listed = ", ".join(sorted({m["name"] for m in known})) or "none yet"
+            raise DrumcatError(f"no model {name!r} in this catalog (known: {listed}); "
+                               "run `drumcat infer --model PATH` to add one")
+        ids.append(max(matches))
+    if len(set(ids)) != len(ids):
+        raise DrumcatError(f"model use: {' '.join(names)} names the same model twice")
+    return ids

@@ -188,8 +188,9 @@ def rules_for_this_command(catalog: Catalog, changes: RuleChanges) -> Iterator[C
 
 
 def active_model_name(conn: Connection) -> str | None:
-    """The name of the model the views classify with (the `active_model` view), if any."""
-    return conn.exec_driver_sql("SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)").scalar()
+    """The name of the model the views classify with (names joined by + for an ensemble), if any."""
+    return conn.exec_driver_sql("SELECT group_concat(name, '+') FROM (SELECT name FROM models "
+                                "WHERE id IN (SELECT model_id FROM active_model) ORDER BY id)").scalar()
 
 
 # --- overrides ---------------------------------------------------------------------------------------

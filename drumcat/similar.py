@@ -134,7 +134,8 @@ class EmbeddingIndex:
 
 def active_model_id(catalog: Catalog) -> int:
     with catalog.read() as conn:
-        model_id = conn.exec_driver_sql("SELECT model_id FROM active_model").scalar()
+        # an ensemble searches its first member's embedding space
+        model_id = conn.exec_driver_sql("SELECT min(model_id) FROM active_model").scalar()
     if model_id is None:
         raise DrumcatError("no model has classified this catalog yet; run `drumcat infer` first")
     return int(model_id)

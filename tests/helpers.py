@@ -10,7 +10,7 @@ import numpy as np
 from drumcat.catalog import Catalog
 from drumcat.features import FeatureRecipe
 from drumcat.models import ModelCard
-from drumcat.results import register_model, start_run, write_results
+from drumcat.results import activate_if_first, register_model, start_run, write_results
 from drumcat.taxonomy import FINE_CLASSES
 
 
@@ -19,6 +19,7 @@ def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]
     labels = list(FINE_CLASSES)
     card = ModelCard(name=model, labels=labels, features=FeatureRecipe(), weights_sha256=f"fixture-{model}")
     model_id = register_model(catalog, card, Path(f"/nowhere/{model}.keras"))
+    activate_if_first(catalog, model_id)  # as infer does: the catalog's first model is the active one
     run_id, _ = start_run(catalog, model_id, len(predictions), {})
     hashes = list(predictions)
     probabilities = np.zeros((len(hashes), len(labels)), dtype=np.float32)

@@ -82,3 +82,26 @@ def test_upgrade_keeps_every_probability_and_the_view_gives_the_old_rows(tmp_pat
     assert rows == stored
     assert json.loads(vector) == [0.05, 0.05, 0.9]
     assert kind == "view"
+
+
+def test_upgrade_keeps_the_model_and_the_threshold_the_views_used(tmp_path: Path) -> None:
+    """Migrations 5 and 6 rename misc_threshold and move the active model into active_models: an old
+    catalog's views show the same thing after the upgrade."""
+    path = tmp_path / "old.db"
+    _catalog_at_version(path, 4)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO models VALUES (1, 'a', 'h1', 'a.keras', '[\"Kick\"]', '{}', 'now')")
+        db.execute("INSERT INTO models VALUES (2, 'b', 'h2', 'b.keras', '[\"Kick\"]', '{}', 'now')")
+        db.execute("INSERT INTO inference_runs (id, model_id, started_at, config) VALUES (1, 2, 'now', '{}')")
+        db.execute("INSERT INTO predictions (model_id, hash, run_id, label, confidence, predicted_at, "
+                   "probabilities) VALUES (2, ?, 1, 'Kick', 0.5, 'now', '[1.0]')", ("a" * 64,))
+        db.execute("UPDATE settings SET value = '1' WHERE key = 'active_model'")
+        db.execute("UPDATE settings SET value = '0.7' WHERE key = 'misc_threshold'")
+
+    Catalog(path).close()
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT model_id FROM active_models").fetchall() == [(1,)]
+        assert db.execute("SELECT threshold FROM rules").fetchall() == [(0.7,)]
+        assert db.execute("SELECT count(*) FROM settings WHERE key IN ('active_model', 'misc_threshold')"
+                          ).fetchone() == (0,)

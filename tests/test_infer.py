@@ -171,7 +171,7 @@ def test_a_model_that_fails_to_load_in_the_background_leaves_the_catalog_untouch
     with catalog.read() as conn:
         assert rows(conn, "SELECT * FROM models") == []
         assert rows(conn, "SELECT * FROM inference_runs") == []
-        assert rows(conn, "SELECT value FROM settings WHERE key = 'active_model'") == [{"value": None}]
+        assert rows(conn, "SELECT * FROM active_models") == []
 
 
 def test_bring_your_own_mfcc_model(tmp_path: Path, catalog: Catalog, scanned: Path) -> None:
@@ -199,3 +199,48 @@ def test_infer_runs_from_a_worker_thread(catalog: Catalog, scanned: Path, bundle
     with ThreadPoolExecutor(1) as pool:
         summary = pool.submit(infer, catalog, bundle, workers=1).result()
     assert summary.status == "finished" and summary.predicted == len(INSTRUMENTS) * 3
+
+
+def test_trying_a_model_does_not_switch_the_views(catalog: Catalog, scanned: Path, bundle: ModelBundle,
+                                                  tmp_path: Path) -> None:
+    """The catalog's first model becomes active; a second one tried with --limit changes nothing the trees
+    show until it is chosen (the trees held 3 files after `infer --model other --limit 3`)."""
+    first = infer(catalog, bundle, workers=1)
+    other = tmp_path / "other.keras"
+    for suffix in (".keras", ".tflite"):
+        other.with_suffix(suffix).write_bytes(default_model_path().with_suffix(suffix).read_bytes())
+    card = json.loads(card_path_for(default_model_path()).read_text())
+    card_path_for(other).write_text(json.dumps({**card, "name": "other"}))
+    tried = infer(catalog, load_bundle(other), workers=1, limit=3)
+    assert first.active and not tried.active
+    with catalog.read() as conn:
+        assert rows(conn, "SELECT DISTINCT model FROM routed") == [{"model": "drumcat-v1"}]
+        assert rows(conn, "SELECT count(*) AS n FROM routed") == [{"n": first.predicted}]
+    infer(catalog, load_bundle(other), workers=1, use=True)
+    with catalog.read() as conn:
+        assert rows(conn, "SELECT DISTINCT model FROM routed") == [{"model": "other"}]
+
+
+def test_an_ensemble_classifies_with_the_mean_vector(catalog: Catalog, scanned: Path) -> None:
+    from drumcat.results import set_active_models
+    from tests.helpers import record_predictions
+
+    with catalog.read() as conn:
+        a, b = [r["hash"] for r in rows(conn, "SELECT hash FROM unique_files ORDER BY hash LIMIT 2")]
+    one = record_predictions(catalog, {a: {"Kick": 0.6, "Tom": 0.4}, b: {"Snare": 0.9, "Clap": 0.1}}, "one")
+    two = record_predictions(catalog, {a: {"Tom": 0.9, "Kick": 0.1}}, "two")
+    set_active_models(catalog, [one, two])
+    with catalog.read() as conn:
+        got = {r["hash"]: r for r in rows(conn, "SELECT * FROM latest_predictions")}
+        gaps = rows(conn, "SELECT hash, members, models FROM ensemble_gaps")
+    assert got[a]["label"] == "Tom" and got[a]["confidence"] == pytest.approx(0.65)
+    assert got[a]["second_label"] == "Kick" and got[a]["second_confidence"] == pytest.approx(0.35)
+    assert got[a]["model"] == "one+two"
+    assert got[b]["label"] == "Snare"  # only one member has it: kept, and listed as a gap
+    assert gaps == [{"hash": b, "members": 1, "models": 2}]
+
+
+@pytest.mark.parametrize(("option", "value"), [("batch_size", 0), ("workers", -3), ("limit", -1)])
+def test_nonsense_run_options_are_refused(catalog: Catalog, bundle: ModelBundle, option: str, value: int) -> None:
+    with pytest.raises(DrumcatError, match=f"--{option.replace('_', '-')} {value}"):
+        infer(catalog, bundle, **{option: value})
