@@ -270,7 +270,7 @@ def model_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
     for model in found:
         model["active"] = "*" if model["active"] else ""
     console.out.print(console.table("models (* = the views classify with it)", found,
-                                    ["active", "id", "name", "sounds", "card_hash", "path"]))
+                                    ["active", "id", "name", "sounds", "card_hash"]))
 
 
 @model_app.command("use")
