@@ -497,6 +497,46 @@ def similar(
 
 
 @app.command()
+def adapt(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="The new model (default: models/BASE-adapted-N.keras "
+                                                  "beside the catalog).")] = None,
+    base: Annotated[str | None, typer.Option(help="The model to adapt (default: the active one).")] = None,
+    epochs: Annotated[int, typer.Option(help="Optimizer steps over all examples.")] = 400,
+    allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels",
+                                                   help="An override label the base model lacks becomes a class.")]
+    = False,
+    use: Annotated[bool, typer.Option("--use", help="Make the adapted model the one the views use.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Learn from this catalog's overrides: a new model bundle, cross-validated, ready to use."""
+    from drumcat.adapt import adapt as run_adapt
+
+    state: State = ctx.obj
+    if epochs < 1:
+        raise DrumcatError(f"--epochs {epochs}: use 1 or more")
+    catalog = state.open_catalog()
+    report = run_adapt(catalog, out=out, base=base, steps=epochs, allow_new_labels=allow_new_labels, use=use,
+                       mapping=state.canonical_map(),
+                       on_stage=None if json_output else lambda text: console.err.print(f"adapt: {text}"))
+    if json_output:
+        console.print_json(report.as_dict())
+        return
+    cv = report.cross_validation
+    console.out.print(f"wrote {report.out} from {report.base} in {report.seconds:.0f} s: "
+                      f"{sum(report.overrides_used.values())} overrides, {report.replay} replayed sounds")
+    console.out.print(console.table(
+        f"cross-validation on the overrides ({cv['folds']} folds: each fold held out, fitted on the rest)",
+        [{"model": name, **cv[name]} for name in ("base", "adapted")]))
+    for reason, count in report.skipped.items():
+        console.warn_line(f"{count} override(s) skipped: {reason}")
+    if report.activated:
+        console.out.print("the views now classify with it; `drumcat materialize` rebuilds a tree")
+    else:
+        console.out.print(f"apply it: drumcat model use {report.out.stem}")
+
+
+@app.command()
 def evaluate(
     ctx: typer.Context,
     labeled: Annotated[Path, typer.Argument(help="A folder of LABEL/ subfolders, or a CSV with path,label.")],

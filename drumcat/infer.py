@@ -31,6 +31,7 @@ from drumcat.results import (
     start_run,
     write_results,
 )
+from drumcat.review import update_review_density
 from drumcat.workers import worker_count
 
 
@@ -94,6 +95,7 @@ def infer(
                 on_total(len(items))
             _finish_run(catalog, summary, lambda: _run_batches(
                 catalog, bundle, summary, chunks, batch_size, on_progress))
+        update_review_density(catalog, summary.model_id)  # the review order for the new sounds
     except _Terminated:
         raise KeyboardInterrupt from None
     finally:

@@ -1,0 +1,118 @@
+"""Adaptation benchmark: a simulated user corrects sounds of kits the model never saw, then adapts.
+
+The held-out test kits of the training set (`make dataset`) are scanned into a catalog and inferred with
+the shipped model. For N = 25, 50, 100, 200 the user corrects the first N sounds of the review order
+(`review_queue`), or N sounds chosen at random, with their true labels; `drumcat adapt` fits a model;
+core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after.
+
+    python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
+
+Targets (issue #15): with 100 corrections in review order, core accuracy >= 0.95 and macro-F1 >= 0.90 on
+the remaining sounds, better than random choice at every N; under 2 minutes for 500 overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def build_catalog(dataset: Path, work: Path, split: str = "test") -> tuple[Path, dict[str, str]]:
+    """A split's clips scanned and inferred in a catalog; returns it and hash -> true label."""
+    from drumcat.catalog import Catalog, rows
+    from drumcat.config import ScanConfig
+    from drumcat.infer import infer
+    from drumcat.models import load_bundle
+    from drumcat.scan import scan
+
+    archive = work / f"archive-{split}"
+    archive.mkdir()
+    label_of_name = {}
+    with (dataset / "manifest.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] == split:
+                shutil.copyfile(dataset / row["path"], archive / Path(row["path"]).name)
+                label_of_name[Path(row["path"]).name] = row["label"]
+    catalog = Catalog(work / f"{split}.db")
+    scan(catalog, [archive], ScanConfig())
+    infer(catalog, load_bundle())
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT hash, path FROM unique_files")
+    truth = {r["hash"]: label_of_name[Path(r["path"]).name] for r in found}
+    catalog.close()
+    return work / f"{split}.db", truth
+
+
+def measure(db: Path, held: set[str], truth: dict[str, str]) -> tuple[float, float]:
+    """Core accuracy and macro-F1 of the views' model on every sound not corrected."""
+    from drumcat.metrics import accuracy, macro_f1, per_class_table
+    from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
+
+    with sqlite3.connect(db) as conn:
+        predicted = dict(conn.execute("SELECT hash, label FROM latest_predictions"))
+    others = [h for h in truth if h not in held and h in predicted]
+    core_truth = [canonical(truth[h]) for h in others]
+    core_pred = [canonical(predicted[h]) for h in others]
+    return accuracy(core_truth, core_pred), macro_f1(per_class_table(core_truth, core_pred, [*CORE_CLASSES, MISC]))
+
+
+def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int) -> dict[str, float]:
+    from drumcat.adapt import adapt
+    from drumcat.catalog import Catalog
+
+    db = work / f"{order}-{size}-{seed}.db"
+    with sqlite3.connect(base_db) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    with sqlite3.connect(db) as conn:
+        if order == "review":
+            chosen = [h for (h,) in conn.execute("SELECT hash FROM review_queue LIMIT ?", (size,))]
+        else:
+            chosen = list(np.random.default_rng(seed).choice(sorted(truth), size=size, replace=False))
+        conn.executemany("INSERT INTO overrides VALUES (?, ?, 'bench', '2026-01-01T00:00:00Z')",
+                         [(h, truth[h]) for h in chosen])
+    before = measure(db, set(chosen), truth)
+    started = time.perf_counter()
+    adapt(Catalog(db), out=work / f"{order}-{size}-{seed}.keras", use=True)
+    seconds = time.perf_counter() - started
+    after = measure(db, set(chosen), truth)
+    return {"before_acc": before[0], "before_f1": before[1], "after_acc": after[0], "after_f1": after[1],
+            "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=Path("build/dataset"))
+    parser.add_argument("--sizes", default="25,50,100,200")
+    parser.add_argument("--seeds", type=int, default=3, help="random draws averaged for the random order")
+    args = parser.parse_args()
+    if not (args.dataset / "manifest.csv").is_file():
+        raise SystemExit(f"{args.dataset}: no manifest.csv; build the training set with `make dataset`")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base_db, truth = build_catalog(args.dataset, work)
+        print(f"{len(truth)} test sounds; the shipped model's core accuracy on all of them: "
+              f"{measure(base_db, set(), truth)[0]:.3f}")
+        print("| N | order | core accuracy before | after | macro-F1 before | after | adapt seconds |")
+        print("|---|---|---|---|---|---|---|")
+        for size in (int(s) for s in args.sizes.split(",")):
+            for order, seeds in (("review", [0]), ("random", list(range(args.seeds)))):
+                results = [run(base_db, truth, work, size, order, seed) for seed in seeds]
+                mean = {k: statistics.mean(r[k] for r in results) for k in results[0]}
+                print(f"| {size} | {order}{f' (mean of {len(seeds)})' if len(seeds) > 1 else ''} | "
+                      f"{mean['before_acc']:.3f} | {mean['after_acc']:.3f} | {mean['before_f1']:.3f} | "
+                      f"{mean['after_f1']:.3f} | {mean['seconds']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
