@@ -13,7 +13,7 @@ DEMO := build/demo
 DRUMCAT := $(BIN)/drumcat --catalog $(DEMO)/drumcat.db
 DATASET := build/dataset
 
-.PHONY: demo test lint docs bench dataset model clean sqlite3-cli
+.PHONY: demo test lint docs bench dataset model clean sqlite3-cli browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "drumcat needs Python 3.11 or newer: install it, or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -32,8 +32,9 @@ demo: $(STAMP)
 	@echo
 	@echo "Organized tree: $(DEMO)/organized  (browse it, or: ls -R $(DEMO)/organized)"
 	@echo "Catalog:        $(DRUMCAT) query 'SELECT * FROM routed'   (or sqlite3 $(DEMO)/drumcat.db)"
+	@echo "Review page:    $(DRUMCAT) serve   then open http://127.0.0.1:8765/ (hear, browse, correct; Ctrl-C stops it)"
 
-test: $(STAMP) sqlite3-cli
+test: $(STAMP) sqlite3-cli browser
 	$(BIN)/ruff check drumcat tests bench docs
 	$(BIN)/python -m pytest -q
 
@@ -44,8 +45,16 @@ sqlite3-cli:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq sqlite3 >/dev/null 2>&1; }; }; } || \
 	  echo "note: the sqlite3 command line is not installed; the test that uses it will be skipped"
 
-docs: $(STAMP)
+docs: $(STAMP) browser
 	$(BIN)/python docs/examples.py
+	command -v chromium >/dev/null && $(BIN)/python docs/screenshot.py || echo "no chromium: screenshot not taken"
+
+# The review page's tests drive Debian's Chromium; install it where we may (root with apt), else they skip.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: Chromium is not installed; the review page's browser tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check drumcat tests bench docs

@@ -537,6 +537,31 @@ def adapt(
 
 
 @app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")]
+    = "127.0.0.1",
+    read_only: Annotated[bool, typer.Option("--read-only", help="Browse and listen only; no corrections.")] = False,
+) -> None:
+    """The review page: browse, audition and correct the catalog in a browser. Ctrl-C stops it."""
+    import uvicorn
+
+    from drumcat.web.app import ReviewServer, create_app
+
+    state: State = ctx.obj
+    if not 0 < port < 65536:
+        raise DrumcatError(f"--port {port}: use a port between 1 and 65535")
+    server = ReviewServer(state.open_catalog(), read_only=read_only, changes=state.rule_changes())
+    console.out.print(f"drumcat review page: http://{host}:{port}/  ({'read-only, ' if read_only else ''}"
+                      "Ctrl-C stops it)")
+    try:
+        uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
+    except OSError as exc:
+        raise DrumcatError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from exc
+
+
+@app.command()
 def evaluate(
     ctx: typer.Context,
     labeled: Annotated[Path, typer.Argument(help="A folder of LABEL/ subfolders, or a CSV with path,label.")],

@@ -1,0 +1,1 @@
+"""`drumcat serve`: the local review page. Its templates and static files ship inside the package."""

@@ -1,0 +1,109 @@
+// drumcat's review page: one shared audio element, and the review queue's keyboard.
+"use strict";
+
+const token = document.querySelector('meta[name="drumcat-token"]').content;
+const readOnly = document.querySelector('meta[name="drumcat-read-only"]').content === "yes";
+const player = document.getElementById("player");
+
+function play(hash) {
+  document.querySelectorAll("button.play.playing").forEach((b) => b.classList.remove("playing"));
+  const src = "/audio/" + hash;
+  if (!player.src.endsWith(src)) player.src = src;
+  player.currentTime = 0;
+  player.play().catch(() => {});  // a browser may refuse sound before the first click; the button still works
+  document.querySelectorAll(`button.play[data-hash="${hash}"]`).forEach((b) => b.classList.add("playing"));
+}
+player.addEventListener("ended", () => {
+  document.querySelectorAll("button.play.playing").forEach((b) => b.classList.remove("playing"));
+});
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button.play");
+  if (button) play(button.dataset.hash);
+});
+
+async function post(url, body) {
+  const response = await fetch(url, {
+    method: "POST", headers: { "Content-Type": "application/json", "X-Drumcat-Token": token },
+    body: JSON.stringify(body),
+  });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+// --- the review queue ------------------------------------------------------------------------------
+const queue = document.getElementById("queue");
+if (queue) {
+  const rows = () => Array.from(queue.querySelectorAll("tr.sound"));
+  const progress = document.getElementById("progress");
+  const typed = document.getElementById("typed");
+  const typedLabel = document.getElementById("typed-label");
+  const undoStack = [];
+  let current = 0;
+  let reviewed = Number(progress.dataset.reviewed);
+  const total = reviewed + Number(progress.dataset.remaining);
+
+  function showProgress() { progress.textContent = `${reviewed} of ${total} reviewed`; }
+  function select(index) {
+    const all = rows();
+    if (!all.length) return;
+    current = Math.max(0, Math.min(index, all.length - 1));
+    all.forEach((row, i) => row.classList.toggle("current", i === current));
+    all[current].scrollIntoView({ block: "nearest" });
+  }
+  async function decide(label) {
+    // The row is taken and the selection moves on at once, so keys pressed while a decision is being
+    // saved apply to the next sounds, in order.
+    const row = rows()[current];
+    if (!row || readOnly) return;
+    const shown = row.querySelector("td.label a").textContent;
+    const wasDecided = row.classList.contains("decided");
+    row.classList.add("decided");
+    row.querySelector("td.label a").textContent = label;
+    select(current + 1);
+    try {
+      const result = await post("/api/override", { hash: row.dataset.hash, label });
+      if (!wasDecided) reviewed += 1;
+      undoStack.push({ row, previous: result.previous, shown, wasDecided });
+      showProgress();
+    } catch (error) {
+      row.querySelector("td.label a").textContent = shown;
+      if (!wasDecided) row.classList.remove("decided");
+      progress.textContent = "not saved: " + error.message;
+    }
+  }
+  async function undo() {
+    const last = undoStack.pop();
+    if (!last) return;
+    try {
+      await post("/api/undo", { hash: last.row.dataset.hash, label: last.previous });
+      last.row.querySelector("td.label a").textContent = last.shown;
+      if (!last.wasDecided) { last.row.classList.remove("decided"); reviewed -= 1; }
+      showProgress();
+      select(rows().indexOf(last.row));
+    } catch (error) { progress.textContent = "undo failed: " + error.message; }
+  }
+  typed.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const label = typedLabel.value.trim();
+    typed.hidden = true;
+    typedLabel.value = "";
+    if (label) decide(label);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.target === typedLabel) {
+      if (event.key === "Escape") { typed.hidden = true; typedLabel.value = ""; }
+      return;
+    }
+    const core = window.drumcatCore || [];
+    if (event.key === " ") { event.preventDefault(); const row = rows()[current]; if (row) play(row.dataset.hash); }
+    else if (event.key === "j") select(current + 1);
+    else if (event.key === "k") select(current - 1);
+    else if (event.key === "u") undo();
+    else if (event.key === "/") { event.preventDefault(); typed.hidden = false; typedLabel.focus(); }
+    else if (event.key === "0") decide("misc");
+    else if (/^[1-9]$/.test(event.key) && Number(event.key) <= core.length) decide(core[Number(event.key) - 1]);
+  });
+  showProgress();
+  select(0);
+}

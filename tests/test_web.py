@@ -1,0 +1,232 @@
+"""The review page (`drumcat serve`): requests through Starlette's test client, and the page itself in a
+real headless Chromium (Debian's package) driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from drumcat.catalog import Catalog, rows
+from drumcat.config import ScanConfig
+from drumcat.demo import build_demo_archive
+from drumcat.infer import infer
+from drumcat.models import ModelBundle
+from drumcat.scan import scan
+from drumcat.synth import render, write_sample
+from drumcat.web.app import REVIEW_NOTE, ReviewServer, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture
+def demo_catalog(tmp_path: Path, bundle: ModelBundle) -> Catalog:
+    build_demo_archive(tmp_path / "archive")
+    catalog = Catalog(tmp_path / "c.db")
+    scan(catalog, [tmp_path / "archive"], ScanConfig(workers=1))
+    infer(catalog, bundle, workers=1)
+    return catalog
+
+
+@pytest.fixture
+def client(demo_catalog: Catalog) -> TestClient:
+    server = ReviewServer(demo_catalog, token="t0ken")
+    return TestClient(create_app(server), raise_server_exceptions=False)
+
+
+def a_hash(catalog: Catalog, where: str = "1") -> str:
+    with catalog.read() as conn:
+        return conn.exec_driver_sql(f"SELECT hash FROM unique_files WHERE {where} ORDER BY path LIMIT 1").scalar()
+
+
+def overrides(catalog: Catalog) -> list[dict]:
+    with catalog.read() as conn:
+        return rows(conn, "SELECT hash, label, note FROM overrides ORDER BY created_at, hash")
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+def test_every_page_answers_from_the_views(client: TestClient, demo_catalog: Catalog) -> None:
+    digest = a_hash(demo_catalog)
+    for url in ("/", "/browse", "/browse?folder=misc&sort=name", "/review", f"/sound/{digest}", "/api/queue"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+    with demo_catalog.read() as conn:
+        uncertain = conn.exec_driver_sql("SELECT count(*) FROM uncertain").scalar()
+    assert len(client.get("/api/queue").json()["items"]) == uncertain
+
+
+def test_nothing_outside_the_catalog_can_be_read(client: TestClient) -> None:
+    for url in ("/audio/..%2F..%2F..%2Fetc%2Fpasswd", "/audio/%2Fetc%2Fpasswd", "/thumb/../../etc/passwd.svg",
+                "/static/../app.py", "/sound/" + "0" * 64, "/audio/" + "f" * 64):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert "root:" not in response.text and "Traceback" not in response.text
+
+
+def test_a_write_needs_the_servers_token(client: TestClient, demo_catalog: Catalog) -> None:
+    digest = a_hash(demo_catalog)
+    assert client.post("/api/override", json={"hash": digest, "label": "Kick"}).status_code == 403
+    assert client.post("/api/override", json={"hash": digest, "label": "Kick"},
+                       headers={"X-Drumcat-Token": "guess"}).status_code == 403
+    assert overrides(demo_catalog) == []
+    done = client.post("/api/override", json={"hash": digest, "label": "Kick"}, headers={"X-Drumcat-Token": "t0ken"})
+    assert done.status_code == 200 and done.json() == {"hash": digest, "label": "Kick", "previous": None}
+    assert overrides(demo_catalog) == [{"hash": digest, "label": "Kick", "note": REVIEW_NOTE}]
+
+
+def test_bad_requests_get_a_clear_4xx(client: TestClient, demo_catalog: Catalog) -> None:
+    token = {"X-Drumcat-Token": "t0ken"}
+    digest = a_hash(demo_catalog)
+    assert client.post("/api/override", content=b"not json", headers=token).status_code == 400
+    bad_label = client.post("/api/override", json={"hash": digest, "label": "Kik"}, headers=token)
+    assert bad_label.status_code == 400 and "unknown label 'Kik'" in bad_label.json()["error"]
+    assert client.get("/browse?sort=evil;DROP").status_code == 400
+    assert client.get("/browse?page=x").status_code == 400
+    assert client.get("/api/override").status_code == 405
+
+
+def test_read_only_refuses_every_write(demo_catalog: Catalog) -> None:
+    client = TestClient(create_app(ReviewServer(demo_catalog, read_only=True, token="t")))
+    response = client.post("/api/override", json={"hash": a_hash(demo_catalog), "label": "Kick"},
+                           headers={"X-Drumcat-Token": "t"})
+    assert response.status_code == 403 and "read-only" in response.json()["error"]
+    assert overrides(demo_catalog) == []
+
+
+def test_undo_restores_what_was_there(client: TestClient, demo_catalog: Catalog) -> None:
+    token = {"X-Drumcat-Token": "t0ken"}
+    digest = a_hash(demo_catalog)
+    client.post("/api/override", json={"hash": digest, "label": "Kick"}, headers=token)
+    second = client.post("/api/override", json={"hash": digest, "label": "Tom"}, headers=token).json()
+    client.post("/api/undo", json={"hash": digest, "label": second["previous"]}, headers=token)
+    assert [o["label"] for o in overrides(demo_catalog)] == ["Kick"]
+    client.post("/api/undo", json={"hash": digest, "label": None}, headers=token)
+    assert overrides(demo_catalog) == []
+    with demo_catalog.read() as conn:
+        history = rows(conn, "SELECT label, previous FROM override_history WHERE hash = :h ORDER BY id",
+                       {"h": digest})
+    assert history == [{"label": "Kick", "previous": None}, {"label": "Tom", "previous": "Kick"},
+                       {"label": "Kick", "previous": "Tom"}, {"label": None, "previous": "Kick"}]
+
+
+def test_audio_is_the_original_file_with_ranges_and_aiff_becomes_wav(client: TestClient,
+                                                                    demo_catalog: Catalog) -> None:
+    wav = a_hash(demo_catalog, "path LIKE '%.wav'")
+    with demo_catalog.read() as conn:
+        original = Path(conn.exec_driver_sql("SELECT path FROM unique_files WHERE hash = ?", (wav,)).scalar())
+    part = client.get(f"/audio/{wav}", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == original.read_bytes()[:100]
+    aiff_hash = a_hash(demo_catalog, "path LIKE '%.aif%'")
+    aiff = client.get(f"/audio/{aiff_hash}")
+    assert aiff.status_code == 200 and aiff.headers["content-type"] == "audio/wav"
+    assert aiff.content[:4] == b"RIFF" and aiff.content[8:12] == b"WAVE"
+
+
+def test_thumbnails_are_svg_and_cached_by_hash(client: TestClient, demo_catalog: Catalog) -> None:
+    digest = a_hash(demo_catalog)
+    first = client.get(f"/thumb/{digest}.svg")
+    assert first.status_code == 200 and first.text.startswith("<svg") and "<path d=\"M" in first.text
+    cached = demo_catalog.path.with_name("c.db.index") / "thumbs" / f"{digest}.svg"
+    assert cached.read_text() == first.text
+
+
+def test_new_results_show_on_reload_while_another_process_writes(client: TestClient, demo_catalog: Catalog,
+                                                                 bundle: ModelBundle, tmp_path: Path) -> None:
+    before = client.get("/").text
+    write_sample(tmp_path / "archive" / "late" / "new-kick.wav", render("Kick", seed=4242))
+    scan(demo_catalog, [tmp_path / "archive"], ScanConfig(workers=1))
+    infer(demo_catalog, bundle, workers=1)
+    after = client.get("/").text
+    assert "24 unique sounds" in before and "25 unique sounds" in after
+
+
+# --- the page in a real browser ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(demo_catalog: Catalog) -> Iterator[tuple[str, ReviewServer]]:
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ReviewServer(demo_catalog)
+    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port,
+                                                   log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uvicorn_server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", server
+    uvicorn_server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here (Debian's `chromium` package; `make test` installs it when it runs as root)")
+    playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        yield page
+        browser.close()
+
+
+def test_the_overview_shows_the_model_and_the_folders(live_server: tuple, browser_page, demo_catalog: Catalog
+                                                      ) -> None:
+    url, _ = live_server
+    browser_page.goto(url + "/")
+    assert browser_page.text_content("#model") == "drumcat-v1"
+    with demo_catalog.read() as conn:
+        folders = [r["folder"] for r in rows(conn, "SELECT DISTINCT folder FROM routed ORDER BY folder")]
+    assert browser_page.locator("#folders td a").all_text_contents() == folders
+
+
+def test_a_sound_plays_from_the_browse_page(live_server: tuple, browser_page) -> None:
+    url, _ = live_server
+    browser_page.goto(url + "/browse?folder=misc")
+    browser_page.locator("button.play").first.click()
+    state = browser_page.evaluate("""() => new Promise((resolve) => {
+        const player = document.getElementById("player");
+        if (player.readyState >= 3) resolve(player.readyState);
+        player.addEventListener("canplay", () => resolve(player.readyState));
+        player.addEventListener("error", () => resolve(-1));
+        setTimeout(() => resolve(player.readyState), 10000);
+    })""")
+    assert state >= 3  # HAVE_FUTURE_DATA: the audio element reached canplay
+
+
+def test_three_sounds_reviewed_with_the_keyboard(live_server: tuple, browser_page, demo_catalog: Catalog,
+                                                 tmp_path: Path) -> None:
+    url, _ = live_server
+    browser_page.goto(url + "/review")
+    queue = browser_page.locator("#queue tr.sound")
+    hashes = [queue.nth(i).get_attribute("data-hash") for i in range(3)]
+    browser_page.keyboard.press("3")  # Kick
+    browser_page.keyboard.press("6")  # Tom
+    browser_page.keyboard.press("/")
+    browser_page.keyboard.type("Cowbell")
+    browser_page.keyboard.press("Enter")
+    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('3 of')")
+    assert {(o["hash"], o["label"]) for o in overrides(demo_catalog)} == {
+        (hashes[0], "Kick"), (hashes[1], "Tom"), (hashes[2], "Cowbell")}
+    assert {o["note"] for o in overrides(demo_catalog)} == {REVIEW_NOTE}
+    browser_page.keyboard.press("u")
+    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 of')")
+    assert {o["hash"] for o in overrides(demo_catalog)} == set(hashes[:2])
+    browser_page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+    assert (tmp_path / "review.png").stat().st_size > 10_000
