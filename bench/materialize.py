@@ -28,7 +28,7 @@ from drumcat.features import FeatureRecipe  # noqa: E402
 from drumcat.materialize import materialize  # noqa: E402
 from drumcat.models import ModelCard  # noqa: E402
 from drumcat.query import list_views  # noqa: E402
-from drumcat.results import register_model, set_active_models, start_run, write_results  # noqa: E402
+from drumcat.results import register_model, set_active_model, start_run, write_results  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 
@@ -58,7 +58,7 @@ def build_catalog(workdir: Path, count: int) -> Catalog:
             read_at) VALUES (:hash, 'WAV', 44100, 2, 44100, 1.0, :now)""", audio_rows)
     card = ModelCard(name="synthetic", labels=list(FINE_CLASSES), features=FeatureRecipe(), weights_sha256="-")
     model_id = register_model(catalog, card, workdir / "synthetic.keras")
-    set_active_models(catalog, [model_id])
+    set_active_model(catalog, model_id)
     run_id, _ = start_run(catalog, model_id, count, {})
     unique = sorted(set(hashes))
     rng = np.random.default_rng(0)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drumcat.catalog import Catalog, execute_many  # noqa: E402
 from drumcat.features import FeatureRecipe  # noqa: E402
 from drumcat.models import ModelCard  # noqa: E402
-from drumcat.results import register_model, set_active_models, start_run  # noqa: E402
+from drumcat.results import register_model, set_active_model, start_run  # noqa: E402
 from drumcat.similar import EmbeddingIndex, unit_rows  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES, canonical  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
@@ -57,7 +57,7 @@ def speed(embeddings: int, repeats: int) -> None:
         catalog = Catalog(Path(tmp) / "bench.db")
         card = ModelCard(name="synthetic", labels=list(FINE_CLASSES), features=FeatureRecipe(), weights_sha256="-")
         model_id = register_model(catalog, card, Path(tmp) / "synthetic.keras")
-        set_active_models(catalog, [model_id])
+        set_active_model(catalog, model_id)
         run_id, _ = start_run(catalog, model_id, embeddings, {})
         started = time.perf_counter()
         add_predictions(catalog, model_id, run_id, 0, embeddings, rng)

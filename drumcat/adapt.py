@@ -31,7 +31,7 @@ from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
 from drumcat.models import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.resources import models_dir
-from drumcat.results import end_run, register_model, set_active_models, start_run, write_results
+from drumcat.results import end_run, register_model, set_active_model, start_run, write_results
 from drumcat.similar import decode_embeddings
 from drumcat.taxonomy import MISC, canonical
 from drumcat.times import utc_now
@@ -143,7 +143,7 @@ def base_model_row(catalog: Catalog, base: str | None) -> dict[str, Any]:
 
     with catalog.read() as conn:
         if base is None:
-            base_id = conn.exec_driver_sql("SELECT min(model_id) FROM active_model").scalar()
+            base_id = conn.exec_driver_sql("SELECT model_id FROM embedding_model").scalar()
             if base_id is None:
                 raise DrumcatError("no model has classified this catalog yet; run `drumcat infer` first")
         else:
@@ -346,6 +346,6 @@ def adapt(
     stage("classifying the catalog from the stored embeddings")
     predict_stored(catalog, model_id, base_row["id"], head, labels)
     if use:
-        set_active_models(catalog, [model_id])
+        set_active_model(catalog, model_id)
     return AdaptReport(out, bundle.name, model_id, dict(sorted(Counter(over_labels).items())), dict(skipped),
                        len(replay), validation, use, round(time.perf_counter() - started, 1), new)

@@ -279,11 +279,11 @@ def model_use(
     names: Annotated[list[str], typer.Argument(help="One model (name or id), or several for an ensemble.")],
 ) -> None:
     """Make the views classify with this model, or with the mean of several models' probabilities."""
-    from drumcat.results import resolve_models, set_active_models
+    from drumcat.results import resolve_models, use_models
 
     catalog = ctx.obj.open_catalog()
     ids = resolve_models(catalog, names)
-    set_active_models(catalog, ids)
+    use_models(catalog, ids)
     what = "the ensemble of " if len(ids) > 1 else ""
     console.out.print(f"the views now classify with {what}{' + '.join(names)}; "
                       "`drumcat materialize` rebuilds a tree with it")

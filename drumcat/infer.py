@@ -25,9 +25,10 @@ from drumcat.results import (
     activate_if_first,
     end_run,
     pending_sounds,
+    refresh_ensembles_with,
     register_model,
     registered_model_id,
-    set_active_models,
+    set_active_model,
     start_run,
     write_results,
 )
@@ -96,6 +97,7 @@ def infer(
             _finish_run(catalog, summary, lambda: _run_batches(
                 catalog, bundle, summary, chunks, batch_size, on_progress))
         update_review_density(catalog, summary.model_id)  # the review order for the new sounds
+        refresh_ensembles_with(catalog, summary.model_id)
     except _Terminated:
         raise KeyboardInterrupt from None
     finally:
@@ -117,7 +119,7 @@ def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict
                use: bool) -> InferSummary:
     model_id = register_model(catalog, bundle.card, bundle.path)
     if use:
-        set_active_models(catalog, [model_id])
+        set_active_model(catalog, model_id)
     active = activate_if_first(catalog, model_id) or use
     run_id, done = start_run(catalog, model_id, planned, config)
     return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done, active=active)

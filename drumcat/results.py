@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from drumcat.catalog import Catalog, execute_many, rows
 from drumcat.errors import DrumcatError
 from drumcat.models import ModelCard
+from drumcat.rules import set_setting
 from drumcat.times import utc_now
 
 
@@ -119,27 +120,88 @@ def end_run(catalog: Catalog, run_id: int, status: str) -> None:
                              (status, utc_now(), run_id))
 
 
-def set_active_models(catalog: Catalog, model_ids: list[int]) -> None:
-    """The views classify with these models (the mean of their vectors when there are several)."""
+def set_active_model(catalog: Catalog, model_id: int) -> None:
     with catalog.connect() as conn:
-        conn.exec_driver_sql("DELETE FROM active_models")
-        execute_many(conn, "INSERT INTO active_models (model_id) VALUES (?)", [(m,) for m in model_ids])
+        set_setting(conn, "active_model", str(model_id))
 
 
 def activate_if_first(catalog: Catalog, model_id: int) -> bool:
     """A catalog's first model becomes the active one; after that only the user chooses. True if it did."""
     with catalog.connect() as conn:
-        inserted = conn.exec_driver_sql(
-            "INSERT INTO active_models (model_id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM active_models)",
-            (model_id,)).rowcount
-    return bool(inserted)
+        changed = conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model' AND value IS NULL",
+                                       (str(model_id),)).rowcount
+    return bool(changed)
+
+
+def use_models(catalog: Catalog, model_ids: list[int]) -> int:
+    """Make the views classify with one model, or with the ensemble of several (created the first time
+    and brought up to date); returns the model id the views now use."""
+    chosen = model_ids[0] if len(model_ids) == 1 else ensemble_of(catalog, model_ids)
+    if len(model_ids) > 1:
+        refresh_ensemble(catalog, chosen)
+    set_active_model(catalog, chosen)
+    return chosen
+
+
+def ensemble_of(catalog: Catalog, model_ids: list[int]) -> int:
+    """The model row standing for the ensemble of these models (the same members give the same row)."""
+    with catalog.connect() as conn:
+        members = rows(conn, f"SELECT id, name, card_hash, labels FROM models WHERE id IN "
+                             f"({', '.join(str(int(m)) for m in model_ids)}) ORDER BY id")
+        labels: list[str] = []
+        for member in members:
+            labels += [label for label in json.loads(member["labels"]) if label not in labels]
+        card = {"format": "drumcat-ensemble/1", "members": [m["name"] for m in members],
+                "member_card_hashes": [m["card_hash"] for m in members],
+                "combination": "mean of the members' calibrated probability vectors, class by class"}
+        key = "ensemble:" + "+".join(m["card_hash"] for m in members)
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO models (name, card_hash, path, labels, card, added_at) VALUES (?,?,?,?,?,?)",
+            ("+".join(m["name"] for m in members), key, "", json.dumps(labels), json.dumps(card), utc_now()))
+        ensemble_id = conn.exec_driver_sql("SELECT id FROM models WHERE card_hash = ?", (key,)).scalar_one()
+        execute_many(conn, "INSERT OR IGNORE INTO ensemble_members VALUES (?, ?)",
+                     [(ensemble_id, m["id"]) for m in members])
+    return ensemble_id
+
+
+def refresh_ensemble(catalog: Catalog, ensemble_id: int) -> int:
+    """(Re)compute an ensemble's stored results in SQL from its members' stored vectors, for every sound
+    a member has a result for; returns how many. Nothing is re-inferred."""
+    run_id, _ = start_run(catalog, ensemble_id, 0, {"ensemble": True})
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("""
+            INSERT OR REPLACE INTO predictions (model_id, hash, run_id, label, confidence, second_label,
+                                                second_confidence, embedding, predicted_at, probabilities)
+            SELECT r1.ensemble_id, r1.hash, :run, r1.class, r1.probability, r2.class, r2.probability, NULL, :now,
+                   (SELECT json_group_array(coalesce(ep.probability, 0)) FROM (
+                        SELECT ep.probability FROM json_each((SELECT labels FROM models WHERE id = :e)) label
+                        LEFT JOIN ensemble_probabilities ep
+                          ON ep.ensemble_id = :e AND ep.hash = r1.hash AND ep.class = label.value
+                        ORDER BY label.key) ep)
+            FROM ensemble_ranked r1
+            LEFT JOIN ensemble_ranked r2 ON r2.ensemble_id = r1.ensemble_id AND r2.hash = r1.hash AND r2.rank = 2
+            WHERE r1.ensemble_id = :e AND r1.rank = 1""".replace(":run", str(run_id)).replace(
+            ":now", f"'{utc_now()}'").replace(":e", str(int(ensemble_id))))
+        count = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id = ?", (ensemble_id,)).scalar()
+        conn.exec_driver_sql("UPDATE inference_runs SET predicted = ? WHERE id = ?", (count, run_id))
+    end_run(catalog, run_id, "finished")
+    return count
+
+
+def refresh_ensembles_with(catalog: Catalog, model_id: int) -> None:
+    """After a member got new results, the ensembles it belongs to include them."""
+    with catalog.read() as conn:
+        ensembles = [r["ensemble_id"] for r in rows(conn, "SELECT ensemble_id FROM ensemble_members "
+                                                          "WHERE model_id = :m", {"m": model_id})]
+    for ensemble_id in ensembles:
+        refresh_ensemble(catalog, ensemble_id)
 
 
 def model_list(catalog: Catalog) -> list[dict[str, Any]]:
     """Every model the catalog knows, with its result count and whether the views use it."""
     with catalog.read() as conn:
         return rows(conn, """
-            SELECT m.id, m.name, m.card_hash, m.id IN (SELECT model_id FROM active_models) AS active,
+            SELECT m.id, m.name, m.card_hash, m.id IN (SELECT model_id FROM active_model) AS active,
                    (SELECT count(*) FROM predictions p WHERE p.model_id = m.id) AS sounds, m.path, m.added_at
             FROM models m ORDER BY m.id""")
 

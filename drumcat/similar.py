@@ -134,8 +134,7 @@ class EmbeddingIndex:
 
 def active_model_id(catalog: Catalog) -> int:
     with catalog.read() as conn:
-        # an ensemble searches its first member's embedding space
-        model_id = conn.exec_driver_sql("SELECT min(model_id) FROM active_model").scalar()
+        model_id = conn.exec_driver_sql("SELECT model_id FROM embedding_model").scalar()
     if model_id is None:
         raise DrumcatError("no model has classified this catalog yet; run `drumcat infer` first")
     return int(model_id)
@@ -182,12 +181,14 @@ def similar(catalog: Catalog, path_or_hash: str, *, k: int = 10, folder: str | N
             allowed = np.isin(index.hashes, np.array(sorted(members), dtype="S64"))
         found = index.nearest(vector, k, allowed, exclude=digest)
         placeholders = ", ".join(f":h{i}" for i in range(len(found))) or "NULL"
+        # each neighbour by index lookups (joining unique_files would group every file of the catalog)
         described = {r["hash"]: r for r in rows(conn, f"""
-            SELECT r.hash, r.label, r.confidence, r.folder, u.path FROM routed r
-            JOIN unique_files u ON u.hash = r.hash WHERE r.hash IN ({placeholders})""",
+            SELECT r.hash, r.label, r.confidence, r.folder,
+                   (SELECT min(p.path) FROM present_files p WHERE p.hash = r.hash) AS path
+            FROM routed r WHERE r.hash IN ({placeholders})""",
                                                 {f"h{i}": h for i, (h, _) in enumerate(found)})}
     neighbours = [{"rank": rank, "distance": round(distance, 4), "label": described[h]["label"],
                    "confidence": round(described[h]["confidence"], 3), "folder": described[h]["folder"],
                    "path": described[h]["path"], "hash": h}
-                  for rank, (h, distance) in enumerate(found, start=1) if h in described]
+                  for rank, (h, distance) in enumerate(found, start=1) if described.get(h, {}).get("path")]
     return {"query": path_or_hash, "hash": digest, "model_id": model_id, "neighbours": neighbours}

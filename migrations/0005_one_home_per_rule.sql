@@ -56,7 +56,9 @@ FROM latest_predictions lp
 LEFT JOIN overrides o ON o.hash = lp.hash
 LEFT JOIN canonical_map cm ON cm.fine = coalesce(o.label, lp.label);
 
--- Where each sound goes. The threshold rule lives here alone: an override is never below it.
+-- Where each sound goes. The routing rules live here alone: below the threshold -> misc (an override
+-- never is), a folder per fine class with allow_all, else the core label if it is a target, else misc.
+-- model_folder is where the model's own label would send it (what the overrides change).
 CREATE VIEW routed AS
 SELECT c.*,
        (NOT c.overridden AND c.confidence < rules.threshold) AS below_threshold,
@@ -65,8 +67,15 @@ SELECT c.*,
            WHEN rules.allow_all THEN c.label
            WHEN c.core_label IN (SELECT label FROM target_labels) THEN c.core_label
            ELSE 'misc'
-       END AS folder
-FROM classified c CROSS JOIN rules;
+       END AS folder,
+       CASE
+           WHEN c.model_confidence < rules.threshold THEN 'misc'
+           WHEN rules.allow_all THEN c.predicted_label
+           WHEN model_map.canonical IN (SELECT label FROM target_labels) THEN model_map.canonical
+           ELSE 'misc'
+       END AS model_folder
+FROM classified c CROSS JOIN rules
+LEFT JOIN canonical_map model_map ON model_map.fine = c.predicted_label;
 
 -- One representative file per content hash: the first present, readable path in alphabetical order.
 CREATE VIEW unique_files AS
@@ -110,6 +119,6 @@ ORDER BY r.margin, u.path;
 INSERT OR REPLACE INTO view_notes (name, description) VALUES
     ('present_files', 'files that are present and readable, with their base name (name)'),
     ('rules', 'the settings the views apply, one typed row: threshold, uncertain_margin, dedup, allow_all'),
-    ('routed', 'classified plus below_threshold and the folder each sound goes to (rules and target labels)'),
+    ('routed', 'classified plus below_threshold, the folder each sound goes to, and the model_folder its model''s label alone gives'),
     ('unique_files', 'one representative path per content hash (first in alphabetical order), its name and copies'),
     ('uncertain', 'src/dest: samples to review (below the threshold or a small top-two margin), lowest margin first');

@@ -23,7 +23,7 @@ SELECT u.path AS src, 'review/' || r.label || '/' || u.name AS dest,
        (1.0 - r.margin) * coalesce(d.weight, 0.6931471805599453) AS priority
 FROM routed r
 JOIN unique_files u ON u.hash = r.hash
-LEFT JOIN review_density d ON d.hash = r.hash AND d.model_id = (SELECT min(model_id) FROM active_models)
+LEFT JOIN review_density d ON d.hash = r.hash AND d.model_id = (SELECT model_id FROM embedding_model)
 WHERE NOT r.overridden
 ORDER BY priority DESC, u.path;
 

@@ -85,8 +85,8 @@ def test_upgrade_keeps_every_probability_and_the_view_gives_the_old_rows(tmp_pat
 
 
 def test_upgrade_keeps_the_model_and_the_threshold_the_views_used(tmp_path: Path) -> None:
-    """Migrations 5 and 6 rename misc_threshold and move the active model into active_models: an old
-    catalog's views show the same thing after the upgrade."""
+    """Migrations 5 and 6 rename misc_threshold and keep the active model: an old catalog's views show the
+    same thing after the upgrade."""
     path = tmp_path / "old.db"
     _catalog_at_version(path, 4)
     with sqlite3.connect(path) as db:
@@ -101,7 +101,6 @@ def test_upgrade_keeps_the_model_and_the_threshold_the_views_used(tmp_path: Path
     Catalog(path).close()
 
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT model_id FROM active_models").fetchall() == [(1,)]
+        assert db.execute("SELECT model_id FROM active_model").fetchall() == [(1,)]
         assert db.execute("SELECT threshold FROM rules").fetchall() == [(0.7,)]
-        assert db.execute("SELECT count(*) FROM settings WHERE key IN ('active_model', 'misc_threshold')"
-                          ).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM settings WHERE key = 'misc_threshold'").fetchone() == (0,)

@@ -25,6 +25,7 @@ from drumcat.results import pending_sounds, register_model
 from drumcat.runtime import KerasRuntime, LiteRuntime
 from drumcat.scan import scan
 from drumcat.synth import INSTRUMENTS, render, write_sample
+from drumcat.taxonomy import FINE_CLASSES
 from drumcat.workers import pool_context
 from tests.helpers import librosa_features, tiny_model
 
@@ -171,7 +172,7 @@ def test_a_model_that_fails_to_load_in_the_background_leaves_the_catalog_untouch
     with catalog.read() as conn:
         assert rows(conn, "SELECT * FROM models") == []
         assert rows(conn, "SELECT * FROM inference_runs") == []
-        assert rows(conn, "SELECT * FROM active_models") == []
+        assert rows(conn, "SELECT * FROM active_model") == []
 
 
 def test_bring_your_own_mfcc_model(tmp_path: Path, catalog: Catalog, scanned: Path) -> None:
@@ -222,20 +223,25 @@ def test_trying_a_model_does_not_switch_the_views(catalog: Catalog, scanned: Pat
 
 
 def test_an_ensemble_classifies_with_the_mean_vector(catalog: Catalog, scanned: Path) -> None:
-    from drumcat.results import set_active_models
+    from drumcat.results import use_models
     from tests.helpers import record_predictions
 
     with catalog.read() as conn:
         a, b = [r["hash"] for r in rows(conn, "SELECT hash FROM unique_files ORDER BY hash LIMIT 2")]
     one = record_predictions(catalog, {a: {"Kick": 0.6, "Tom": 0.4}, b: {"Snare": 0.9, "Clap": 0.1}}, "one")
     two = record_predictions(catalog, {a: {"Tom": 0.9, "Kick": 0.1}}, "two")
-    set_active_models(catalog, [one, two])
+    ensemble = use_models(catalog, [one, two])
     with catalog.read() as conn:
         got = {r["hash"]: r for r in rows(conn, "SELECT * FROM latest_predictions")}
         gaps = rows(conn, "SELECT hash, members, models FROM ensemble_gaps")
+        vector = json.loads(conn.exec_driver_sql("SELECT probabilities FROM predictions WHERE model_id = ? "
+                                                 "AND hash = ?", (ensemble, a)).scalar())
     assert got[a]["label"] == "Tom" and got[a]["confidence"] == pytest.approx(0.65)
     assert got[a]["second_label"] == "Kick" and got[a]["second_confidence"] == pytest.approx(0.35)
     assert got[a]["model"] == "one+two"
+    labels = list(FINE_CLASSES)
+    assert vector[labels.index("Tom")] == pytest.approx(0.65) and sum(vector) == pytest.approx(1.0)
+    assert use_models(catalog, [two, one]) == ensemble  # the same members: the same ensemble
     assert got[b]["label"] == "Snare"  # only one member has it: kept, and listed as a gap
     assert gaps == [{"hash": b, "members": 1, "models": 2}]
 

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,38 @@ PAGE_SIZE = 100
 REVIEW_NOTE = "review page"
 BROWSER_PLAYABLE = {"wav", "mp3", "ogg", "flac"}  # others (AIFF) are sent as WAV, converted on the fly
 _HASH = re.compile(r"^[0-9a-f]{16,128}$")
-_SORTS = {"confidence": "r.confidence, u.path", "-confidence": "r.confidence DESC, u.path", "name": "u.name, u.path"}
+SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "confidence": lambda row: (row["confidence"], row["path"]),
+    "-confidence": lambda row: (-row["confidence"], row["path"]),
+    "name": lambda row: (row["name"], row["path"]),
+}
+
+
+SOUNDS_SQL = """
+    SELECT r.hash, r.label, r.core_label, r.confidence, r.second_label, r.second_confidence, r.folder,
+           r.model_folder, r.overridden, u.path, u.name, a.duration
+    FROM routed r JOIN unique_files u ON u.hash = r.hash LEFT JOIN audio a ON a.hash = r.hash
+    WHERE 1"""
+
+
+class SoundTable:
+    """The routed sounds (one row each, with path and length) and the uncertain ones in review order."""
+
+    def __init__(self, version: tuple, rows_: list[dict[str, Any]], uncertain: list[str]) -> None:
+        self.version = version
+        self.rows = rows_
+        self.by_hash = {row["hash"]: row for row in rows_}
+        self.uncertain = uncertain
+
+    def replace(self, digest: str, row: dict[str, Any] | None) -> None:
+        old = self.by_hash.pop(digest, None)
+        if old is not None:
+            self.rows.remove(old)
+        if row is not None:
+            self.rows.append(row)
+            self.by_hash[digest] = row
+            if row["overridden"]:
+                self.uncertain = [h for h in self.uncertain if h != digest]
 
 
 class ReviewServer:
@@ -60,6 +92,7 @@ class ReviewServer:
         self.templates = Environment(loader=PackageLoader("drumcat.web", "templates"),
                                      autoescape=select_autoescape(["html"]))
         self._cache: dict[str, tuple[tuple, Any]] = {}
+        self._sounds: SoundTable | None = None
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -79,7 +112,7 @@ class ReviewServer:
         return tuple(version)
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """A whole-catalog aggregate, recomputed only when the catalog changed (new results show on reload)."""
+        """A whole-catalog result, recomputed only when the catalog changed (new results show on reload)."""
         version = self.catalog_version()
         hit = self._cache.get(key)
         if hit is None or hit[0] != version:
@@ -87,15 +120,42 @@ class ReviewServer:
             self._cache[key] = hit
         return hit[1]
 
+    def sounds(self) -> SoundTable:
+        """Every sound as the views route it, read in one pass whenever another process changed the
+        catalog: a page then filters, sorts and counts in memory (100,000 sounds: bench/serve.py)."""
+        version = self.catalog_version()
+        if self._sounds is None or self._sounds.version != version:
+            self._sounds = SoundTable(version, self.query(SOUNDS_SQL),
+                                      [r["hash"] for r in self.query("SELECT hash FROM uncertain")])
+        return self._sounds
+
+    def after_own_write(self, digest: str) -> None:
+        """This server changed one sound's override: update that row instead of reading everything again."""
+        table = self.sounds_if_loaded()
+        if table is None:
+            return
+        fresh = self.query(SOUNDS_SQL.replace("WHERE 1", "WHERE r.hash = :h"), {"h": digest})
+        table.replace(digest, fresh[0] if fresh else None)
+        if fresh and not fresh[0]["overridden"]:  # back in the queue where the view puts it
+            table.uncertain = [r["hash"] for r in self.query("SELECT hash FROM uncertain")]
+        table.version = self.catalog_version()
+        self._cache = {key: (table.version, value) for key, (_, value) in self._cache.items()
+                       if not key.startswith("sounds:")}
+
+    def sounds_if_loaded(self) -> SoundTable | None:
+        return self._sounds
+
     def sound_or_404(self, digest: str) -> dict[str, Any]:
+        """A present sound by its content hash (one index lookup), or a 404."""
         if not _HASH.match(digest):
             raise HTTPException(404, "no such sound: sounds are addressed by their content hash")
-        found = self.query("""SELECT u.hash, u.path, u.name, u.copies, a.format, a.duration, a.sample_rate,
-                                     a.channels FROM unique_files u LEFT JOIN audio a ON a.hash = u.hash
-                              WHERE u.hash = :h""", {"h": digest})
+        found = self.query("""SELECT f.hash, min(f.path) AS path, count(*) AS copies, a.format, a.duration,
+                                     a.sample_rate, a.channels
+                              FROM present_files f LEFT JOIN audio a ON a.hash = f.hash
+                              WHERE f.hash = :h GROUP BY f.hash""", {"h": digest})
         if not found:
             raise HTTPException(404, f"no present, readable sound with hash {digest[:16]}… in this catalog")
-        return found[0]
+        return {**found[0], "name": Path(found[0]["path"]).name}
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -123,6 +183,7 @@ class ReviewServer:
                 if label not in known_labels(conn) | {MISC}:
                     raise HTTPException(400, f"unknown label {label!r}: use one of the classes or misc")
                 write_overrides(conn, [{"hash": digest, "correct_label": label, "note": REVIEW_NOTE}])
+        self.after_own_write(digest)
         return {"hash": digest, "label": label, "previous": previous}
 
 
@@ -130,100 +191,85 @@ class ReviewServer:
 
 
 def overview_data(server: ReviewServer) -> dict[str, Any]:
-    def compute() -> dict[str, Any]:
-        folders = server.query("SELECT folder, count(*) AS sounds FROM routed GROUP BY folder ORDER BY folder")
-        classes = server.query("""SELECT label, core_label, count(*) AS sounds, round(avg(confidence), 3) AS mean
-                                  FROM routed GROUP BY label ORDER BY sounds DESC, label""")
-        histogram = server.query("""SELECT min(CAST(confidence * 10 AS INTEGER), 9) AS bin, count(*) AS sounds
-                                    FROM routed GROUP BY bin ORDER BY bin""")
-        counts = server.query("""SELECT (SELECT count(*) FROM files WHERE missing = 0 AND error IS NOT NULL)
-                                        AS unreadable,
-                                        (SELECT count(*) FROM overrides) AS overrides,
-                                        (SELECT count(*) FROM uncertain) AS uncertain,
-                                        (SELECT count(*) FROM unique_files) AS sounds""")[0]
-        return {"folders": folders, "classes": classes, "histogram": histogram, "counts": counts}
+    table = server.sounds()
+    return {**server.cached("sounds:overview", lambda: overview_counts(table)), **overview_facts(server)}
 
-    data = dict(server.cached("overview", compute))
+
+def overview_facts(server: ReviewServer) -> dict[str, Any]:
+    """What the overview reads from small tables on every request (cheap, and always current)."""
+    counts = server.query("""SELECT (SELECT count(*) FROM files WHERE missing = 0 AND error IS NOT NULL) AS unreadable,
+                                    (SELECT count(*) FROM overrides) AS overrides""")[0]
     with rules_for_this_command(server.catalog, server.changes) as conn:
-        data["model"] = active_model_name(conn)
-        data["rules"] = effective_rules(conn, [("this server", server.changes)])
-    bins = {row["bin"]: row["sounds"] for row in data["histogram"]}
+        return {"model": active_model_name(conn), "rules": effective_rules(conn, [("this server", server.changes)]),
+                "facts": counts}
+
+
+def overview_counts(table: SoundTable) -> dict[str, Any]:
+    """Sounds per folder and class, the confidence histogram, what the corrections change."""
+    folders = Counter(row["folder"] for row in table.rows)
+    classes: dict[str, list] = {}
+    for row in table.rows:
+        classes.setdefault(row["label"], [row["core_label"], 0, 0.0])
+        classes[row["label"]][1] += 1
+        classes[row["label"]][2] += row["confidence"]
+    bins = Counter(min(int(row["confidence"] * 10), 9) for row in table.rows)
     top = max(bins.values(), default=1)
-    data["bars"] = [{"low": b / 10, "sounds": bins.get(b, 0), "height": round(60 * bins.get(b, 0) / top)}
-                    for b in range(10)]
-    data["changes"] = corrections_effect(server)
-    return data
+    return {
+        "folders": [{"folder": f, "sounds": n} for f, n in sorted(folders.items())],
+        "classes": [{"label": label, "core_label": core, "sounds": n, "mean": round(total / n, 3)}
+                    for label, (core, n, total) in sorted(classes.items(), key=lambda kv: (-kv[1][1], kv[0]))],
+        "bars": [{"low": b / 10, "sounds": bins.get(b, 0), "height": round(60 * bins.get(b, 0) / top)}
+                 for b in range(10)],
+        "counts": {"sounds": len(table.rows), "uncertain": len(table.uncertain)},
+        "changes": corrections_effect(table),
+    }
 
 
-def corrections_effect(server: ReviewServer) -> list[dict[str, Any]]:
-    """Sounds per folder without the overrides and with them: what `drumcat materialize` would change."""
-    def compute() -> list[dict[str, Any]]:
-        found = server.query("""
-            SELECT folder, sum(without) AS before, sum(with) AS after FROM (
-                SELECT CASE WHEN r.model_confidence < rules.threshold THEN 'misc'
-                            WHEN rules.allow_all THEN r.predicted_label
-                            WHEN cm.canonical IN (SELECT label FROM target_labels) THEN cm.canonical
-                            ELSE 'misc' END AS folder, 1 AS without, 0 AS with
-                FROM routed r CROSS JOIN rules LEFT JOIN canonical_map cm ON cm.fine = r.predicted_label
-                UNION ALL SELECT folder, 0, 1 FROM routed)
-            GROUP BY folder ORDER BY folder""")
-        return [row for row in found if row["before"] != row["after"]]
-
-    return server.cached("effect", compute)
+def corrections_effect(table: SoundTable) -> list[dict[str, Any]]:
+    """Sounds per folder as the model's labels route them and as the overrides do: what
+    `drumcat materialize` would change."""
+    before = Counter(row["model_folder"] for row in table.rows)
+    after = Counter(row["folder"] for row in table.rows)
+    return [{"folder": f, "before": before[f], "after": after[f]} for f in sorted(set(before) | set(after))
+            if before[f] != after[f]]
 
 
 def browse_data(server: ReviewServer, request: Request) -> dict[str, Any]:
     params = request.query_params
     folder, label, text = params.get("folder"), params.get("label"), params.get("q", "")
     sort = params.get("sort", "-confidence")
-    if sort not in _SORTS:
-        raise HTTPException(400, f"sort must be one of {', '.join(_SORTS)}")
+    if sort not in SORTS:
+        raise HTTPException(400, f"sort must be one of {', '.join(SORTS)}")
     try:
         page = max(1, int(params.get("page", "1")))
     except ValueError as exc:
         raise HTTPException(400, "page must be a number") from exc
-    where, values = ["1"], {}
-    if folder:
-        where.append("r.folder = :folder")
-        values["folder"] = folder
-    if label:
-        where.append("r.label = :label")
-        values["label"] = label
-    if text:
-        where.append("instr(lower(u.path), :text) > 0")
-        values["text"] = text.lower()
-    condition = " AND ".join(where)
-    total = server.cached(f"count:{condition}:{json.dumps(values, sort_keys=True)}", lambda: server.query(
-        f"SELECT count(*) AS n FROM routed r JOIN unique_files u ON u.hash = r.hash WHERE {condition}",
-        values)[0]["n"])
-    items = server.query(f"""
-        SELECT r.hash, r.label, r.confidence, r.second_label, r.second_confidence, r.folder, r.overridden,
-               u.path, u.name, a.duration
-        FROM routed r JOIN unique_files u ON u.hash = r.hash LEFT JOIN audio a ON a.hash = r.hash
-        WHERE {condition} ORDER BY {_SORTS[sort]} LIMIT :limit OFFSET :offset""",
-                         {**values, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE})
-    return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-            "folder": folder or "", "label": label or "", "q": text, "sort": sort, "sorts": list(_SORTS)}
+    table = server.sounds()
+    key = f"sounds:{folder}:{label}:{text.lower()}:{sort}"
+    chosen = server.cached(key, lambda: sorted(
+        (row for row in table.rows if (not folder or row["folder"] == folder) and (not label or row["label"] == label)
+         and (not text or text.lower() in row["path"].lower())), key=SORTS[sort]))
+    start = (page - 1) * PAGE_SIZE
+    return {"items": chosen[start:start + PAGE_SIZE], "total": len(chosen), "page": page,
+            "pages": max(1, -(-len(chosen) // PAGE_SIZE)), "folder": folder or "", "label": label or "", "q": text,
+            "sort": sort, "sorts": list(SORTS)}
 
 
 def review_queue(server: ReviewServer, offset: int = 0, limit: int = 200) -> dict[str, Any]:
     """The uncertain sounds in review order, and how many the review page has decided already."""
-    items = server.query("""SELECT q.hash, q.label, q.confidence, q.second_label, q.margin, q.src AS path,
-                                   a.duration FROM uncertain q LEFT JOIN audio a ON a.hash = q.hash
-                            LIMIT :limit OFFSET :offset""", {"limit": limit, "offset": offset})
-    counts = server.query("""SELECT (SELECT count(*) FROM uncertain) AS remaining,
-                                    (SELECT count(*) FROM overrides WHERE note = :note) AS reviewed""",
-                          {"note": REVIEW_NOTE})[0]
-    return {"items": items, **counts}
+    table = server.sounds()
+    items = [table.by_hash[h] for h in table.uncertain[offset:offset + limit] if h in table.by_hash]
+    reviewed = server.query("SELECT count(*) AS n FROM overrides WHERE note = :note", {"note": REVIEW_NOTE})[0]["n"]
+    return {"items": items, "remaining": len(table.uncertain), "reviewed": reviewed}
 
 
 def sound_data(server: ReviewServer, digest: str) -> dict[str, Any]:
     from drumcat.similar import similar
 
     sound = server.sound_or_404(digest)
-    classified = server.query("SELECT * FROM routed WHERE hash = :h", {"h": digest})
+    classified = server.sounds().by_hash.get(digest)
     vector = server.query("""SELECT pr.class, pr.probability FROM probabilities pr
-                             WHERE pr.hash = :h AND pr.model_id = (SELECT min(model_id) FROM active_model)
+                             WHERE pr.hash = :h AND pr.model_id = (SELECT model_id FROM active_model)
                              ORDER BY pr.probability DESC""", {"h": digest})
     paths = server.query("SELECT path FROM present_files WHERE hash = :h ORDER BY path", {"h": digest})
     history = server.query("SELECT label, previous, note, changed_at FROM override_history WHERE hash = :h "
@@ -232,7 +278,7 @@ def sound_data(server: ReviewServer, digest: str) -> dict[str, Any]:
         neighbours = similar(server.catalog, digest, k=8, changes=server.changes)["neighbours"]
     except Exception:  # no embeddings yet (or none for this sound): the page shows none
         neighbours = []
-    return {"sound": sound, "classified": classified[0] if classified else None, "vector": vector,
+    return {"sound": sound, "classified": classified, "vector": vector,
             "paths": paths, "history": history, "neighbours": neighbours}
 
 
