@@ -608,9 +608,9 @@ def evaluate(
 def train(
     dataset: Annotated[Path, typer.Option(help="Folder made by `make dataset`.")] = Path("build/dataset"),
     out: Annotated[Path, typer.Option(help="Where to write the model and its card.")] = Path(
-        "models/drumcat-v1.keras"),
+        "models/drumcat-v2.keras"),
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping picks the best).")] = 30,
-    copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 6,
+    copies: Annotated[int, typer.Option(help="Augmented copies of each training clip.")] = 3,
     refit: Annotated[bool, typer.Option(help="Refit the chosen model on train + validation kits.")] = True,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, each a full run; the first is shipped.")] = "1",
     teacher: Annotated[Path | None, typer.Option(help="Distil a half-size student from this trained model.")] = None,

@@ -19,7 +19,7 @@ def models_dir() -> Path:
     return _data_dir("models")
 
 
-DEFAULT_MODEL_NAME = "drumcat-v1"
+DEFAULT_MODEL_NAME = "drumcat-v2"
 
 
 def default_model_path() -> Path:

@@ -37,11 +37,11 @@ def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected:
     report = adapt(corrected, out=tmp_path / "mine.keras")
     adapted = load_bundle(tmp_path / "mine.keras")  # weights, export and card agree
     training = adapted.card.training
-    assert training["adapted_from"]["name"] == "drumcat-v1" and sum(training["overrides_used"].values()) >= 20
+    assert training["adapted_from"]["name"] == "drumcat-v2" and sum(training["overrides_used"].values()) >= 20
     assert set(adapted.card.metrics["cross_validation"]) == {"folds", "overrides", "base", "adapted"}
     assert not report.activated
     with corrected.read() as conn:
-        assert rows(conn, "SELECT DISTINCT model FROM latest_predictions") == [{"model": "drumcat-v1"}]
+        assert rows(conn, "SELECT DISTINCT model FROM latest_predictions") == [{"model": "drumcat-v2"}]
         stored = rows(conn, "SELECT p.hash, p.probabilities, p.embedding, u.path FROM predictions p "
                             "JOIN unique_files u ON u.hash = p.hash WHERE p.model_id = :m", {"m": report.model_id})
         total = conn.exec_driver_sql("SELECT count(*) FROM unique_files").scalar()
@@ -82,7 +82,7 @@ def test_a_label_the_base_model_lacks_needs_allow_new_labels(corrected: Catalog,
     with corrected.connect() as conn:
         conn.exec_driver_sql("INSERT INTO classes (name) VALUES ('Gong')")
         conn.exec_driver_sql("UPDATE overrides SET label = 'Gong' WHERE hash = ?", (first,))
-    with pytest.raises(DrumcatError, match="'Gong' is not one of drumcat-v1's classes; pass --allow-new-labels"):
+    with pytest.raises(DrumcatError, match="'Gong' is not one of drumcat-v2's classes; pass --allow-new-labels"):
         adapt(corrected, out=tmp_path / "m.keras")
     report = adapt(corrected, out=tmp_path / "m.keras", allow_new_labels=True)
     assert report.new_labels == ["Gong"] and load_bundle(tmp_path / "m.keras").card.labels[-1] == "Gong"

@@ -48,7 +48,7 @@ def test_materialize_the_demo_and_read_its_summary(demo: Path) -> None:
     result = drumcat("--catalog", "c.db", "materialize", "--out", "tree", "--json", cwd=demo)
     summary = json.loads(result.stdout)
     assert summary["files"] == 24  # 24 unique sounds: the duplicate once, the broken files never
-    assert summary["model"] == "drumcat-v1"
+    assert summary["model"] == "drumcat-v2"
     assert sum(summary["per_folder"].values()) == 24
     assert set(summary["per_folder"]) <= {"Crash", "Hihat", "Kick", "Ride", "Snare", "Tom", "misc"}
     for folder, count in summary["per_folder"].items():

@@ -215,7 +215,7 @@ def test_trying_a_model_does_not_switch_the_views(catalog: Catalog, scanned: Pat
     tried = infer(catalog, load_bundle(other), workers=1, limit=3)
     assert first.active and not tried.active
     with catalog.read() as conn:
-        assert rows(conn, "SELECT DISTINCT model FROM routed") == [{"model": "drumcat-v1"}]
+        assert rows(conn, "SELECT DISTINCT model FROM routed") == [{"model": "drumcat-v2"}]
         assert rows(conn, "SELECT count(*) AS n FROM routed") == [{"n": first.predicted}]
     infer(catalog, load_bundle(other), workers=1, use=True)
     with catalog.read() as conn:

@@ -190,7 +190,7 @@ def test_the_overview_shows_the_model_and_the_folders(live_server: tuple, browse
                                                       ) -> None:
     url, _ = live_server
     browser_page.goto(url + "/")
-    assert browser_page.text_content("#model") == "drumcat-v1"
+    assert browser_page.text_content("#model") == "drumcat-v2"
     with demo_catalog.read() as conn:
         folders = [r["folder"] for r in rows(conn, "SELECT DISTINCT folder FROM routed ORDER BY folder")]
     assert browser_page.locator("#folders td a").all_text_contents() == folders

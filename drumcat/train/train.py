@@ -1,5 +1,5 @@
 """`make model` / `drumcat train`: train the default classifier on the dataset, evaluate it on held-out
-kits, calibrate it, and write `models/drumcat-v1.keras` with its card.
+kits, calibrate it, and write `models/drumcat-v2.keras` with its card.
 
 Splits come from the manifest (whole kits and fonts, never clips of one kit on both sides). Training
 uses only the train split; validation picks the epoch and fits the temperature; test is read once, at
@@ -366,7 +366,7 @@ def fit_seed(
 
 
 def train(
-    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 6, seeds: tuple[int, ...] = (1,),
+    dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
@@ -444,9 +444,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Train the default drumcat model.")
     parser.add_argument("--dataset", type=Path, default=Path("build/dataset"))
-    parser.add_argument("--out", type=Path, default=Path("models/drumcat-v1.keras"))
+    parser.add_argument("--out", type=Path, default=Path("models/drumcat-v2.keras"))
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--seeds", default="1", help="comma-separated seeds; the first one is shipped")
     parser.add_argument("--no-refit", dest="refit", action="store_false",
                         help="ship the model validation chose instead of refitting it on train + validation")
