@@ -562,6 +562,29 @@ def serve(
 
 
 @app.command()
+def kit(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="The kit's folder (created; replaced only if it is a drumcat kit).")],
+    view: Annotated[str, typer.Option(help="A view with src and slot or label columns.")] = "organized_default",
+    kit_format: Annotated[str, typer.Option("--format", help="sfz or hydrogen.")] = "sfz",
+    name: Annotated[str | None, typer.Option(help="The kit's name (default: the folder's name).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """A playable drum kit from a view: a sound per General MIDI slot, as SFZ or a Hydrogen drum kit."""
+    from drumcat.kit import build_kit
+
+    state: State = ctx.obj
+    summary = build_kit(state.open_catalog(), view, out, kit_format=kit_format, name=name,
+                        changes=state.rule_changes())
+    if json_output:
+        console.print_json(summary.as_dict())
+        return
+    console.out.print(console.table(f"{summary.name}: {len(summary.slots)} slots ({summary.format})",
+                                    summary.slots, ["key", "slot", "sample", "confidence", "src"]))
+    console.out.print(f"kit: {summary.out}/{summary.file}")
+
+
+@app.command()
 def evaluate(
     ctx: typer.Context,
     labeled: Annotated[Path, typer.Argument(help="A folder of LABEL/ subfolders, or a CSV with path,label.")],
