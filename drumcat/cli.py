@@ -374,7 +374,10 @@ def materialize(
     threshold: Annotated[float | None, typer.Option(help="Confidence threshold for this run.")] = None,
     uncertain_margin: Annotated[float | None, typer.Option(help="Uncertain margin for this run.")] = None,
     allow_all: Annotated[bool, typer.Option("--allow-all", help="A folder per fine class.")] = False,
-    no_dedup: Annotated[bool, typer.Option("--no-dedup", help="Keep every copy of a duplicate.")] = False,
+    no_dedup: Annotated[bool, typer.Option("--no-dedup", help="Keep every copy of a duplicate (--dedup off).")]
+    = False,
+    dedup: Annotated[str | None, typer.Option(help="exact (one file per content hash), near (one per "
+                                                   "near-duplicate group) or off.")] = None,
     overrides: Annotated[Path | None, typer.Option(help="overrides.jsonl to apply for this run.")] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
@@ -387,7 +390,7 @@ def materialize(
         threshold=threshold, uncertain_margin=uncertain_margin,
         target_labels=parse_rule("target_labels", target_labels).target_labels if target_labels else None,
         allow_all=True if allow_all else None,
-        dedup=False if no_dedup else None,
+        dedup="off" if no_dedup else dedup,
         overrides=read_overrides_file(overrides) if overrides else None,
     )
     changes = ctx.obj.rule_changes(flags)
@@ -559,6 +562,35 @@ def serve(
         uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
     except OSError as exc:
         raise DrumcatError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from exc
+
+
+@app.command()
+def duplicates(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core).")] = None,
+    limit: Annotated[int, typer.Option(help="Groups to list.")] = 20,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Find near-duplicates: the same recording re-encoded, resampled, at another gain or bit depth, with
+    a trimmed or padded start, or mixed to mono. Fingerprints new sounds, regroups, lists the groups."""
+    from drumcat.near_duplicates import find_near_duplicates
+
+    catalog = ctx.obj.open_catalog()
+    with console.progress_bar("fingerprinting", quiet=quiet or json_output) as (set_total, advance):
+        counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance)
+    with catalog.read() as conn:
+        from drumcat.catalog import rows
+
+        listed = rows(conn, "SELECT group_id, members, representative, round(distance_db, 2) AS distance_db, path "
+                            "FROM near_duplicates WHERE group_id <= :n", {"n": limit})
+    if json_output:
+        console.print_json({**counts, "groups_listed": listed})
+        return
+    console.out.print(f"{counts['groups']} near-duplicate group(s) holding {counts['in_groups']} of "
+                      f"{counts['sounds']} sounds ({counts['fingerprinted']} fingerprinted now)")
+    if listed:
+        console.out.print(console.table("groups (representative = the copy a --dedup near tree keeps)", listed))
 
 
 @app.command()

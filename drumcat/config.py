@@ -61,8 +61,9 @@ class TaxonomyConfig:
     """Below this confidence a sample is routed to misc (catalog default 0.5)."""
     uncertain_margin: float | None = None
     """A top-two gap under this lists a sample in `uncertain` (catalog default 0.15)."""
-    dedup: bool | None = None
-    """Organized trees hold one file per content hash (catalog default true)."""
+    dedup: bool | str | None = None
+    """Trees hold one file per content hash ("exact", or true), per near-duplicate group ("near"), or every
+    copy ("off", or false); catalog default "exact"."""
     allow_all: bool | None = None
     """A folder per fine class in the default tree (catalog default false)."""
     target_labels: list[str] | None = None
@@ -143,6 +144,11 @@ def _checked(value: Any, expected: Any, where: str) -> Any:
     optional = [t for t in getattr(expected, "__args__", ()) if t is not type(None)]
     if type(None) in getattr(expected, "__args__", ()) and len(optional) == 1:
         expected = optional[0]  # `X | None`: None only means "not set", a file always gives a value
+    elif len(optional) > 1:  # `bool | str | None`: one of those types
+        if not isinstance(value, tuple(optional)):
+            names = " or ".join(t.__name__ for t in optional)
+            raise DrumcatError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+        return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected == list[str]:

@@ -19,8 +19,8 @@ import numpy as np
 
 from drumcat.features import FeatureRecipe, compute_features, prepare_clips
 
-RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=0.5, feature_type="logmel", n_fft=1024, hop_length=256,
-                       n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
+RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=0.5, feature_type="logmel", n_fft=512, hop_length=256,
+                       n_mels=32, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
 ONSET_LEVEL = 0.3  # of the peak: a level every take of a hit reaches early in its attack
 PRE_ROLL = 44  # samples (2 ms) kept before the onset
 BANDS, FRAMES = 32, 40
@@ -33,7 +33,7 @@ MAX_DISTANCE_DB = 1.0  # at or under: the same recording (distinct Hydrogen velo
 def from_logmel(logmel: np.ndarray) -> np.ndarray:
     """One fingerprint (BANDS * FRAMES uint8) from a (64 mels, frames) log-mel matrix in dB."""
     relative = np.maximum(logmel - logmel.max(), -RANGE_DB)
-    pooled = relative.reshape(BANDS, -1, relative.shape[1]).mean(axis=1)[:, :FRAMES]
+    pooled = relative.reshape(BANDS, -1, relative.shape[1]).mean(axis=1)[:, :FRAMES]  # (n_mels / BANDS) bands each
     window = np.full((BANDS, FRAMES), -RANGE_DB, dtype=np.float32)
     window[:, : pooled.shape[1]] = pooled
     return np.round((window + RANGE_DB) / STEP_DB).astype(np.uint8).reshape(-1)

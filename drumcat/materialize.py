@@ -203,6 +203,12 @@ def materialize(
     check_output_location(catalog, out)
     summary = MaterializeSummary(view=view, out=str(out), mode=mode)
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+        near = conn.exec_driver_sql("SELECT dedup FROM rules").scalar() == "near"
+    if near:  # the groups must be current before a tree keeps one sound of each
+        from drumcat.near_duplicates import find_near_duplicates
+
+        find_near_duplicates(catalog)
+    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         check_contract(conn, view)
         selected = rows(conn, f'SELECT src, dest FROM "{view}"')
         summary.model = active_model_name(conn)

@@ -33,8 +33,8 @@ class Rules:
     """Below this confidence a sound is routed to misc (an override never is)."""
     uncertain_margin: float = 0.15
     """A top-two probability gap under this lists a sound in the `uncertain` view."""
-    dedup: bool = True
-    """Trees hold one file per content hash."""
+    dedup: str = "exact"
+    """Trees hold one file per content hash (exact), per near-duplicate group (near), or every copy (off)."""
     allow_all: bool = False
     """The default tree has a folder per fine class instead of the target labels."""
     target_labels: tuple[str, ...] = tuple(CORE_CLASSES)
@@ -42,6 +42,7 @@ class Rules:
 
 
 SETTING_NAMES = ("threshold", "uncertain_margin", "dedup", "allow_all")  # the rules kept in `settings`
+DEDUP_MODES = ("exact", "near", "off")
 RULE_NAMES = (*SETTING_NAMES, "target_labels")
 DEFAULT_RULES = Rules()
 
@@ -53,7 +54,7 @@ class RuleChanges:
 
     threshold: float | None = None
     uncertain_margin: float | None = None
-    dedup: bool | None = None
+    dedup: str | None = None
     allow_all: bool | None = None
     target_labels: list[str] | None = None
     canonical_map: dict[str, str] | None = None
@@ -73,7 +74,7 @@ def stored_rules(conn: Connection) -> Rules:
     """The rules as the catalog holds them (what a sqlite3 user's views apply)."""
     row = rows(conn, "SELECT threshold, uncertain_margin, dedup, allow_all FROM rules")[0]
     labels = tuple(r["label"] for r in rows(conn, "SELECT label FROM target_labels ORDER BY label"))
-    return Rules(threshold=row["threshold"], uncertain_margin=row["uncertain_margin"], dedup=bool(row["dedup"]),
+    return Rules(threshold=row["threshold"], uncertain_margin=row["uncertain_margin"], dedup=row["dedup"],
                  allow_all=bool(row["allow_all"]), target_labels=labels)
 
 
@@ -112,10 +113,10 @@ def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None
             if not 0.0 <= value <= 1.0:
                 raise DrumcatError(f"{where}{name} {value} must be between 0 and 1")
             set_setting(conn, name, repr(float(value)))
-    for name in ("dedup", "allow_all"):
-        value = getattr(changes, name)
-        if value is not None:
-            set_setting(conn, name, "1" if value else "0")
+    if changes.dedup is not None:
+        set_setting(conn, "dedup", dedup_mode(changes.dedup, where))
+    if changes.allow_all is not None:
+        set_setting(conn, "allow_all", "1" if changes.allow_all else "0")
     if changes.canonical_map:
         execute_many(conn, "INSERT OR REPLACE INTO canonical_map (fine, canonical) VALUES (:f, :c)",
                      [{"f": fine, "c": target} for fine, target in changes.canonical_map.items()])
@@ -130,6 +131,15 @@ def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None
         write_overrides(conn, changes.overrides)
 
 
+def dedup_mode(value: str | bool, where: str = "") -> str:
+    """exact, near or off; true and false (drumcat.toml's older form) mean exact and off."""
+    if isinstance(value, bool):
+        return "exact" if value else "off"
+    if value not in DEDUP_MODES:
+        raise DrumcatError(f"{where}dedup {value!r}: use exact, near or off")
+    return value
+
+
 def set_setting(conn: Connection, key: str, value: str) -> None:
     conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = ?", (value, key))
 
@@ -141,6 +151,8 @@ def parse_rule(name: str, text: str) -> RuleChanges:
     kind = Rules.__dataclass_fields__[name].type
     if name == "target_labels":
         return RuleChanges(target_labels=[label.strip() for label in text.split(",") if label.strip()])
+    if name == "dedup":
+        return RuleChanges(dedup=dedup_mode({"true": True, "false": False}.get(text.lower(), text.lower())))
     if kind == "bool":
         if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise DrumcatError(f"{name}: expected true or false, got {text!r}")
@@ -155,7 +167,8 @@ def config_rule_changes(config: Config) -> RuleChanges:
     """drumcat.toml's [taxonomy] rules: only the keys the file sets (none when there is no file)."""
     taxonomy = config.taxonomy
     return RuleChanges(
-        threshold=taxonomy.threshold, uncertain_margin=taxonomy.uncertain_margin, dedup=taxonomy.dedup,
+        threshold=taxonomy.threshold, uncertain_margin=taxonomy.uncertain_margin,
+        dedup=None if taxonomy.dedup is None else dedup_mode(taxonomy.dedup, f"{config.source}: taxonomy."),
         allow_all=taxonomy.allow_all, target_labels=taxonomy.target_labels,
         canonical_map=read_canonical_mapping(config.resolve(taxonomy.canonical_mapping))
         if taxonomy.canonical_mapping else None,

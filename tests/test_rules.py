@@ -135,7 +135,7 @@ def test_evaluate_collapses_labels_with_the_catalogs_canonical_map(tmp_path: Pat
 
 def test_rule_changes_for_one_command_are_rolled_back(classified: Path) -> None:
     catalog = Catalog(classified / "c.db")
-    with rules_for_this_command(catalog, RuleChanges(threshold=0.99, dedup=False)) as conn:
-        assert rows(conn, "SELECT threshold, dedup FROM rules") == [{"threshold": 0.99, "dedup": 0}]
+    with rules_for_this_command(catalog, RuleChanges(threshold=0.99, dedup="off")) as conn:
+        assert rows(conn, "SELECT threshold, dedup FROM rules") == [{"threshold": 0.99, "dedup": "off"}]
     with catalog.read() as conn:
         assert stored_rules(conn) == Rules()

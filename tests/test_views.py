@@ -64,7 +64,7 @@ def test_dedup_keeps_one_file_per_hash(catalog: Catalog, sounds: dict[str, str])
         picked = rows(conn, "SELECT src, copies FROM organized_default WHERE hash = :h", {"h": sounds["kick"]})
     assert len(picked) == 1 and picked[0]["copies"] == 2
     assert picked[0]["src"].endswith("archive/copies/kick-copy.wav")  # first path alphabetically
-    assert len(folders(catalog, changes=RuleChanges(dedup=False))) == 6
+    assert len(folders(catalog, changes=RuleChanges(dedup="off"))) == 6
 
 
 def test_override_wins_over_the_model_and_survives_a_move(

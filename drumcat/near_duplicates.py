@@ -1,0 +1,149 @@
+"""Near-duplicate groups: which sounds of the catalog are one recording (drumcat/fingerprint.py).
+
+`find_near_duplicates` fingerprints the sounds that have no fingerprint yet (worker processes decode
+them: 0.2 core-ms a sound, paid once per sound and only when near-duplicates are asked for, so
+`drumcat infer` stays as fast as it was), then compares them. Candidate pairs come from one matrix product
+of coarse unit vectors (an 8 x 10 summary of each fingerprint; a pair needs a cosine of at least 0.95 and
+lengths within 20% of each other); each candidate is then checked with the full fingerprint distance.
+Pairs under the threshold are joined into groups (union-find), and each group keeps as its
+representative the best copy: lossless before lossy, then 24 bits or more before 16 and less,
+then the oldest file (a converted copy is made after its source; a resampled copy has a "higher" rate
+but no more in it), then the first path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drumcat.audio import AudioReadError, decode
+from drumcat.catalog import Catalog, execute_many, rows
+from drumcat.fingerprint import BANDS, FRAMES, MAX_DISTANCE_DB, RECIPE, as_db, distance, fingerprints
+from drumcat.times import utc_now
+from drumcat.workers import worker_count
+
+RECIPE_ID = json.dumps({"recipe": RECIPE.as_dict(), "bands": BANDS, "frames": FRAMES}, sort_keys=True)
+CANDIDATE_COSINE = 0.95
+LENGTH_RATIO = 1.2
+LOSSLESS = {"WAV", "AIFF", "FLAC"}
+# 24 bits and more are all transparent: among them, the oldest file (the source of the others) wins
+DEPTH = {"DOUBLE": 2, "FLOAT": 2, "PCM_32": 2, "PCM_24": 2, "PCM_16": 1}
+_DECODE_SECONDS = RECIPE.clip_seconds + 0.1  # the fingerprint's window after an onset that may come late
+
+
+@dataclass
+class FingerprintProcessor:
+    """Decode and fingerprint a chunk of (hash, path) items (run in worker processes)."""
+
+    def warm_up(self) -> None:
+        fingerprints([np.zeros(64, dtype=np.float32)], RECIPE.sample_rate)
+
+    def __call__(self, items: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, list[tuple]]:
+        hashes, clips, errors = [], [], []
+        for digest, path in items:
+            try:
+                clips.append(decode(path, RECIPE.sample_rate, max_seconds=1.0 + _DECODE_SECONDS))
+                hashes.append(digest)
+            except (AudioReadError, OSError) as exc:
+                errors.append((digest, path, str(exc)))
+        return hashes, fingerprints(clips, RECIPE.sample_rate), errors
+
+
+def update_fingerprints(catalog: Catalog, *, workers: int = 0,
+                        on_total: Callable[[int], None] | None = None,
+                        on_progress: Callable[[int], None] | None = None) -> int:
+    """Fingerprint every present sound that has none for this recipe; returns how many were added."""
+    from drumcat.pipeline import WorkerPipeline
+
+    with catalog.read() as conn:
+        pending = [(r["hash"], r["path"]) for r in rows(conn, """
+            SELECT u.hash, u.path FROM unique_files u WHERE NOT EXISTS
+            (SELECT 1 FROM fingerprints f WHERE f.hash = u.hash AND f.recipe = :r) ORDER BY u.path""",
+                                                         {"r": RECIPE_ID})]
+    if on_total:
+        on_total(len(pending))
+    added = 0
+    with WorkerPipeline(pending, FingerprintProcessor(), worker_count(workers)) as chunks:
+        for hashes, prints, errors in chunks:
+            now = utc_now()
+            with catalog.connect() as conn:
+                execute_many(conn, "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?)",
+                             [(h, p.tobytes(), RECIPE_ID, now) for h, p in zip(hashes, prints, strict=True)])
+            added += len(hashes)
+            if on_progress:
+                on_progress(len(hashes) + len(errors))
+    return added
+
+
+def coarse(prints: np.ndarray) -> np.ndarray:
+    """Unit vectors of an 8-band x 10-frame summary (in dB above the floor): the candidate search space."""
+    db = prints.reshape(len(prints), BANDS, FRAMES).astype(np.float32)
+    summary = db.reshape(len(prints), 8, BANDS // 8, 10, FRAMES // 10).mean(axis=(2, 4)).reshape(len(prints), -1)
+    norms = np.linalg.norm(summary, axis=1, keepdims=True)
+    return summary / np.where(norms > 0, norms, 1)
+
+
+def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block: int = 4096) -> list[tuple[int, int]]:
+    pairs = []
+    for start in range(0, len(vectors), block):
+        similar = vectors[start:start + block] @ vectors.T
+        for i, j in zip(*np.nonzero(similar >= CANDIDATE_COSINE), strict=True):
+            a, b = start + int(i), int(j)
+            if a < b and max(lengths[a], lengths[b]) <= LENGTH_RATIO * max(min(lengths[a], lengths[b]), 1e-3):
+                pairs.append((a, b))
+    return pairs
+
+
+def groups_of(count: int, pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """Connected components of the pairs (union-find), only those of two or more members."""
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    members: dict[int, list[int]] = {}
+    for i in range(count):
+        members.setdefault(root(i), []).append(i)
+    return {r: m for r, m in members.items() if len(m) > 1}
+
+
+def quality(row: dict[str, Any]) -> tuple:
+    """Sort key, best copy first: lossless, then sample depth, then the oldest file, then the path."""
+    return (row["format"] not in LOSSLESS, -DEPTH.get(row["subtype"] or "", 0), row["mtime_ns"], row["path"])
+
+
+def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callable[[int], None] | None = None,
+                         on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Fingerprint what is new, regroup the whole catalog and store the groups; returns counts."""
+    added = update_fingerprints(catalog, workers=workers, on_total=on_total, on_progress=on_progress)
+    with catalog.read() as conn:
+        found = rows(conn, """SELECT u.hash, u.path, f.fingerprint, a.format, a.subtype, a.duration,
+                                     (SELECT min(p.mtime_ns) FROM present_files p WHERE p.hash = u.hash) AS mtime_ns
+                              FROM unique_files u JOIN fingerprints f ON f.hash = u.hash AND f.recipe = :r
+                              LEFT JOIN audio a ON a.hash = u.hash ORDER BY u.path""", {"r": RECIPE_ID})
+    prints = np.array([np.frombuffer(r["fingerprint"], dtype=np.uint8) for r in found]).reshape(len(found), -1)
+    lengths = np.array([r["duration"] or 0.0 for r in found])
+    checked = [(a, b, distance(as_db(prints[a]), as_db(prints[b])))
+               for a, b in candidate_pairs(coarse(prints), lengths)] if len(found) else []
+    close = {(a, b): d for a, b, d in checked if d <= MAX_DISTANCE_DB}
+    records = []
+    for group_id, members in enumerate(groups_of(len(found), list(close)).values(), start=1):
+        ordered = sorted(members, key=lambda i: quality(found[i]))
+        best = ordered[0]
+        for i in ordered:
+            gap = 0.0 if i == best else distance(as_db(prints[best]), as_db(prints[i]))
+            records.append((found[i]["hash"], group_id, int(i == best), round(gap, 3)))
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
+        execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
+    return {"fingerprinted": added, "sounds": len(found), "candidates": len(checked),
+            "groups": len({r[1] for r in records}), "in_groups": len(records)}

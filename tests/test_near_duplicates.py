@@ -1,0 +1,70 @@
+"""Near-duplicates: every kind of re-encoding of a sound is found, distinct recordings are never merged,
+and a tree with dedup 'near' keeps the best copy of each group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
+from drumcat.catalog import Catalog, rows
+from drumcat.config import ScanConfig
+from drumcat.fingerprint import BANDS, FRAMES, as_db, distance, fingerprints
+from drumcat.materialize import materialize
+from drumcat.near_duplicates import find_near_duplicates
+from drumcat.rules import RuleChanges
+from drumcat.scan import scan
+from tests.helpers import record_predictions
+
+
+def test_every_transformation_is_found_and_distinct_sounds_are_not_merged(tmp_path: Path) -> None:
+    result = recall(12, tmp_path)
+    assert result["all"] >= 0.98, result
+    assert all(result[name] >= 0.9 for name in TRANSFORMS), result
+    assert result["distinct originals merged"] == 0.0
+
+
+@pytest.mark.skipif(not HYDROGEN_KITS.is_dir(), reason="no Hydrogen kits here (Debian's hydrogen-data; "
+                                                       "`make test` installs it as root)")
+def test_distinct_velocity_layers_of_the_debian_kits_are_never_merged(tmp_path: Path) -> None:
+    pairs, merged = precision(tmp_path)
+    assert pairs > 0 and merged == 0
+
+
+def test_a_fingerprint_is_blind_to_gain_and_sees_a_different_hit() -> None:
+    hit = original(3).mean(axis=1)
+    other = original(11).mean(axis=1)
+    a, quieter, b = (as_db(f) for f in fingerprints([hit, 0.1 * hit, other], 22_050))
+    assert a.shape == (BANDS, FRAMES)
+    assert distance(a, quieter) < 0.05 and distance(a, b) > 2.0
+
+
+def test_near_dedup_keeps_the_best_copy_of_each_group(tmp_path: Path, catalog: Catalog) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    versions = write_transformed(folder, 0, original(5))
+    write_transformed(folder, 1, original(9))
+    scan(catalog, [folder], ScanConfig(workers=1))
+    with catalog.read() as conn:
+        hashes = [r["hash"] for r in rows(conn, "SELECT hash FROM unique_files")]
+    record_predictions(catalog, {h: {"Snare": 0.9} for h in hashes})
+    counts = find_near_duplicates(catalog, workers=1)
+    assert counts["groups"] == 2 and counts["in_groups"] == len(hashes)
+    summary = materialize(catalog, "organized_default", tmp_path / "tree", changes=RuleChanges(dedup="near"))
+    assert summary.files == 2  # one per recording, not 22
+    kept = {Path(src).name for src in (tmp_path / "tree" / "Snare").iterdir() for src in [src.resolve()]}
+    assert versions["original"].name in kept  # the 24-bit 44.1 kHz WAV, not the MP3 or the 16-bit copy
+    exact = materialize(catalog, "organized_default", tmp_path / "tree2", changes=RuleChanges(dedup="exact"))
+    assert exact.files == len(hashes)
+
+
+def test_fingerprints_are_computed_once_per_sound(tmp_path: Path, catalog: Catalog) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    write_transformed(folder, 0, original(1))
+    scan(catalog, [folder], ScanConfig(workers=1))
+    assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 11
+    assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 0
+    assert np.isfinite(find_near_duplicates(catalog, workers=1)["groups"])
