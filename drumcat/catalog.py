@@ -63,13 +63,14 @@ class Catalog:
             raise DrumcatError(f"no catalog at {self.path}; `drumcat scan ARCHIVE` creates one (or pass --catalog)")
         if not self.path.parent.is_dir():
             raise DrumcatError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        refuse_foreign_file(self.path)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _set_pragmas)
         try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
         except Exception as exc:
-            raise DrumcatError(f"{self.path}: cannot open as a SQLite catalog ({exc})") from exc
+            raise DrumcatError(one_line_database_error(self.path, exc)) from exc
         if migrate:
             self.migrate()
 
@@ -127,13 +128,51 @@ class Catalog:
                 )
         except Exception as exc:
             raw.rollback()
-            raise DrumcatError(f"{self.path}: migration failed ({exc})") from exc
+            raise DrumcatError(one_line_database_error(self.path, exc)) from exc
         finally:
             raw.close()
         return pending
 
     def schema_version(self) -> int:
         return max(self.applied_versions(), default=0)
+
+    def check(self, *, full: bool = True) -> list[str]:
+        """SQLite's own checks (integrity_check, or the faster quick_check) and foreign keys; [] means sound."""
+        pragma = "integrity_check" if full else "quick_check"
+        with self.read() as conn:
+            problems = [r[0] for r in conn.exec_driver_sql(f"PRAGMA {pragma}") if r[0] != "ok"]
+            problems += [f"foreign key: {r[0]} row {r[1]} -> {r[2]}"
+                         for r in conn.exec_driver_sql("PRAGMA foreign_key_check")]
+        return problems
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_foreign_file(path: Path) -> None:
+    """An existing file that is not a SQLite database (a .wav in the archive, a typo) is never written."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise DrumcatError(f"{path}: not a file; pass --catalog with a catalog file")
+    with open(path, "rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise DrumcatError(f"{path}: exists and is not a drumcat catalog (not a SQLite database); it is left as "
+                           "it is: pass --catalog with another path")
+
+
+def one_line_database_error(path: Path, exc: BaseException) -> str:
+    """What to do about a database error, in one line."""
+    text = str(getattr(exc, "orig", exc))
+    if "malformed" in text or "not a database" in text or "disk image" in text:
+        return (f"{path}: the catalog is damaged ({text}); nothing was written. Restore a backup, or run "
+                "`drumcat check` to see what is wrong; a catalog can be rebuilt with `drumcat scan` and `infer`")
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: the catalog (or its folder) is read-only; make it writable, or use a copy"
+    if "unable to open" in text:
+        return f"{path}: cannot open the catalog ({text}); check the path and its folder's permissions"
+    return f"{path}: catalog error ({text})"
 
 
 def rows(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -81,6 +81,7 @@ def main_options(
     ] = None,
 ) -> None:
     ctx.obj = State(load_config(config), catalog)
+    _STATE.append(ctx.obj)
 
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -346,6 +347,30 @@ def rules_apply(ctx: typer.Context) -> None:
 
 
 @app.command()
+def check(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="SQLite's quick_check instead of the full check.")]
+    = False,
+) -> None:
+    """Run SQLite's integrity check (and the foreign keys) on the catalog; exit 1 if it finds damage."""
+    from drumcat.catalog import one_line_database_error
+
+    state: State = ctx.obj
+    try:
+        problems = state.open_catalog().check(full=not quick)
+    except DrumcatError:
+        raise
+    except Exception as exc:  # damage SQLite reports while reading, not as check rows
+        raise DrumcatError(one_line_database_error(state.catalog_path, exc)) from exc
+    if problems:
+        for problem in problems[:20]:
+            console.warn_line(problem)
+        raise DrumcatError(f"{state.catalog_path}: {len(problems)} problem(s) found; restore a backup, or rebuild "
+                           "the catalog with `drumcat scan` and `drumcat infer`")
+    console.out.print(f"{state.catalog_path}: ok (schema {state.open_catalog().schema_version()})")
+
+
+@app.command()
 def views(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the catalog's views, one line each, and which can be materialized."""
     from drumcat.query import list_views
@@ -379,6 +404,8 @@ def materialize(
     dedup: Annotated[str | None, typer.Option(help="exact (one file per content hash), near (one per "
                                                    "near-duplicate group) or off.")] = None,
     overrides: Annotated[Path | None, typer.Option(help="overrides.jsonl to apply for this run.")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Replace a tree even with an empty one.")]
+    = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -396,8 +423,8 @@ def materialize(
     changes = ctx.obj.rule_changes(flags)
     catalog = ctx.obj.open_catalog()
     with console.progress_bar("materializing", quiet=quiet or json_output) as (set_total, advance):
-        summary = run_materialize(catalog, view, out, mode=mode, changes=changes, on_total=set_total,
-                                  on_progress=advance)
+        summary = run_materialize(catalog, view, out, mode=mode, changes=changes, allow_empty=allow_empty,
+                                  on_total=set_total, on_progress=advance)
     for missing in summary.missing_sources[:20]:
         console.warn_line(f"{missing}: source file is gone since the last scan; skipped (rescan to update)")
     if json_output:
@@ -475,6 +502,8 @@ def overrides_export(
     if file is None:
         print(lines, end="")
     else:
+        if not file.parent.is_dir():
+            raise DrumcatError(f"{file}: folder {file.parent} does not exist; create it first or choose another file")
         file.write_text(lines, encoding="utf-8")
         console.err.print(f"wrote {lines.count(chr(10))} override(s) to {file}")
 
@@ -703,6 +732,14 @@ def demo_archive(
     )
 
 
+_STATE: list[State] = []  # the running command's state, so an error escaping it can name its catalog
+
+
+def _catalog_path_for_errors() -> Path:
+    """The catalog the failing command was using, for its one-line error."""
+    return _STATE[-1].catalog_path if _STATE else Path("catalog")
+
+
 def _one_blas_thread() -> None:
     """Before numpy loads (importing this module does not load it): the commands' own numpy work is
     small, and an idle BLAS thread pool would make the process multi-threaded, so `infer` could not
@@ -714,15 +751,30 @@ def _one_blas_thread() -> None:
 
 
 def main() -> None:
-    """Console-script entry: a DrumcatError becomes one line on stderr and exit status 1."""
+    """Console-script entry: a DrumcatError, a database error or a file error becomes one line on stderr
+    and exit status 1; Ctrl-C says what was kept."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
     _one_blas_thread()
     try:
         app()
     except DrumcatError as exc:
         console.error_line(str(exc))
         sys.exit(1)
+    except (DBAPIError, sqlite3.DatabaseError) as exc:
+        from drumcat.catalog import one_line_database_error
+
+        console.error_line(one_line_database_error(_catalog_path_for_errors(), exc))
+        sys.exit(1)
+    except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError, PermissionError) as exc:
+        console.error_line(f"{getattr(exc, 'filename', None) or 'input'}: {exc}; check the file and try again")
+        sys.exit(1)
     except KeyboardInterrupt:
-        console.error_line("interrupted; committed work is kept, run the command again to continue")
+        console.error_line("interrupted: what was committed is kept (every finished batch of `infer`, every "
+                           "file `scan` recorded; a tree is swapped in only when complete); run the command "
+                           "again to continue")
         sys.exit(130)
     finally:
         # What is alive now lives until exit: frozen, the interpreter's shutdown skips collecting it

@@ -27,6 +27,10 @@ from drumcat.times import utc_now
 MODES = ("symlink", "hardlink", "copy")
 MANIFEST_DIR = "_manifests"
 SUMMARY_FILE = "_summary.json"
+# Only drumcat writes these: a tree is a folder holding TREE_MARKER (the catalog it came from and every
+# file it made, as JSON, so any name is listed unambiguously); a staging folder holds STAGING_MARKER.
+TREE_MARKER = ".drumcat-tree.json"
+STAGING_MARKER = ".drumcat-staging.json"
 
 
 @dataclass
@@ -40,6 +44,7 @@ class MaterializeSummary:
     missing_sources: list[str] = field(default_factory=list)
     model: str | None = None
     threshold: float | None = None
+    catalog: str = ""
     created_at: str = field(default_factory=utc_now)
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,7 +59,8 @@ def view_columns(conn: Connection, view: str) -> list[str]:
         "SELECT 1 FROM sqlite_master WHERE name = ? AND type IN ('view', 'table')", (view,)).first()
     if not exists:
         raise DrumcatError(f"view {view!r} does not exist; `drumcat views` lists the views")
-    return [row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{view}")')]
+    quoted = view.replace('"', '""')
+    return [row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{quoted}")')]
 
 
 def check_contract(conn: Connection, view: str) -> None:
@@ -112,21 +118,60 @@ def resolve_collisions(pairs: list[tuple[str, PurePosixPath]]) -> tuple[list[tup
 
 
 def check_output_location(catalog: Catalog, out: Path) -> None:
-    """Refuse an output inside a scanned archive, or one that would contain an archive."""
+    """Refuse an output inside a scanned archive (real paths compared, so a symlink cannot lead there),
+    one that would contain an archive, a file, and a folder drumcat did not make."""
     with catalog.read() as conn:
-        roots = [Path(r["path"]) for r in rows(conn, "SELECT path FROM roots")]
+        roots = [Path(r["path"]).resolve() for r in rows(conn, "SELECT path FROM roots")]
+    real = out.resolve()
     for root in roots:
-        if out == root or out.is_relative_to(root):
+        if real == root or real.is_relative_to(root):
             raise DrumcatError(f"{out}: inside the scanned archive {root}; choose an --out outside every archive")
-        if root.is_relative_to(out):
+        if root.is_relative_to(real):
             raise DrumcatError(f"{out}: contains the scanned archive {root}; choose an --out outside every archive")
     if out.exists() and not out.is_dir():
         raise DrumcatError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).is_file():
-        raise DrumcatError(
-            f"{out}: exists, is not empty and is not a drumcat tree (no {SUMMARY_FILE}); "
-            "drumcat replaces its own trees only: choose a new or empty folder"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        foreign = files_drumcat_did_not_make(out)
+        if foreign is None:
+            raise DrumcatError(f"{out}: exists, is not empty and is not a drumcat tree (no {TREE_MARKER}); "
+                               "drumcat replaces its own trees only: choose a new or empty folder")
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise DrumcatError(f"{out}: holds files drumcat did not make ({listed}); move them out of the tree "
+                               "first: a tree is rebuilt whole, and drumcat never deletes a file it did not make")
+
+
+def files_drumcat_did_not_make(tree: Path) -> list[str] | None:
+    """The files in `tree` that its marker does not list (None: not a drumcat tree at all)."""
+    try:
+        made = set(json.loads((tree / TREE_MARKER).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    own = {TREE_MARKER, SUMMARY_FILE}
+    foreign = []
+    for path in sorted(tree.rglob("*")):
+        relative = path.relative_to(tree).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            continue
+        if relative in own or relative in made or relative.startswith(f"{MANIFEST_DIR}/"):
+            continue
+        foreign.append(relative)
+    return foreign
+
+
+def remove_abandoned_staging(out: Path) -> list[Path]:
+    """Staging folders an interrupted run left beside `out`: removed when their marker proves them ours."""
+    removed = []
+    for candidate in out.parent.glob(f".{out.name}.drumcat-*"):
+        marker = candidate / STAGING_MARKER
+        try:
+            ours = json.loads(marker.read_text(encoding="utf-8")).get("out") == str(out)
+        except (OSError, ValueError, AttributeError):
+            ours = (candidate / TREE_MARKER).is_file() and candidate.name == f".{out.name}.drumcat-old"
+        if ours:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 # --- building ----------------------------------------------------------------------------------------
@@ -172,6 +217,9 @@ def _write_manifests(staging: Path, placements: list[tuple[str, PurePosixPath]],
         name = "_root" if folder == "." else folder
         (manifests / f"{name}.txt").write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
     (staging / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    marker = {"made_by": "drumcat materialize", "catalog": summary.catalog, "view": summary.view,
+              "files": sorted(str(dest) for _, dest in placements)}
+    (staging / TREE_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
 
 
 def _swap_in(staging: Path, out: Path) -> None:
@@ -194,14 +242,18 @@ def materialize(
     *,
     mode: str = "symlink",
     changes: RuleChanges | None = None,
+    allow_empty: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> MaterializeSummary:
+    """Build the tree of `view` at `out`, in a staging folder swapped in when complete. An existing tree
+    is replaced only if drumcat made it and holds nothing else, and not by an empty one (allow_empty)."""
     if mode not in MODES:
         raise DrumcatError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
     out = Path(out).expanduser().resolve()
+    remove_abandoned_staging(out)
     check_output_location(catalog, out)
-    summary = MaterializeSummary(view=view, out=str(out), mode=mode)
+    summary = MaterializeSummary(view=view, out=str(out), mode=mode, catalog=str(catalog.path.resolve()))
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         near = conn.exec_driver_sql("SELECT dedup FROM rules").scalar() == "near"
     if near:  # the groups must be current before a tree keeps one sound of each
@@ -210,7 +262,7 @@ def materialize(
         find_near_duplicates(catalog)
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         check_contract(conn, view)
-        selected = rows(conn, f'SELECT src, dest FROM "{view}"')
+        selected = rows(conn, 'SELECT src, dest FROM "{}"'.format(view.replace('"', '""')))
         summary.model = active_model_name(conn)
         summary.threshold = conn.exec_driver_sql("SELECT threshold FROM rules").scalar()
 
@@ -225,14 +277,19 @@ def materialize(
     summary.files = len(placements)
     summary.per_folder = dict(sorted(Counter(
         dest.parts[0] if len(dest.parts) > 1 else "." for _, dest in placements).items()))
+    if not placements and out.is_dir() and any(out.iterdir()) and not allow_empty:
+        raise DrumcatError(f"view {view!r} gives no files, and {out} holds a tree: it is kept (a mistyped "
+                           "--catalog or view?); pass --allow-empty to replace it with an empty tree")
     if on_total:
         on_total(len(placements))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-new-", dir=out.parent))
+    (staging / STAGING_MARKER).write_text(json.dumps({"out": str(out)}), encoding="utf-8")
     try:
         _build_tree(staging, placements, mode, on_progress)
         _write_manifests(staging, placements, summary)
+        (staging / STAGING_MARKER).unlink()
         _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # the previous tree at `out` is untouched

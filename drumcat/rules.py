@@ -251,6 +251,9 @@ def read_overrides_file(path: Path) -> list[dict[str, str]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as exc:
         raise DrumcatError(f"{path}: overrides file not found") from exc
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise DrumcatError(f"{path}: not a text file of JSON lines; an overrides file holds one "
+                           "{\"hash\": ..., \"correct_label\": ...} per line") from exc
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

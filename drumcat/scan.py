@@ -60,6 +60,9 @@ class ScanSummary:
         }
 
 
+EXCLUDED = "excluded"  # files.error_kind of a file whose format scan.formats no longer lists
+
+
 # --- walking ----------------------------------------------------------------------------------------
 
 
@@ -85,12 +88,17 @@ def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> It
             skipped.append(f"{folder}: {exc.strerror or exc}")
             continue
         for entry in entries:
-            found = _audio_entry(entry, root_prefix, extensions, stack)
+            found = _audio_entry(entry, root_prefix, extensions, stack, skipped)
             if found is not None:
                 yield found
 
 
-def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], stack: list[str]) -> FoundFile | None:
+_NOT_REGULAR = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                stat.S_IFSOCK: "a socket"}
+
+
+def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], stack: list[str],
+                 skipped: list[str]) -> FoundFile | None:
     try:
         if entry.is_dir():  # follows symlinks; loops are caught by the visited set
             stack.append(entry.path)
@@ -102,9 +110,13 @@ def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], sta
         return None
     try:
         info = entry.stat()
-        size, mtime_ns = (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else (0, 0)
     except OSError:  # broken symlink: recorded as an unreadable file
-        size, mtime_ns = 0, 0
+        return FoundFile(entry.path, entry.path[root_prefix:].replace(os.sep, "/"), ext, 0, 0)
+    if not stat.S_ISREG(info.st_mode):  # only regular files are read: a FIFO would hang, /dev/zero never ends
+        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        skipped.append(f"{entry.path}: {kind}, not read")
+        return None
+    size, mtime_ns = info.st_size, info.st_mtime_ns
     return FoundFile(entry.path, entry.path[root_prefix:].replace(os.sep, "/"), ext, size, mtime_ns)
 
 
@@ -261,8 +273,8 @@ def _plan_root(
     with catalog.read() as conn:
         known = {
             row["path"]: row
-            for row in rows(conn, "SELECT path, size, mtime_ns, missing FROM files WHERE root_id=:r",
-                            {"r": root_id})
+            for row in rows(conn, "SELECT path, ext, size, mtime_ns, missing, error_kind FROM files "
+                                  "WHERE root_id=:r", {"r": root_id})
         }
     now = utc_now()
     to_read: list[tuple[FoundFile, bool]] = []
@@ -274,19 +286,23 @@ def _plan_root(
         if previous is None:
             summary.new += 1
             to_read.append((found, True))
-        elif previous["size"] == found.size and previous["mtime_ns"] == found.mtime_ns:
+        elif (previous["size"] == found.size and previous["mtime_ns"] == found.mtime_ns
+              and previous["error_kind"] != EXCLUDED):
             summary.unchanged += 1
             unchanged.append({"path": found.path, "now": now})
         else:
             summary.changed += 1
             to_read.append((found, False))
-    vanished = [
-        {"path": path, "now": now} for path, row in known.items() if path not in seen and not row["missing"]
-    ]
+    gone = [path for path, row in known.items() if path not in seen and not row["missing"]]
+    # A file whose format scan.formats no longer lists is excluded, not missing: it is still there.
+    excluded = [{"path": p, "now": now} for p in gone if known[p]["ext"] not in extensions]
+    vanished = [{"path": p, "now": now} for p in gone if known[p]["ext"] in extensions]
     summary.missing += len(vanished)
     with catalog.connect() as conn:
         execute_many(conn, "UPDATE files SET last_seen=:now, missing=0 WHERE path=:path", unchanged)
         execute_many(conn, "UPDATE files SET missing=1 WHERE path=:path", vanished)
+        execute_many(conn, f"UPDATE files SET error_kind='{EXCLUDED}', error='its format is not in scan.formats' "
+                           "WHERE path=:path AND error_kind IS NOT 'excluded'", excluded)
     return to_read
 
 

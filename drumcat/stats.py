@@ -27,7 +27,8 @@ def catalog_stats(catalog: Catalog, changes: RuleChanges | None = None, *, error
             SELECT count(*) AS files,
                    sum(missing = 0) AS present,
                    sum(missing = 1) AS missing,
-                   sum(missing = 0 AND error IS NOT NULL) AS errors,
+                   sum(missing = 0 AND error IS NOT NULL AND error_kind IS NOT 'excluded') AS errors,
+                   sum(missing = 0 AND error_kind = 'excluded') AS excluded,
                    (SELECT count(*) FROM unique_files) AS unique_sounds,
                    coalesce(sum(CASE WHEN missing = 0 THEN size END), 0) AS bytes
             FROM files""")[0]
@@ -48,10 +49,10 @@ def catalog_stats(catalog: Catalog, changes: RuleChanges | None = None, *, error
             "duplicate_files": scalar(conn, "SELECT coalesce(sum(copies - 1), 0) FROM unique_files"),
             "errors_by_kind": rows(conn, """
                 SELECT error_kind, count(*) AS files FROM files WHERE missing = 0 AND error IS NOT NULL
-                GROUP BY error_kind ORDER BY files DESC"""),
+                AND error_kind IS NOT 'excluded' GROUP BY error_kind ORDER BY files DESC"""),
             "errors": rows(conn, """
                 SELECT path, error_kind, error FROM files WHERE missing = 0 AND error IS NOT NULL
-                ORDER BY path LIMIT :n""", {"n": error_limit}),
+                AND error_kind IS NOT 'excluded' ORDER BY path LIMIT :n""", {"n": error_limit}),
         }
         stats.update(_prediction_stats(conn))
     return stats

@@ -73,3 +73,5 @@ def _read_json(path: Path) -> object:
         raise DrumcatError(f"{path}: file not found") from exc
     except json.JSONDecodeError as exc:
         raise DrumcatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise DrumcatError(f"{path}: not a UTF-8 JSON text file") from exc

@@ -1,0 +1,187 @@
+"""No input loses a tree, a catalog or a user's file, and every failure is one line (issue #12).
+Each test is a case that went wrong before: run as a user would, through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drumcat.demo import build_demo_archive
+
+
+def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def inferred(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("reliability")
+    build_demo_archive(work / "archive")
+    drumcat("--catalog", "c.db", "scan", "-q", "archive", cwd=work)
+    drumcat("--catalog", "c.db", "infer", "-q", cwd=work)
+    return work
+
+
+@pytest.fixture
+def work(inferred: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the inferred catalog, beside the shared archive."""
+    with sqlite3.connect(inferred / "c.db") as source, sqlite3.connect(tmp_path / "c.db") as copy:
+        source.backup(copy)
+    (tmp_path / "archive").symlink_to(inferred / "archive")
+    return tmp_path
+
+
+def tree_files(tree: Path) -> list[str]:
+    return sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if not p.is_dir())
+
+
+def test_a_mistyped_catalog_is_refused_and_the_tree_kept(work: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    before = tree_files(work / "T")
+    error = one_line_error(drumcat("--catalog", "typo.db", "materialize", "--out", "T", cwd=work, check=False))
+    assert "no catalog at typo.db" in error and not (work / "typo.db").exists()
+    assert tree_files(work / "T") == before and len(before) > 24
+
+
+def test_an_empty_result_does_not_replace_a_tree_without_allow_empty(work: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    with sqlite3.connect(work / "c.db") as db:
+        db.execute("CREATE VIEW no_files AS SELECT src, dest FROM organized_default WHERE 0")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--view", "no_files", "--out", "T",
+                                   cwd=work, check=False))
+    assert "--allow-empty" in error and len(tree_files(work / "T")) > 24
+    drumcat("--catalog", "c.db", "materialize", "--view", "no_files", "--out", "T", "--allow-empty", cwd=work)
+    assert [f for f in tree_files(work / "T") if not f.startswith(("_", "."))] == []
+
+
+def test_a_users_file_in_a_tree_is_never_deleted(work: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    (work / "T" / "Kick" / "notes.txt").write_text("my notes")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work, check=False))
+    assert "Kick/notes.txt" in error
+    assert (work / "T" / "Kick" / "notes.txt").read_text() == "my notes"
+
+
+def test_a_stray_summary_file_does_not_make_a_folder_a_tree(work: Path) -> None:
+    folder = work / "mine"
+    folder.mkdir()
+    (folder / "_summary.json").write_text("{}")
+    (folder / "song.wav").write_bytes(b"precious")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "mine", cwd=work, check=False))
+    assert "not a drumcat tree" in error and (folder / "song.wav").read_bytes() == b"precious"
+
+
+def test_an_out_reached_through_a_symlink_into_the_archive_is_refused(work: Path, inferred: Path) -> None:
+    (work / "link").symlink_to(inferred / "archive" / "misc")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "link/tree", cwd=work, check=False))
+    assert "inside the scanned archive" in error
+    assert not (inferred / "archive" / "misc" / "tree").exists()
+
+
+def test_a_catalog_path_at_an_existing_other_file_is_refused(work: Path, inferred: Path) -> None:
+    target = work / "sample.wav"
+    target.write_bytes(b"")
+    error = one_line_error(drumcat("--catalog", "sample.wav", "scan", "archive", cwd=work, check=False))
+    assert "not a drumcat catalog" in error and target.read_bytes() == b""
+
+
+def test_a_damaged_catalog_is_one_line_for_every_command_and_check_finds_it(work: Path) -> None:
+    data = bytearray((work / "c.db").read_bytes())
+    data[8192:12288] = b"\xff" * 4096
+    (work / "bad.db").write_bytes(bytes(data))
+    for command in (["stats"], ["scan", "archive"], ["check"], ["views"], ["infer"], ["query", "SELECT * FROM files"],
+                    ["materialize", "--out", "T2"]):
+        result = drumcat("--catalog", "bad.db", *command, cwd=work, check=False)
+        if result.returncode != 0:  # a command that never reads the damaged page may finish; none may crash
+            assert "damaged" in one_line_error(result) or "error" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert "damaged" in one_line_error(drumcat("--catalog", "bad.db", "check", cwd=work, check=False))
+    assert "ok" in drumcat("--catalog", "c.db", "check", cwd=work).stdout
+
+
+def test_fifos_and_device_links_are_skipped_not_read(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    build_demo_archive(archive)
+    os.mkfifo(archive / "pipe.wav")
+    (archive / "zero.wav").symlink_to("/dev/zero")
+    result = drumcat("--catalog", "c.db", "scan", "--json", "archive", cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    assert any("pipe.wav: a FIFO" in s for s in summary["skipped_dirs"])
+    assert any("zero.wav: a character device" in s for s in summary["skipped_dirs"])
+
+
+def test_narrowing_the_formats_excludes_files_instead_of_calling_them_missing(tmp_path: Path) -> None:
+    build_demo_archive(tmp_path / "archive")
+    drumcat("--catalog", "c.db", "scan", "-q", "archive", cwd=tmp_path)
+    (tmp_path / "wav-only.toml").write_text('[catalog]\npath = "c.db"\n[scan]\nformats = ["wav"]\n')
+    summary = json.loads(drumcat("--config", "wav-only.toml", "scan", "--json", "archive", cwd=tmp_path).stdout)
+    assert summary["missing"] == 0
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT count(*) FROM files WHERE error_kind = 'excluded'").fetchone()[0] > 0
+        assert db.execute("SELECT count(*) FROM files WHERE missing = 1").fetchone()[0] == 0
+    drumcat("--catalog", "c.db", "scan", "-q", "archive", cwd=tmp_path)  # all formats again: back
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT count(*) FROM files WHERE error_kind = 'excluded'").fetchone()[0] == 0
+
+
+def test_a_broken_user_view_is_listed_as_broken(work: Path) -> None:
+    with sqlite3.connect(work / "c.db") as db:
+        db.execute("CREATE TABLE scratch (x)")
+        db.execute("CREATE VIEW mine AS SELECT x FROM scratch")
+        db.execute("DROP TABLE scratch")
+    listing = json.loads(drumcat("--catalog", "c.db", "views", "--json", cwd=work).stdout)
+    assert next(v for v in listing if v["view"] == "mine")["description"].startswith("broken: ")
+
+
+def test_attach_is_denied_and_creates_no_file(work: Path) -> None:
+    error = one_line_error(drumcat("--catalog", "c.db", "query", f"ATTACH '{work / 'x.db'}' AS y", cwd=work,
+                                   check=False))
+    assert "read-only" in error and not (work / "x.db").exists()
+
+
+def test_abandoned_staging_folders_are_cleaned_by_the_next_run(work: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    left = work / ".T.drumcat-new-killed"
+    left.mkdir()
+    (left / ".drumcat-staging.json").write_text(json.dumps({"out": str((work / "T").resolve())}))
+    (left / "half.wav").write_bytes(b"x")
+    other = work / ".T.drumcat-new-not-ours"
+    other.mkdir()
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    assert not left.exists() and other.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["overrides", "import", "binary.jsonl"],
+    ["overrides", "export", "no/such/folder/out.jsonl"],
+    ["model", "add", "m.keras", "--labels", "binary.jsonl"],
+    ["materialize", "--view", 'a"b', "--out", "T3"],
+    ["train", "--dataset", "/nonexistent"],
+    ["infer", "--workers", "-3"],
+    ["infer", "--limit", "-1"],
+    ["rules", "set", "threshold", "high"],
+    ["similar", "nothing-like-this"],
+    ["kit", "--out", "K", "--format", "gm"],
+    ["serve", "--port", "0"],
+])
+def test_bad_input_is_one_line_naming_what_to_fix(work: Path, args: list[str]) -> None:
+    (work / "binary.jsonl").write_bytes(b"\x00\xff\xfe\x00")
+    (work / "m.keras").write_bytes(b"not a model")
+    one_line_error(drumcat("--catalog", "c.db", *args, cwd=work, check=False))
