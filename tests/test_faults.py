@@ -1,0 +1,95 @@
+"""Faults: scan, infer and materialize killed (SIGKILL) at random points, a bounded number of times each;
+after every kill the catalog and the tree must still be sound and the archive untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.archive import make_archive
+from drumcat.materialize import TREE_MARKER
+
+KILLS = 8  # per command; each kill lands somewhere in start-up, the work, or the final commit or swap
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "archive"
+    make_archive(root, 400)
+    return root
+
+
+def fingerprint_of(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def run_and_kill(args: list[str], cwd: Path, after: float) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    time.sleep(after)
+    process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
+def run(args: list[str], cwd: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def catalog_invariants(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # every stored result belongs to a committed batch: a run's count is its rows, exactly
+        for run_id, predicted in conn.execute("SELECT id, predicted FROM inference_runs"):
+            stored = conn.execute("SELECT count(*) FROM predictions WHERE run_id = ?", (run_id,)).fetchone()[0]
+            assert stored == predicted, (run_id, stored, predicted)
+        assert conn.execute("SELECT count(*) FROM predictions p WHERE NOT EXISTS "
+                            "(SELECT 1 FROM files f WHERE f.hash = p.hash)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM (SELECT path FROM files GROUP BY path HAVING count(*) > 1)"
+                            ).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM audio a WHERE NOT EXISTS "
+                            "(SELECT 1 FROM files f WHERE f.hash = a.hash)").fetchone()[0] == 0
+
+
+def test_kills_leave_a_sound_catalog_a_whole_tree_and_the_archive_untouched(archive: Path, tmp_path: Path) -> None:
+    rng = random.Random(12)
+    before = fingerprint_of(archive)
+    db = tmp_path / "c.db"
+    for _ in range(KILLS):  # scan killed anywhere; the catalog stays sound and the next scan completes it
+        run_and_kill(["--catalog", str(db), "scan", "-q", str(archive)], tmp_path, rng.uniform(0.3, 2.5))
+        if db.exists():
+            catalog_invariants(db)
+    run(["--catalog", str(db), "scan", "-q", str(archive)], tmp_path)
+    for _ in range(KILLS):
+        run_and_kill(["--catalog", str(db), "infer", "-q", "--batch-size", "32"], tmp_path, rng.uniform(0.5, 3.0))
+        catalog_invariants(db)
+    run(["--catalog", str(db), "infer", "-q"], tmp_path)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM unique_files").fetchone() == conn.execute(
+            "SELECT count(*) FROM predictions").fetchone()  # the rerun finished every sound once
+
+    tree = tmp_path / "tree"
+    run(["--catalog", str(db), "materialize", "--out", str(tree), "--mode", "copy"], tmp_path)
+    complete = sorted(json.loads((tree / TREE_MARKER).read_text())["files"])
+    for _ in range(KILLS):  # the tree at `tree` is the old one or the new one, never half of either
+        run_and_kill(["--catalog", str(db), "materialize", "--out", str(tree), "--mode", "copy"], tmp_path,
+                     rng.uniform(0.3, 2.0))
+        listed = sorted(json.loads((tree / TREE_MARKER).read_text())["files"])
+        assert listed == complete
+        assert all((tree / f).is_file() for f in listed)
+    run(["--catalog", str(db), "materialize", "--out", str(tree), "--mode", "copy"], tmp_path)
+    assert not list(tmp_path.glob(".tree.drumcat-*"))  # the next run removed what the kills left
+    assert fingerprint_of(archive) == before  # nothing in the archive changed, byte for byte
+    catalog_invariants(db)
