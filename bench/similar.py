@@ -29,8 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drumcat.catalog import Catalog, execute_many  # noqa: E402
 from drumcat.features import FeatureRecipe  # noqa: E402
 from drumcat.models import ModelCard  # noqa: E402
-from drumcat.results import register_model, set_active_model, start_run  # noqa: E402
-from drumcat.similar import EmbeddingIndex, unit_rows  # noqa: E402
+from drumcat.results import (  # noqa: E402
+    register_model,
+    set_active_model,
+    start_run,
+    unit_rows,  # noqa: E402
+)
+from drumcat.similar import EmbeddingIndex  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES, canonical  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 

@@ -31,8 +31,7 @@ from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
 from drumcat.models import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.resources import models_dir
-from drumcat.results import end_run, register_model, set_active_model, start_run, write_results
-from drumcat.similar import decode_embeddings
+from drumcat.results import decode_embeddings, end_run, register_model, set_active_model, start_run, write_results
 from drumcat.taxonomy import MISC, canonical
 from drumcat.times import utc_now
 

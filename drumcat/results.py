@@ -19,6 +19,8 @@ from drumcat.models import ModelCard
 from drumcat.rules import set_setting
 from drumcat.times import utc_now
 
+EMBEDDING_DTYPE = "<f2"  # predictions.embedding: little-endian float16, one row of the model's embedding
+
 
 def register_model(catalog: Catalog, card: ModelCard, path: Path) -> int:
     """The catalog's id for this card (the model at `path`), added the first time it is used."""
@@ -79,7 +81,7 @@ def write_results(
             "conf": vectors[row][first],
             "label2": labels[second] if second is not None else None,
             "conf2": vectors[row][second] if second is not None else None,
-            "emb": embeddings[row].astype("<f2").tobytes(), "now": now,
+            "emb": embeddings[row].astype(EMBEDDING_DTYPE).tobytes(), "now": now,
             "probs": as_json % tuple(vectors[row]),
         })
     error_rows = [{"m": model_id, "h": h, "path": p, "e": e, "r": run_id, "now": now} for h, p, e in errors]
@@ -220,3 +222,20 @@ def resolve_models(catalog: Catalog, names: list[str]) -> list[int]:
     if len(set(ids)) != len(ids):
         raise DrumcatError(f"model use: {' '.join(names)} names the same model twice")
     return ids
+
+
+# --- the stored embedding format ---------------------------------------------------------------
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (an all-zero embedding stays zero and matches nothing)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
+    """predictions.embedding blobs (little-endian float16) as one float32 matrix."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=EMBEDDING_DTYPE).reshape(len(blobs), -1).astype(np.float32)

@@ -20,25 +20,12 @@ import numpy as np
 
 from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
+from drumcat.results import decode_embeddings, unit_rows
 from drumcat.rules import RuleChanges, resolve_hash, rules_for_this_command
 
 
 def index_dir(catalog: Catalog) -> Path:
     return catalog.path.with_name(catalog.path.name + ".index")
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (an all-zero embedding stays zero and matches nothing)."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
-
-
-def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
-    """predictions.embedding blobs (little-endian float16) as one float32 matrix."""
-    if not blobs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), -1).astype(np.float32)
 
 
 @dataclass

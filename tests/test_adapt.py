@@ -16,8 +16,8 @@ from drumcat.errors import DrumcatError
 from drumcat.infer import infer
 from drumcat.models import ModelBundle, card_path_for, file_sha256, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
+from drumcat.results import decode_embeddings
 from drumcat.rules import write_overrides
-from drumcat.similar import decode_embeddings
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
 from drumcat.infer import infer
 from drumcat.models import ModelBundle
-from drumcat.similar import EmbeddingIndex, active_model_id, decode_embeddings, index_dir, similar
+from drumcat.results import decode_embeddings
+from drumcat.similar import EmbeddingIndex, active_model_id, index_dir, similar
 
 
 @pytest.fixture
