@@ -60,15 +60,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/materialize.py
 
-# The training set, from Debian packages (see drumcat/train/dataset.py). Clips and caches stay in build/.
+# The training set, from Debian packages (see drumcat/model/train/dataset.py). Clips and caches stay in build/.
 dataset: $(STAMP)
-	@packages=$$($(BIN)/python -c 'from drumcat.train.dataset import DEBIAN_PACKAGES; print(*DEBIAN_PACKAGES)'); \
+	@packages=$$($(BIN)/python -c 'from drumcat.model.train.dataset import DEBIAN_PACKAGES; print(*DEBIAN_PACKAGES)'); \
 	missing=$$(for p in $$packages; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "install these Debian packages first: sudo apt-get install $$missing"; exit 1; fi; \
 	fi
-	$(BIN)/python -m drumcat.train.dataset --out $(DATASET)
+	$(BIN)/python -m drumcat.model.train.dataset --out $(DATASET)
 
 model: $(STAMP)
 	test -f $(DATASET)/manifest.csv || $(MAKE) dataset

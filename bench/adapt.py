@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def build_catalog(dataset: Path, work: Path, split: str = "test") -> tuple[Path, dict[str, str]]:
     """A split's clips scanned and inferred in a catalog; returns it and hash -> true label."""
-    from drumcat.catalog import Catalog, rows
+    from drumcat.commands.infer import infer
+    from drumcat.commands.scan import scan
     from drumcat.config import ScanConfig
-    from drumcat.infer import infer
-    from drumcat.models import load_bundle
-    from drumcat.scan import scan
+    from drumcat.model.bundle import load_bundle
+    from drumcat.storage.catalog import Catalog, rows
 
     archive = work / f"archive-{split}"
     archive.mkdir()
@@ -56,7 +56,7 @@ def build_catalog(dataset: Path, work: Path, split: str = "test") -> tuple[Path,
 
 def measure(db: Path, held: set[str], truth: dict[str, str]) -> tuple[float, float]:
     """Core accuracy and macro-F1 of the views' model on every sound not corrected."""
-    from drumcat.metrics import accuracy, macro_f1, per_class_table
+    from drumcat.model.metrics import accuracy, macro_f1, per_class_table
     from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
     with sqlite3.connect(db) as conn:
@@ -68,8 +68,8 @@ def measure(db: Path, held: set[str], truth: dict[str, str]) -> tuple[float, flo
 
 
 def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int) -> dict[str, float]:
-    from drumcat.adapt import adapt
-    from drumcat.catalog import Catalog
+    from drumcat.model.adapt import adapt
+    from drumcat.storage.catalog import Catalog
 
     db = work / f"{order}-{size}-{seed}.db"
     with sqlite3.connect(base_db) as source, sqlite3.connect(db) as copy:

@@ -10,7 +10,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.synth import INSTRUMENTS, render  # noqa: E402
+from drumcat.audio.synth import INSTRUMENTS, render  # noqa: E402
 
 
 def make_archive(root: Path, count: int) -> list[Path]:

@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.archive import make_archive  # noqa: E402
-from drumcat.catalog import Catalog  # noqa: E402
+from drumcat.commands.scan import scan  # noqa: E402
 from drumcat.config import ScanConfig  # noqa: E402
-from drumcat.scan import scan  # noqa: E402
+from drumcat.storage.catalog import Catalog  # noqa: E402
 
 
 def reference_pipeline(paths: list[Path]) -> float:
@@ -34,7 +34,7 @@ def reference_pipeline(paths: list[Path]) -> float:
     import librosa
     import numpy as np
 
-    from drumcat.models import load_bundle
+    from drumcat.model.bundle import load_bundle
 
     bundle = load_bundle()
     recipe, model = bundle.card.features, bundle.keras_model
@@ -106,8 +106,8 @@ def drumcat_infer(root: Path, count: int, workdir: Path) -> tuple[float, float]:
 
 def drumcat_infer_steady(root: Path, count: int, workdir: Path) -> float:
     """files/s of the library's infer() alone: the model already loaded, as on a large archive."""
-    from drumcat.infer import infer
-    from drumcat.models import load_bundle
+    from drumcat.commands.infer import infer
+    from drumcat.model.bundle import load_bundle
 
     bundle = load_bundle()
     catalog = Catalog(workdir / f"steady-{time.monotonic_ns()}.db")

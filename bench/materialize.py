@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.catalog import Catalog, execute_many  # noqa: E402
-from drumcat.features import FeatureRecipe  # noqa: E402
-from drumcat.materialize import materialize  # noqa: E402
-from drumcat.models import ModelCard  # noqa: E402
-from drumcat.query import list_views  # noqa: E402
-from drumcat.results import register_model, set_active_model, start_run, write_results  # noqa: E402
+from drumcat.audio.features import FeatureRecipe  # noqa: E402
+from drumcat.commands.materialize import materialize  # noqa: E402
+from drumcat.model.bundle import ModelCard  # noqa: E402
+from drumcat.storage.catalog import Catalog, execute_many  # noqa: E402
+from drumcat.storage.query import list_views  # noqa: E402
+from drumcat.storage.results import register_model, set_active_model, start_run, write_results  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 

@@ -25,8 +25,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.audio import decode, resample  # noqa: E402
-from drumcat.synth import INSTRUMENTS, render  # noqa: E402
+from drumcat.audio.files import decode, resample  # noqa: E402
+from drumcat.audio.synth import INSTRUMENTS, render  # noqa: E402
 
 RATE = 44_100
 HYDROGEN_KITS = Path("/usr/share/hydrogen/data/drumkits")
@@ -100,10 +100,10 @@ def distinct_layer_files() -> list[list[Path]]:
 
 def grouped(paths: list[Path], work: Path) -> dict[Path, int | None]:
     """Scan the files into a fresh catalog, find near-duplicates; path -> group id (None: no group)."""
-    from drumcat.catalog import Catalog
+    from drumcat.commands.near_duplicates import find_near_duplicates
+    from drumcat.commands.scan import scan
     from drumcat.config import ScanConfig
-    from drumcat.near_duplicates import find_near_duplicates
-    from drumcat.scan import scan
+    from drumcat.storage.catalog import Catalog
 
     archive = work / "archive"
     catalog = Catalog(work / "nd.db")

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.archive import make_archive  # noqa: E402
 from bench.materialize import build_catalog  # noqa: E402
-from drumcat.catalog import Catalog  # noqa: E402
+from drumcat.commands.scan import scan  # noqa: E402
 from drumcat.config import ScanConfig  # noqa: E402
-from drumcat.scan import scan  # noqa: E402
+from drumcat.storage.catalog import Catalog  # noqa: E402
 from drumcat.web.app import ReviewServer, create_app  # noqa: E402
 
 

@@ -26,16 +26,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.catalog import Catalog, execute_many  # noqa: E402
-from drumcat.features import FeatureRecipe  # noqa: E402
-from drumcat.models import ModelCard  # noqa: E402
-from drumcat.results import (  # noqa: E402
+from drumcat.audio.features import FeatureRecipe  # noqa: E402
+from drumcat.commands.similar import EmbeddingIndex  # noqa: E402
+from drumcat.model.bundle import ModelCard  # noqa: E402
+from drumcat.storage.catalog import Catalog, execute_many  # noqa: E402
+from drumcat.storage.results import (  # noqa: E402
     register_model,
     set_active_model,
     start_run,
     unit_rows,  # noqa: E402
 )
-from drumcat.similar import EmbeddingIndex  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES, canonical  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 
@@ -95,8 +95,8 @@ def speed(embeddings: int, repeats: int) -> None:
 
 def quality(dataset: Path) -> None:
     """Top-5 neighbour agreement on the test kits, with the shipped model's embeddings."""
-    from drumcat.models import load_bundle
-    from drumcat.pipeline import featurize
+    from drumcat.model.bundle import load_bundle
+    from drumcat.model.pipeline import featurize
 
     with (dataset / "manifest.csv").open() as handle:
         test = [row for row in csv.DictReader(handle) if row["split"] == "test"]

@@ -48,7 +48,7 @@ _MARKER = re.compile(r"^<!-- example: ([a-z_]+) -->\n```\n.*?^```\n", re.S | re.
 def run_examples() -> dict[str, str]:
     """Every example's text: each command after `$ drumcat`, then what it printed."""
     sys.path.insert(0, str(REPO))
-    from drumcat.demo import build_demo_archive
+    from drumcat.commands.demo import build_demo_archive
 
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
     texts = {}

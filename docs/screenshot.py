@@ -23,12 +23,12 @@ def main() -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from drumcat.catalog import Catalog
+    from drumcat.commands.demo import build_demo_archive
+    from drumcat.commands.infer import infer
+    from drumcat.commands.scan import scan
     from drumcat.config import ScanConfig
-    from drumcat.demo import build_demo_archive
-    from drumcat.infer import infer
-    from drumcat.models import load_bundle
-    from drumcat.scan import scan
+    from drumcat.model.bundle import load_bundle
+    from drumcat.storage.catalog import Catalog
     from drumcat.web.app import ReviewServer, create_app
 
     chromium = shutil.which("chromium")

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from drumcat import console
-from drumcat.catalog import Catalog
 from drumcat.config import Config, load_config
 from drumcat.errors import DrumcatError
+from drumcat.storage.catalog import Catalog
 
 if TYPE_CHECKING:  # TensorFlow loads only when a command needs a model
-    from drumcat.models import ModelBundle
-    from drumcat.rules import RuleChanges
+    from drumcat.model.bundle import ModelBundle
+    from drumcat.storage.rules import RuleChanges
 
 app = typer.Typer(
     help="Catalog, classify and organize drum sample archives.",
@@ -44,7 +44,7 @@ class State:
 
     def rule_changes(self, flags: RuleChanges | None = None) -> RuleChanges:
         """The rules this command applies on top of the catalog's: drumcat.toml's, then the flags'."""
-        from drumcat.rules import RuleChanges, config_rule_changes
+        from drumcat.storage.rules import RuleChanges, config_rule_changes
 
         return config_rule_changes(self.config).then(flags or RuleChanges())
 
@@ -53,7 +53,7 @@ class State:
         evaluate collapses labels as the views do; None (the built-in mapping) without one."""
         if not self.catalog_path.exists():
             return None
-        from drumcat.rules import canonical_map, rules_for_this_command
+        from drumcat.storage.rules import canonical_map, rules_for_this_command
 
         with rules_for_this_command(self.open_catalog(), self.rule_changes()) as conn:
             return canonical_map(conn)
@@ -64,7 +64,7 @@ class State:
         return self.config.resolve(self.config.model.path) if self.config.model.path else None
 
     def load_model(self, override: Path | None, trust: bool, *, background: bool = False) -> ModelBundle:
-        from drumcat.models import load_bundle
+        from drumcat.model.bundle import load_bundle
 
         return load_bundle(self.model_path(override), trust_unsafe=trust or self.config.model.trust_unsafe,
                            background=background)
@@ -97,7 +97,7 @@ def scan(
     json_output: JsonOption = False,
 ) -> None:
     """Find audio files, hash their content and read their audio facts into the catalog."""
-    from drumcat.scan import scan as run_scan
+    from drumcat.commands.scan import scan as run_scan
 
     state: State = ctx.obj
     scan_config = state.config.scan
@@ -120,7 +120,7 @@ def scan(
 @app.command()
 def stats(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Totals, formats, durations, duplicates, errors and (after infer) labels."""
-    from drumcat.stats import catalog_stats
+    from drumcat.commands.stats import catalog_stats
 
     data = catalog_stats(ctx.obj.open_catalog(), ctx.obj.rule_changes())
     if json_output:
@@ -180,7 +180,7 @@ def infer(
     """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun.
     Trying a model does not change what the trees show: the views switch only with --use (or for the
     catalog's first model), or later with `drumcat model use`."""
-    from drumcat.infer import infer as run_infer
+    from drumcat.commands.infer import infer as run_infer
 
     state: State = ctx.obj
     settings = state.config.model
@@ -234,8 +234,8 @@ def model_add(
     trust_model: TrustOption = False,
 ) -> None:
     """Write a card for your own model (the reference design's model1.keras + label_mapping.json)."""
-    from drumcat.features import FeatureRecipe
-    from drumcat.models import add_model, card_path_for, lite_path_for
+    from drumcat.audio.features import FeatureRecipe
+    from drumcat.model.bundle import add_model, card_path_for, lite_path_for
     from drumcat.taxonomy import read_label_mapping
 
     recipe = FeatureRecipe(
@@ -262,7 +262,7 @@ def model_add(
 @model_app.command("list")
 def model_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """The models this catalog has results from, and which the views classify with."""
-    from drumcat.results import model_list as list_models
+    from drumcat.storage.results import model_list as list_models
 
     found = list_models(ctx.obj.open_catalog())
     if json_output:
@@ -280,7 +280,7 @@ def model_use(
     names: Annotated[list[str], typer.Argument(help="One model (name or id), or several for an ensemble.")],
 ) -> None:
     """Make the views classify with this model, or with the mean of several models' probabilities."""
-    from drumcat.results import resolve_models, use_models
+    from drumcat.storage.results import resolve_models, use_models
 
     catalog = ctx.obj.open_catalog()
     ids = resolve_models(catalog, names)
@@ -293,7 +293,7 @@ def model_use(
 @model_app.command("show")
 def model_show(ctx: typer.Context, model: ModelOption = None) -> None:
     """Print a model's card (labels, feature recipe, metrics) as JSON."""
-    from drumcat.models import ModelCard, card_path_for
+    from drumcat.model.bundle import ModelCard, card_path_for
     from drumcat.resources import default_model_path
 
     path = ctx.obj.model_path(model) or default_model_path()
@@ -309,7 +309,7 @@ def rules_show(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show each rule's effective value and where it comes from (default, catalog, drumcat.toml)."""
     if ctx.invoked_subcommand is not None:
         return
-    from drumcat.rules import effective_rules
+    from drumcat.storage.rules import effective_rules
 
     state: State = ctx.obj
     source = f"drumcat.toml ({state.config.source})" if state.config.source else "drumcat.toml"
@@ -328,7 +328,7 @@ def rules_set(
     value: Annotated[str, typer.Argument(help="The value, e.g. 0.6, true, or Kick,Snare,Hihat.")],
 ) -> None:
     """Store a rule in the catalog (what every command and a sqlite3 user then see)."""
-    from drumcat.rules import parse_rule, store_rules
+    from drumcat.storage.rules import parse_rule, store_rules
 
     store_rules(ctx.obj.open_catalog(), parse_rule(name, value))
     console.out.print(f"stored {name} = {value}")
@@ -337,7 +337,7 @@ def rules_set(
 @rules_app.command("apply")
 def rules_apply(ctx: typer.Context) -> None:
     """Store drumcat.toml's [taxonomy] rules (and its canonical mapping and overrides files) in the catalog."""
-    from drumcat.rules import config_rule_changes, store_rules
+    from drumcat.storage.rules import config_rule_changes, store_rules
 
     state: State = ctx.obj
     if state.config.source is None:
@@ -353,7 +353,7 @@ def check(
     = False,
 ) -> None:
     """Run SQLite's integrity check (and the foreign keys) on the catalog; exit 1 if it finds damage."""
-    from drumcat.catalog import one_line_database_error
+    from drumcat.storage.catalog import one_line_database_error
 
     state: State = ctx.obj
     try:
@@ -373,7 +373,7 @@ def check(
 @app.command()
 def views(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the catalog's views, one line each, and which can be materialized."""
-    from drumcat.query import list_views
+    from drumcat.storage.query import list_views
 
     found = list_views(ctx.obj.open_catalog(), ctx.obj.rule_changes())
     if json_output:
@@ -410,8 +410,8 @@ def materialize(
     json_output: JsonOption = False,
 ) -> None:
     """Build a folder tree from a view. Atomic: the old tree stays until the new one is complete."""
-    from drumcat.materialize import materialize as run_materialize
-    from drumcat.rules import RuleChanges, parse_rule, read_overrides_file
+    from drumcat.commands.materialize import materialize as run_materialize
+    from drumcat.storage.rules import RuleChanges, parse_rule, read_overrides_file
 
     flags = RuleChanges(
         threshold=threshold, uncertain_margin=uncertain_margin,
@@ -447,7 +447,7 @@ def query(
     import csv
     import sys
 
-    from drumcat.query import run_readonly
+    from drumcat.storage.query import run_readonly
 
     columns, records = run_readonly(ctx.obj.open_catalog(), sql, limit, ctx.obj.rule_changes())
     if csv_output:
@@ -468,7 +468,7 @@ def override(
     note: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
     """Correct a label. Keyed by content hash, so it survives moves, renames and re-inference."""
-    from drumcat.rules import add_override
+    from drumcat.storage.rules import add_override
 
     item = add_override(ctx.obj.open_catalog(), path_or_hash, label, note)
     console.out.print(f"override {item['hash'][:16]}… -> {item['correct_label']}")
@@ -481,7 +481,7 @@ app.add_typer(overrides_app, name="overrides")
 @overrides_app.command("import")
 def overrides_import(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="overrides.jsonl")]) -> None:
     """Add or replace overrides from a JSON-lines file."""
-    from drumcat.rules import read_overrides_file, write_overrides
+    from drumcat.storage.rules import read_overrides_file, write_overrides
 
     items = read_overrides_file(file)
     with ctx.obj.open_catalog().connect() as conn:
@@ -496,7 +496,7 @@ def overrides_export(
     """Write every override as overrides.jsonl lines."""
     import json
 
-    from drumcat.rules import export_overrides
+    from drumcat.storage.rules import export_overrides
 
     lines = "".join(json.dumps(item) + "\n" for item in export_overrides(ctx.obj.open_catalog()))
     if file is None:
@@ -517,7 +517,7 @@ def similar(
     json_output: JsonOption = False,
 ) -> None:
     """More like this: the nearest sounds by the active model's embedding (cosine distance)."""
-    from drumcat.similar import similar as find_similar
+    from drumcat.commands.similar import similar as find_similar
 
     state: State = ctx.obj
     result = find_similar(state.open_catalog(), path_or_hash, k=k, folder=folder, changes=state.rule_changes())
@@ -542,7 +542,7 @@ def adapt(
     json_output: JsonOption = False,
 ) -> None:
     """Learn from this catalog's overrides: a new model bundle, cross-validated, ready to use."""
-    from drumcat.adapt import adapt as run_adapt
+    from drumcat.model.adapt import adapt as run_adapt
 
     state: State = ctx.obj
     if epochs < 1:
@@ -603,13 +603,13 @@ def duplicates(
 ) -> None:
     """Find near-duplicates: the same recording re-encoded, resampled, at another gain or bit depth, with
     a trimmed or padded start, or mixed to mono. Fingerprints new sounds, regroups, lists the groups."""
-    from drumcat.near_duplicates import find_near_duplicates
+    from drumcat.commands.near_duplicates import find_near_duplicates
 
     catalog = ctx.obj.open_catalog()
     with console.progress_bar("fingerprinting", quiet=quiet or json_output) as (set_total, advance):
         counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance)
     with catalog.read() as conn:
-        from drumcat.catalog import rows
+        from drumcat.storage.catalog import rows
 
         listed = rows(conn, "SELECT group_id, members, representative, round(distance_db, 2) AS distance_db, path "
                             "FROM near_duplicates WHERE group_id <= :n", {"n": limit})
@@ -632,7 +632,7 @@ def kit(
     json_output: JsonOption = False,
 ) -> None:
     """A playable drum kit from a view: a sound per General MIDI slot, as SFZ or a Hydrogen drum kit."""
-    from drumcat.kit import build_kit
+    from drumcat.commands.kit import build_kit
 
     state: State = ctx.obj
     summary = build_kit(state.open_catalog(), view, out, kit_format=kit_format, name=name,
@@ -656,8 +656,8 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """Measure a model on your own hand-sorted samples: accuracy, macro-F1, per class, confusion, ECE."""
-    from drumcat.evaluate import evaluate as run_evaluate
-    from drumcat.evaluate import plot_confusion, read_labeled
+    from drumcat.model.evaluate import evaluate as run_evaluate
+    from drumcat.model.evaluate import plot_confusion, read_labeled
 
     state: State = ctx.obj
     pairs = read_labeled(labeled)
@@ -700,7 +700,7 @@ def train(
     teacher: Annotated[Path | None, typer.Option(help="Distil a half-size student from this trained model.")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
-    from drumcat.train.train import train as run_train
+    from drumcat.model.train.train import train as run_train
 
     try:
         seed_list = tuple(int(seed) for seed in seeds.split(","))
@@ -723,7 +723,7 @@ def demo_archive(
     target: Annotated[Path, typer.Argument(help="Folder to (re)create the demo archive in.")],
 ) -> None:
     """Write the built-in demo archive of synthesized one-shots (used by `make demo`)."""
-    from drumcat.demo import build_demo_archive
+    from drumcat.commands.demo import build_demo_archive
 
     counts = build_demo_archive(target)
     console.out.print(
@@ -764,7 +764,7 @@ def main() -> None:
         console.error_line(str(exc))
         sys.exit(1)
     except (DBAPIError, sqlite3.DatabaseError) as exc:
-        from drumcat.catalog import one_line_database_error
+        from drumcat.storage.catalog import one_line_database_error
 
         console.error_line(one_line_database_error(_catalog_path_for_errors(), exc))
         sys.exit(1)

@@ -47,7 +47,7 @@ class ModelConfig:
 
 @dataclass
 class TaxonomyConfig:
-    """The files a model or the rules come from, and the rules themselves (drumcat/rules.py `Rules`). A rule
+    """The files a model or the rules come from, and the rules themselves (drumcat/storage/rules.py `Rules`). A rule
     left out here is the catalog's; a rule set here applies to each command that reads the views, and is
     stored in the catalog only by `drumcat rules apply`."""
 

@@ -1,7 +1,7 @@
 -- 0007: the review order. A correction teaches the most where the model is unsure (a small top-two
 -- margin) and where many other sounds lie close by in embedding space (adapting on it moves them too).
 -- review_density holds, per (model, sound), how many sounds of a fixed sample lie within the sample's
--- 1% nearest distance of it, and weight = ln(2 + that count), written by drumcat/review.py after
+-- 1% nearest distance of it, and weight = ln(2 + that count), written by drumcat/commands/review.py after
 -- `drumcat infer`; a sound without a row weighs ln(2).
 
 CREATE TABLE review_density (

@@ -1,12 +1,12 @@
 -- 0009: near-duplicates. The same recording re-encoded, resampled, at another bit depth or gain, with
 -- a trimmed or padded start, or mixed to mono, has another content hash but the same fingerprint
--- (drumcat/fingerprint.py); near_duplicate_groups says which sounds are one recording, and the dedup
+-- (drumcat/audio/fingerprint.py); near_duplicate_groups says which sounds are one recording, and the dedup
 -- rule gains a third value: 'exact' (one file per content hash), 'near' (one per near-duplicate group),
 -- 'off' (every copy).
 
 CREATE TABLE fingerprints (
     hash        TEXT PRIMARY KEY,
-    fingerprint BLOB NOT NULL,     -- 32 bands x 40 frames of log-mel, 1/3 dB steps (drumcat/fingerprint.py)
+    fingerprint BLOB NOT NULL,     -- 32 bands x 40 frames of log-mel, 1/3 dB steps (drumcat/audio/fingerprint.py)
     recipe      TEXT NOT NULL,     -- which fingerprint recipe made it: only equal recipes are compared
     computed_at TEXT NOT NULL
 ) WITHOUT ROWID;

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog
+from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.models import ModelBundle, load_bundle
-from drumcat.scan import scan
-from drumcat.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
+from drumcat.model.bundle import ModelBundle, load_bundle
+from drumcat.storage.catalog import Catalog
 
 
 @pytest.fixture

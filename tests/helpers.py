@@ -7,10 +7,10 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from drumcat.catalog import Catalog
-from drumcat.features import FeatureRecipe
-from drumcat.models import ModelCard
-from drumcat.results import activate_if_first, register_model, start_run, write_results
+from drumcat.audio.features import FeatureRecipe
+from drumcat.model.bundle import ModelCard
+from drumcat.storage.catalog import Catalog
+from drumcat.storage.results import activate_if_first, register_model, start_run, write_results
 from drumcat.taxonomy import FINE_CLASSES
 
 

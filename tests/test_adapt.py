@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drumcat.adapt import MIN_OVERRIDES, Examples, Head, adapt, base_head, fit_head, write_bundle_atomically
-from drumcat.catalog import Catalog, rows
+from drumcat.commands.infer import infer
 from drumcat.errors import DrumcatError
-from drumcat.infer import infer
-from drumcat.models import ModelBundle, card_path_for, file_sha256, lite_path_for, load_bundle
+from drumcat.model.adapt import MIN_OVERRIDES, Examples, Head, adapt, base_head, fit_head, write_bundle_atomically
+from drumcat.model.bundle import ModelBundle, card_path_for, file_sha256, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
-from drumcat.results import decode_embeddings
-from drumcat.rules import write_overrides
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.results import decode_embeddings
+from drumcat.storage.rules import write_overrides
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected:
         total = conn.exec_driver_sql("SELECT count(*) FROM unique_files").scalar()
     assert len(stored) == total  # every sound classified, from the stored embeddings
     # The stored results are what the bundle itself computes from the audio (float16 embeddings apart).
-    from drumcat.pipeline import featurize
+    from drumcat.model.pipeline import featurize
 
     _, features, _ = featurize([(r["hash"], r["path"]) for r in stored[:6]], adapted.card.features)
     direct, embedding = adapted.predict(features)
@@ -125,7 +125,7 @@ def test_with_nothing_to_learn_the_head_is_the_base_model(bundle: ModelBundle) -
     base = bundle.keras_model
     to_probabilities = keras.Model(base.get_layer("embedding").output, base.outputs[0])
     raw = to_probabilities.predict(embeddings.astype(np.float32), verbose=0)
-    from drumcat.metrics import apply_temperature
+    from drumcat.model.metrics import apply_temperature
 
     np.testing.assert_allclose(start.probabilities(embeddings), apply_temperature(raw, bundle.card.temperature),
                                atol=1e-5)

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from drumcat.audio import AudioReadError, _pcm_head, decode, read_info, resample
-from drumcat.synth import render
+from drumcat.audio.files import AudioReadError, _pcm_head, decode, read_info, resample
+from drumcat.audio.synth import render
 
 PCM_KINDS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "PCM_32"), ("wav", "FLOAT"),
              ("aiff", "PCM_16"), ("aiff", "PCM_24"), ("aiff", "PCM_32")]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog, available_migrations
 from drumcat.errors import DrumcatError
+from drumcat.storage.catalog import Catalog, available_migrations
 
 
 def test_migrations_applied_to_empty_catalog_are_recorded(tmp_path: Path) -> None:

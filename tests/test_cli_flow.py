@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.demo import build_demo_archive
+from drumcat.commands.demo import build_demo_archive
 
 
 def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -100,7 +100,7 @@ def test_materialize_errors_are_one_line(demo: Path) -> None:
 
 
 def test_evaluate_on_a_labeled_folder(demo: Path, tmp_path: Path) -> None:
-    from drumcat.synth import render, write_sample
+    from drumcat.audio.synth import render, write_sample
 
     for instrument in ("Kick", "Snare", "Hihat"):
         for seed in range(3):

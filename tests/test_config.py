@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog
 from drumcat.config import load_config
 from drumcat.errors import DrumcatError
-from drumcat.rules import Rules, config_rule_changes, stored_rules
+from drumcat.storage.catalog import Catalog
+from drumcat.storage.rules import Rules, config_rule_changes, stored_rules
 
 REPO = Path(__file__).resolve().parent.parent
 

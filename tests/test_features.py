@@ -8,8 +8,8 @@ import librosa
 import numpy as np
 import pytest
 
-from drumcat.features import FeatureRecipe, compute_features, mel_basis
-from drumcat.synth import render
+from drumcat.audio.features import FeatureRecipe, compute_features, mel_basis
+from drumcat.audio.synth import render
 from tests.helpers import MFCC
 
 
@@ -61,6 +61,6 @@ def test_mel_filterbank_equals_librosa(rate: int, n_fft: int, n_mels: int, fmin:
 def test_hann_window_is_scipys_periodic_hann() -> None:
     import scipy.signal
 
-    from drumcat.features import _window
+    from drumcat.audio.features import _window
 
     np.testing.assert_allclose(_window(1024), scipy.signal.get_window("hann", 1024, fftbins=True), atol=1e-7)

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import INSTRUMENTS, render, write_sample
+from drumcat.commands.infer import infer
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
-from drumcat.infer import infer
-from drumcat.metrics import apply_temperature
-from drumcat.models import ModelBundle, card_path_for, lite_path_for, load_bundle
+from drumcat.model.bundle import ModelBundle, card_path_for, lite_path_for, load_bundle
+from drumcat.model.metrics import apply_temperature
+from drumcat.model.runtime import KerasRuntime, LiteRuntime
 from drumcat.resources import default_model_path
-from drumcat.results import pending_sounds, register_model
-from drumcat.runtime import KerasRuntime, LiteRuntime
-from drumcat.scan import scan
-from drumcat.synth import INSTRUMENTS, render, write_sample
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.results import pending_sounds, register_model
 from drumcat.taxonomy import FINE_CLASSES
 from drumcat.workers import pool_context
 from tests.helpers import librosa_features, tiny_model
@@ -59,9 +59,9 @@ def test_infer_with_a_keras_model_loading_in_the_background(catalog: Catalog, sc
 def test_infer_runs_without_importing_tensorflow(tmp_path: Path, scanned: Path, catalog: Catalog) -> None:
     script = (
         "import sys\n"
-        "from drumcat.catalog import Catalog\n"
-        "from drumcat.infer import infer\n"
-        "from drumcat.models import load_bundle\n"
+        "from drumcat.storage.catalog import Catalog\n"
+        "from drumcat.commands.infer import infer\n"
+        "from drumcat.model.bundle import load_bundle\n"
         "if __name__ == '__main__':\n"
         f"    summary = infer(Catalog({str(catalog.path)!r}), load_bundle(), workers=2)\n"
         "    assert summary.predicted > 0, summary\n"
@@ -223,7 +223,7 @@ def test_trying_a_model_does_not_switch_the_views(catalog: Catalog, scanned: Pat
 
 
 def test_an_ensemble_classifies_with_the_mean_vector(catalog: Catalog, scanned: Path) -> None:
-    from drumcat.results import use_models
+    from drumcat.storage.results import use_models
     from tests.helpers import record_predictions
 
     with catalog.read() as conn:

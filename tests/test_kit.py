@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from drumcat.catalog import Catalog
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.kit import SLOTS, build_kit, choose_slots
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
-from drumcat.kit import SLOTS, build_kit, choose_slots
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.storage.catalog import Catalog
 from tests.helpers import record_predictions
 
 HYDROGEN_XSD = Path("/usr/share/hydrogen/data/xsd/drumkit.xsd")

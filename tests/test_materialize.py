@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.materialize import materialize
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
-from drumcat.materialize import materialize
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.storage.catalog import Catalog, rows
 from tests.helpers import record_predictions
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drumcat.errors import DrumcatError
-from drumcat.metrics import calibrated
+from drumcat.model.metrics import calibrated
 
 
 def test_a_model_that_outputs_nan_is_a_clear_error_not_a_stored_vector() -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog
+from drumcat.audio.features import FeatureRecipe
 from drumcat.errors import DrumcatError
-from drumcat.features import FeatureRecipe
-from drumcat.models import ModelCard, add_model, card_path_for, lite_path_for, load_bundle
+from drumcat.model.bundle import ModelCard, add_model, card_path_for, lite_path_for, load_bundle
+from drumcat.model.runtime import KerasRuntime
 from drumcat.resources import default_model_path
-from drumcat.results import register_model
-from drumcat.runtime import KerasRuntime
+from drumcat.storage.catalog import Catalog
+from drumcat.storage.results import register_model
 from tests.helpers import MFCC, tiny_model
 
 

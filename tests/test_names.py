@@ -12,13 +12,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.infer import infer
+from drumcat.commands.materialize import TREE_MARKER, materialize
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.infer import infer
-from drumcat.materialize import TREE_MARKER, materialize
-from drumcat.models import load_bundle
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.model.bundle import load_bundle
+from drumcat.storage.catalog import Catalog, rows
 
 BUNDLE = load_bundle()
 SOUND = render("Snare", seed=3)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.fingerprint import BANDS, FRAMES, as_db, distance, fingerprints
+from drumcat.commands.materialize import materialize
+from drumcat.commands.near_duplicates import find_near_duplicates
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.fingerprint import BANDS, FRAMES, as_db, distance, fingerprints
-from drumcat.materialize import materialize
-from drumcat.near_duplicates import find_near_duplicates
-from drumcat.rules import RuleChanges
-from drumcat.scan import scan
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges
 from tests.helpers import record_predictions
 
 

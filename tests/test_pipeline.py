@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from drumcat.errors import DrumcatError
-from drumcat.models import load_bundle
-from drumcat.pipeline import ChunkProcessor
+from drumcat.model.bundle import load_bundle
+from drumcat.model.pipeline import ChunkProcessor
 
 
 def test_a_worker_refuses_an_export_changed_after_the_parent_checked_it(tmp_path: Path) -> None:

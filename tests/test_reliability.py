@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.demo import build_demo_archive
+from drumcat.commands.demo import build_demo_archive
 
 
 def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -164,8 +164,12 @@ def test_abandoned_staging_folders_are_cleaned_by_the_next_run(work: Path) -> No
     (left / "half.wav").write_bytes(b"x")
     other = work / ".T.drumcat-new-not-ours"
     other.mkdir()
+    (other / "someone-elses.wav").write_bytes(b"x")  # no marker: not provably drumcat's, so kept
+    empty = work / ".T.drumcat-new-killed-at-birth"
+    empty.mkdir()  # a run killed before it wrote its marker: empty, removed
     drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
-    assert not left.exists() and other.exists()
+    assert not left.exists() and not empty.exists()
+    assert (other / "someone-elses.wav").read_bytes() == b"x"
 
 
 @pytest.mark.parametrize("args", [

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
-from drumcat.evaluate import core_report
-from drumcat.rules import RuleChanges, Rules, parse_rule, rules_for_this_command, stored_rules
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.model.evaluate import core_report
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges, Rules, parse_rule, rules_for_this_command, stored_rules
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
 from tests.helpers import record_predictions
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from drumcat.models import ModelBundle, load_bundle
-from drumcat.runtime import KerasRuntime
+from drumcat.model.bundle import ModelBundle, load_bundle
+from drumcat.model.runtime import KerasRuntime
 from tests.helpers import librosa_features
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import WRITE_FORMATS, render, write_sample
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.scan import scan
-from drumcat.synth import WRITE_FORMATS, render, write_sample
+from drumcat.storage.catalog import Catalog, rows
 
 
 def files_table(catalog: Catalog) -> dict[str, dict]:

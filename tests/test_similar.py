@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.commands.infer import infer
+from drumcat.commands.similar import EmbeddingIndex, active_model_id, index_dir, similar
 from drumcat.errors import DrumcatError
-from drumcat.infer import infer
-from drumcat.models import ModelBundle
-from drumcat.results import decode_embeddings
-from drumcat.similar import EmbeddingIndex, active_model_id, index_dir, similar
+from drumcat.model.bundle import ModelBundle
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.results import decode_embeddings
 
 
 @pytest.fixture
@@ -68,9 +68,9 @@ def test_the_index_is_cached_and_updated_incrementally(inferred: Catalog, scanne
     model_id = active_model_id(inferred)
     first = EmbeddingIndex.for_model(inferred, model_id)
     assert len(first.hashes) == len(stored(inferred)[0])
+    from drumcat.audio.synth import render, write_sample
+    from drumcat.commands.scan import scan
     from drumcat.config import ScanConfig
-    from drumcat.scan import scan
-    from drumcat.synth import render, write_sample
 
     write_sample(scanned / "new" / "late.wav", render("Kick", seed=999))
     scan(inferred, [scanned], ScanConfig(workers=1))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drumcat.catalog import Catalog
-from drumcat.infer import infer
-from drumcat.models import ModelBundle
-from drumcat.synth import INSTRUMENTS
+from drumcat.audio.synth import INSTRUMENTS
+from drumcat.commands.infer import infer
+from drumcat.model.bundle import ModelBundle
+from drumcat.storage.catalog import Catalog
 
 
 def test_stats_shows_labels_after_infer(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:
-    from drumcat.stats import catalog_stats
+    from drumcat.commands.stats import catalog_stats
 
     infer(catalog, bundle, workers=1)
     stats = catalog_stats(catalog)

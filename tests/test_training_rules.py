@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drumcat.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
+from drumcat.model.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
+from drumcat.model.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
-from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 
 @pytest.mark.parametrize(("name", "label"), [

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from drumcat.metrics import apply_temperature
-from drumcat.models import load_bundle
-from drumcat.synth import render, write_sample
-from drumcat.train.dataset import Clip, without_duplicates
-from drumcat.train.train import STUDENT_WIDTHS, Teacher, evaluate_split, features_of, load_split, train
+from drumcat.audio.synth import render, write_sample
+from drumcat.model.bundle import load_bundle
+from drumcat.model.metrics import apply_temperature
+from drumcat.model.train.dataset import Clip, without_duplicates
+from drumcat.model.train.train import STUDENT_WIDTHS, Teacher, evaluate_split, features_of, load_split, train
 
 KITS = {"kit-a": "train", "kit-b": "train", "kit-c": "validation", "kit-d": "test"}
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.rules import RuleChanges, add_override, read_overrides_file, rules_for_this_command
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges, add_override, read_overrides_file, rules_for_this_command
 from tests.helpers import record_predictions
 
 

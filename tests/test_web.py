@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.synth import render, write_sample
+from drumcat.commands.demo import build_demo_archive
+from drumcat.commands.infer import infer
+from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.demo import build_demo_archive
-from drumcat.infer import infer
-from drumcat.models import ModelBundle
-from drumcat.scan import scan
-from drumcat.synth import render, write_sample
+from drumcat.model.bundle import ModelBundle
+from drumcat.storage.catalog import Catalog, rows
 from drumcat.web.app import REVIEW_NOTE, ReviewServer, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

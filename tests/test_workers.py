@@ -30,7 +30,7 @@ def test_a_single_threaded_process_forks() -> None:
 PAGE_FAULTS = """
 import resource, sys
 import numpy as np
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.workers import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()

@@ -28,9 +28,10 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from drumcat.audio import AudioReadError
-from drumcat.catalog import Catalog, rows
-from drumcat.rules import (
+from drumcat.audio.files import AudioReadError
+from drumcat.commands.similar import index_dir
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import (
     RuleChanges,
     active_model_name,
     effective_rules,
@@ -38,7 +39,6 @@ from drumcat.rules import (
     rules_for_this_command,
     write_overrides,
 )
-from drumcat.similar import index_dir
 from drumcat.taxonomy import CORE_CLASSES, MISC
 from drumcat.web.waveform import thumbnail
 
@@ -264,7 +264,7 @@ def review_queue(server: ReviewServer, offset: int = 0, limit: int = 200) -> dic
 
 
 def sound_data(server: ReviewServer, digest: str) -> dict[str, Any]:
-    from drumcat.similar import similar
+    from drumcat.commands.similar import similar
 
     sound = server.sound_or_404(digest)
     classified = server.sounds().by_hash.get(digest)

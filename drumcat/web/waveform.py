@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drumcat.audio import decode
+from drumcat.audio.files import decode
 
 WIDTH, HEIGHT = 240, 48
 RATE = 8_000

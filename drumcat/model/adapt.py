@@ -27,11 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
-from drumcat.models import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
+from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.resources import models_dir
-from drumcat.results import decode_embeddings, end_run, register_model, set_active_model, start_run, write_results
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.results import (
+    decode_embeddings,
+    end_run,
+    register_model,
+    set_active_model,
+    start_run,
+    write_results,
+)
 from drumcat.taxonomy import MISC, canonical
 from drumcat.times import utc_now
 
@@ -138,7 +145,7 @@ def adapted_keras_model(bundle: ModelBundle, head: Head) -> Any:
 
 
 def base_model_row(catalog: Catalog, base: str | None) -> dict[str, Any]:
-    from drumcat.results import resolve_models
+    from drumcat.storage.results import resolve_models
 
     with catalog.read() as conn:
         if base is None:
@@ -153,7 +160,7 @@ def base_model_row(catalog: Catalog, base: str | None) -> dict[str, Any]:
 def override_examples(catalog: Catalog, bundle: ModelBundle, model_id: int, labels: list[str],
                       skipped: Counter) -> tuple[list[str], np.ndarray, list[str]]:
     """(hash, embedding, label) of each usable override: the stored embedding, or the file decoded again."""
-    from drumcat.pipeline import featurize
+    from drumcat.model.pipeline import featurize
 
     with catalog.read() as conn:
         found = rows(conn, """

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, rows, scalar
-from drumcat.rules import RuleChanges, active_model_name, rules_for_this_command
+from drumcat.storage.catalog import Catalog, rows, scalar
+from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 
 
 def _median(conn: Connection, table_sql: str, column: str) -> float | None:

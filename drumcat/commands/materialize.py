@@ -21,9 +21,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
-from drumcat.rules import RuleChanges, active_model_name, rules_for_this_command
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 from drumcat.times import utc_now
 
 MODES = ("symlink", "hardlink", "copy")
@@ -183,8 +183,8 @@ def files_drumcat_did_not_make(tree: Path) -> list[str] | None:
 
 
 def remove_abandoned_staging(out: Path) -> list[Path]:
-    """Folders an interrupted run left beside `out` (a tree being built, or the old tree just swapped out):
-    removed when their marker proves drumcat made them for `out`."""
+    """Folders an interrupted run left beside `out` (a tree being built, or the old tree being removed):
+    removed when a marker proves drumcat made them for `out`, or when they are empty."""
     removed = []
     for candidate in out.parent.glob(f".{out.name}.drumcat-*"):
         try:
@@ -192,9 +192,30 @@ def remove_abandoned_staging(out: Path) -> list[Path]:
         except (OSError, ValueError, AttributeError):
             ours = files_drumcat_did_not_make(candidate) == []  # a whole tree drumcat made, nothing else
         if ours:
-            shutil.rmtree(candidate, ignore_errors=True)
+            remove_own_folder(candidate)
+            removed.append(candidate)
+        elif candidate.is_dir() and not any(candidate.iterdir()):
+            candidate.rmdir()  # killed before its marker was written: empty, nothing to lose
             removed.append(candidate)
     return removed
+
+
+def mark_as_own(folder: Path, out: Path) -> None:
+    (folder / STAGING_MARKER).write_text(json.dumps({"out": str(out)}), encoding="utf-8")
+
+
+def remove_own_folder(folder: Path) -> None:
+    """Remove a folder drumcat made, its marker last: a kill at any moment leaves the marker (so the next
+    run can prove the folder its own) or an empty folder."""
+    for entry in folder.iterdir():
+        if entry.name == STAGING_MARKER:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    (folder / STAGING_MARKER).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 # --- building ----------------------------------------------------------------------------------------
@@ -248,19 +269,21 @@ def _write_manifests(staging: Path, placements: list[tuple[str, PurePosixPath]],
 def _swap_in(staging: Path, out: Path) -> None:
     """Replace `out` with the finished tree. On Linux the two folders are exchanged in one atomic step
     (renameat2 RENAME_EXCHANGE), so a kill at any moment leaves the old tree or the new one at `out`;
-    elsewhere the old tree is renamed aside first (a kill between the two renames leaves it there)."""
+    elsewhere the old tree is renamed aside first (a kill between the two renames leaves it there). The
+    old tree is then marked as drumcat's and removed, its marker last."""
     if not out.exists():
         staging.rename(out)
         return
     if _exchange(staging, out):
-        shutil.rmtree(staging)  # now the old tree
-        return
-    old = out.parent / f".{out.name}.drumcat-old"
-    if old.exists():
-        shutil.rmtree(old)
-    out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old)
+        old = staging  # now holds the old tree
+    else:
+        old = out.parent / f".{out.name}.drumcat-old"
+        if old.exists():
+            remove_own_folder(old) if (old / STAGING_MARKER).exists() else shutil.rmtree(old)
+        out.rename(old)
+        staging.rename(out)
+    mark_as_own(old, out)
+    remove_own_folder(old)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -300,7 +323,7 @@ def materialize(
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
         near = conn.exec_driver_sql("SELECT dedup FROM rules").scalar() == "near"
     if near:  # the groups must be current before a tree keeps one sound of each
-        from drumcat.near_duplicates import find_near_duplicates
+        from drumcat.commands.near_duplicates import find_near_duplicates
 
         find_near_duplicates(catalog)
     with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
@@ -328,13 +351,15 @@ def materialize(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-new-", dir=out.parent))
-    (staging / STAGING_MARKER).write_text(json.dumps({"out": str(out)}), encoding="utf-8")
+    mark_as_own(staging, out)
     try:
         _build_tree(staging, placements, mode, on_progress)
         _write_manifests(staging, placements, summary)
         (staging / STAGING_MARKER).unlink()
         _swap_in(staging, out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # the previous tree at `out` is untouched
+        if staging.exists():
+            mark_as_own(staging, out)
+            remove_own_folder(staging)  # the previous tree at `out` is untouched
         raise
     return summary

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drumcat.catalog import Catalog, execute_many, rows
-from drumcat.results import decode_embeddings, unit_rows
+from drumcat.storage.catalog import Catalog, execute_many, rows
+from drumcat.storage.results import decode_embeddings, unit_rows
 
 SAMPLE = 2048  # 2 M pairs: the radius is stable to 1e-3, and counting costs 30 ms per 10,000 sounds
 CLOSE_QUANTILE = 0.99  # similarities above this share of sample pairs count as close

@@ -1,8 +1,8 @@
 """`drumcat infer`: the run's lifecycle. Classify every unique sound in the catalog that the model has no
 result for yet.
 
-Worker processes run the feature pipeline (drumcat/pipeline.py); the main process commits each batch in
-one transaction (drumcat/results.py), so an interrupted run loses at most one batch and a rerun
+Worker processes run the feature pipeline (drumcat/model/pipeline.py); the main process commits each batch in
+one transaction (drumcat/storage/results.py), so an interrupted run loses at most one batch and a rerun
 continues where it stopped. Duplicates share a content hash and are inferred once.
 """
 
@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.catalog import Catalog
+from drumcat.commands.review import update_review_density
 from drumcat.errors import DrumcatError
-from drumcat.models import ModelBundle
-from drumcat.pipeline import Chunk, ChunkProcessor, WorkerPipeline
-from drumcat.results import (
+from drumcat.model.bundle import ModelBundle
+from drumcat.model.pipeline import Chunk, ChunkProcessor, WorkerPipeline
+from drumcat.storage.catalog import Catalog
+from drumcat.storage.results import (
     activate_if_first,
     end_run,
     pending_sounds,
@@ -32,7 +33,6 @@ from drumcat.results import (
     start_run,
     write_results,
 )
-from drumcat.review import update_review_density
 from drumcat.workers import worker_count
 
 

@@ -4,7 +4,7 @@ Two git repositories on GitHub, named by issue #13, join the Debian packages:
 - ritchse/tidal-drum-machines: one folder per hardware drum machine and instrument
   (`machines/RolandTR808/rolandtr808-bd/BD0000.WAV`); a machine is a kit for the splits.
 - tidalcycles/Dirt-Samples: named folders (`bd/`, `808sd/`, `gretsch/`, ...); only the folders in the
-  reviewed tables of drumcat/train/labels.py are read.
+  reviewed tables of drumcat/model/train/labels.py are read.
 
 A checkout is looked for in $DRUMCAT_SOURCES (a folder holding one checkout per collection, named like
 the repository), else in build/sources/, where it is cloned when missing and git can reach GitHub. A
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from drumcat.audio import AudioReadError, decode
-from drumcat.train.labels import label_for_dirt, label_for_tidal
+from drumcat.audio.files import AudioReadError, decode
+from drumcat.model.train.labels import label_for_dirt, label_for_tidal
 
 DEFAULT_SOURCES_DIR = Path("build/sources")
 

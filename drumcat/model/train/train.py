@@ -20,20 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio import fit_length, resample
-from drumcat.evaluate import core_report
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
-from drumcat.metrics import (
+from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.audio.files import fit_length, resample
+from drumcat.model.bundle import ModelCard, load_bundle, save_bundle
+from drumcat.model.evaluate import core_report
+from drumcat.model.metrics import (
     apply_temperature,
     classification_report,
     expected_calibration_error,
     fit_temperature,
 )
-from drumcat.models import ModelCard, load_bundle, save_bundle
-from drumcat.runtime import quiet_tensorflow
+from drumcat.model.runtime import quiet_tensorflow
+from drumcat.model.train.dataset import DEBIAN_PACKAGES
 from drumcat.taxonomy import FINE_CLASSES, canonical
 from drumcat.times import utc_now
-from drumcat.train.dataset import DEBIAN_PACKAGES
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
                        hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
@@ -412,8 +412,8 @@ def train(
             "clips_per_split": counts,
             "thin_classes": [c for c in classes if counts["train"].get(c, 0) < 10],
             "splits": "whole kits/fonts/machines: the Debian validation and test kits are listed in "
-                      "drumcat/train/dataset.py; a collection's machines are assigned by a hash of their name "
-                      "(drumcat/train/sources.py)",
+                      "drumcat/model/train/dataset.py; a collection's machines are assigned by a hash of their name "
+                      "(drumcat/model/train/sources.py)",
             "augmentation": f"{copies} copies per clip: pitch +-2.5 semitones, onset shift 0-20 ms, synthetic "
                             "room reverb, low/high/band-pass, soft-clip drive, gain -18..0 dB over a noise "
                             "floor, early fade-out; SpecAugment band and time masks",

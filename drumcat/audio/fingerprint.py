@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=0.5, feature_type="logmel", n_fft=512, hop_length=256,
                        n_mels=32, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, execute_many, rows
 from drumcat.config import Config
 from drumcat.errors import DrumcatError
+from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
 from drumcat.times import utc_now
 

@@ -25,10 +25,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soundfile as sf
 
-from drumcat.audio import AudioReadError, decode
-from drumcat.catalog import Catalog, rows
+from drumcat.audio.files import AudioReadError, decode
 from drumcat.errors import DrumcatError
-from drumcat.rules import RuleChanges, rules_for_this_command
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges, rules_for_this_command
 from drumcat.times import utc_now
 
 FORMATS = ("sfz", "hydrogen")
@@ -122,7 +122,7 @@ def _named_slot(value: Any) -> tuple[str, int]:
 
 
 def read_kit_rows(catalog: Catalog, view: str, changes: RuleChanges) -> list[dict[str, Any]]:
-    from drumcat.materialize import view_columns
+    from drumcat.commands.materialize import view_columns
 
     with rules_for_this_command(catalog, changes) as conn:
         columns = view_columns(conn, view)

@@ -1,4 +1,4 @@
-"""Near-duplicate groups: which sounds of the catalog are one recording (drumcat/fingerprint.py).
+"""Near-duplicate groups: which sounds of the catalog are one recording (drumcat/audio/fingerprint.py).
 
 `find_near_duplicates` fingerprints the sounds that have no fingerprint yet (worker processes decode
 them: 0.2 core-ms a sound, paid once per sound and only when near-duplicates are asked for, so
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio import AudioReadError, decode
-from drumcat.catalog import Catalog, execute_many, rows
-from drumcat.fingerprint import BANDS, FRAMES, MAX_DISTANCE_DB, RECIPE, as_db, distance, fingerprints
+from drumcat.audio.files import AudioReadError, decode
+from drumcat.audio.fingerprint import BANDS, FRAMES, MAX_DISTANCE_DB, RECIPE, as_db, distance, fingerprints
+from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now
 from drumcat.workers import worker_count
 
@@ -57,7 +57,7 @@ def update_fingerprints(catalog: Catalog, *, workers: int = 0,
                         on_total: Callable[[int], None] | None = None,
                         on_progress: Callable[[int], None] | None = None) -> int:
     """Fingerprint every present sound that has none for this recipe; returns how many were added."""
-    from drumcat.pipeline import WorkerPipeline
+    from drumcat.model.pipeline import WorkerPipeline
 
     with catalog.read() as conn:
         pending = [(r["hash"], r["path"]) for r in rows(conn, """

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drumcat.audio import IN_MEMORY_LIMIT, AudioReadError, read_info
-from drumcat.catalog import Catalog, execute_many, rows
+from drumcat.audio.files import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
+from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
 from drumcat.workers import silence_native_stderr, worker_count
 

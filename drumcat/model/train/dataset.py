@@ -9,10 +9,10 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
-- the public collections tidal-drum-machines and Dirt-Samples (drumcat/train/sources.py): a checkout
+- the public collections tidal-drum-machines and Dirt-Samples (drumcat/model/train/sources.py): a checkout
   in $DRUMCAT_SOURCES or build/sources/; a missing one is reported and left out.
 
-    python -m drumcat.train.dataset --out build/dataset
+    python -m drumcat.model.train.dataset --out build/dataset
 
 Writes clips (mono WAV at the clip sample rate, starting at the onset), manifest.csv (path, label, source,
 kit, split) and summary.json (counts per class, per source and per split).
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from drumcat.audio import AudioReadError, decode, resample
-from drumcat.synth import noise_burst
-from drumcat.train import sources
-from drumcat.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
+from drumcat.audio.files import AudioReadError, decode, resample
+from drumcat.audio.synth import noise_burst
+from drumcat.model.train import sources
+from drumcat.model.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",

@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from drumcat.audio.features import FeatureRecipe
 from drumcat.errors import DrumcatError
-from drumcat.features import FeatureRecipe
-from drumcat.metrics import calibrated
-from drumcat.resources import default_model_path
-from drumcat.runtime import (
+from drumcat.model.metrics import calibrated
+from drumcat.model.runtime import (
     KerasRuntime,
     LiteRuntime,
     Runtime,
@@ -31,6 +30,7 @@ from drumcat.runtime import (
     quiet_tensorflow,
     two_output_model,
 )
+from drumcat.resources import default_model_path
 from drumcat.times import utc_now
 
 CARD_FORMAT = "drumcat-model-card/1"
@@ -61,7 +61,7 @@ class ModelCard:
     embedding_layer: str | None = None
     """Layer whose output is stored as the embedding; None means the input of the last layer."""
     litert_sha256: str | None = None
-    """sha256 of NAME.tflite, the LiteRT export `infer` runs (drumcat/runtime.py); None: no export."""
+    """sha256 of NAME.tflite, the LiteRT export `infer` runs (drumcat/model/runtime.py); None: no export."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None
@@ -140,7 +140,7 @@ def _load_keras(model_path: Path, trust_unsafe: bool) -> Any:
 
 @dataclass
 class ModelBundle:
-    """A model checked against its card, with the runtime that runs it (drumcat/runtime.py). A Keras
+    """A model checked against its card, with the runtime that runs it (drumcat/model/runtime.py). A Keras
     runtime may still be loading in a background thread (`load_bundle(..., background=True)`):
     `predict` waits for it, and `ready()` waits and raises what loading raised."""
 

@@ -1,7 +1,7 @@
 """Reviewed label rules for the training set: instrument names, GM keys and file names -> fine class.
 
 Every rule here was read against the packages' real names. A name no rule claims is skipped, never
-guessed; `python -m drumcat.train.dataset` reports what it skipped.
+guessed; `python -m drumcat.model.train.dataset` reports what it skipped.
 """
 
 from __future__ import annotations

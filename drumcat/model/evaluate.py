@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from drumcat.errors import DrumcatError
-from drumcat.metrics import classification_report, confusion
-from drumcat.models import ModelBundle
-from drumcat.pipeline import featurize
+from drumcat.model.bundle import ModelBundle
+from drumcat.model.metrics import classification_report, confusion
+from drumcat.model.pipeline import featurize
 from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
 AUDIO_EXTENSIONS = {"wav", "aif", "aiff", "flac", "ogg", "mp3"}

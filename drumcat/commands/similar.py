@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
-from drumcat.results import decode_embeddings, unit_rows
-from drumcat.rules import RuleChanges, resolve_hash, rules_for_this_command
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.results import decode_embeddings, unit_rows
+from drumcat.storage.rules import RuleChanges, resolve_hash, rules_for_this_command
 
 
 def index_dir(catalog: Catalog) -> Path:
@@ -129,8 +129,8 @@ def active_model_id(catalog: Catalog) -> int:
 
 def embed_file(catalog: Catalog, model_id: int, path: Path) -> np.ndarray:
     """The embedding of a file that is not in the catalog, by the model the catalog's index is of."""
-    from drumcat.models import load_bundle
-    from drumcat.pipeline import featurize
+    from drumcat.model.bundle import load_bundle
+    from drumcat.model.pipeline import featurize
 
     with catalog.read() as conn:
         model_path = conn.exec_driver_sql("SELECT path FROM models WHERE id = ?", (model_id,)).scalar()

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection
 
-from drumcat.catalog import Catalog, execute_many, rows
 from drumcat.errors import DrumcatError
-from drumcat.models import ModelCard
-from drumcat.rules import set_setting
+from drumcat.storage.catalog import Catalog, execute_many, rows
+from drumcat.storage.rules import set_setting
 from drumcat.times import utc_now
+
+if TYPE_CHECKING:  # a card is only described here (name, hash, labels, JSON); storage imports no model code
+    from drumcat.model.bundle import ModelCard
 
 EMBEDDING_DTYPE = "<f2"  # predictions.embedding: little-endian float16, one row of the model's embedding
 

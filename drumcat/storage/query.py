@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from drumcat.catalog import Catalog, rows
 from drumcat.errors import DrumcatError
-from drumcat.rules import RuleChanges, rules_for_this_command
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import RuleChanges, rules_for_this_command
 
 
 def _deny_attach(action: int, *_args: object) -> int:

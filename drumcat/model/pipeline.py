@@ -1,6 +1,6 @@
 """The per-file feature pipeline: decode, downmix, resample, features and (LiteRT) the model call, run
 the same way by `infer` (in worker processes) and `evaluate` (in-process); `train` computes the same
-features from the same recipe (drumcat/features.py).
+features from the same recipe (drumcat/audio/features.py).
 
 Nothing here knows the catalog: items are (key, path) pairs, and a chunk comes back as the model's
 outputs or as features for the caller's model.
@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio import AudioReadError, decode, resample
-from drumcat.features import FeatureRecipe, compute_features, prepare_clips
-from drumcat.metrics import calibrated
-from drumcat.models import ModelBundle, read_checked_lite
-from drumcat.runtime import LiteRuntime
+from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
+from drumcat.audio.files import AudioReadError, decode, resample
+from drumcat.model.bundle import ModelBundle, read_checked_lite
+from drumcat.model.metrics import calibrated
+from drumcat.model.runtime import LiteRuntime
 from drumcat.workers import (
     keep_freed_memory,
     pool_context,

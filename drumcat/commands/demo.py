@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from drumcat.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
+from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
 
 VENDORS = ["VendorA_Mega_Pack", "vendor-b/Drums Vol 2", "Free Stuff 2019"]
 PER_INSTRUMENT = 3
