@@ -78,9 +78,9 @@ FROM classified c CROSS JOIN rules
 LEFT JOIN canonical_map model_map ON model_map.fine = c.predicted_label;
 
 -- One representative file per content hash: the first present, readable path in alphabetical order.
+-- (SQLite takes a bare column, here name, from the row min() chose: the representative's own name.)
 CREATE VIEW unique_files AS
-SELECT hash, min(path) AS path, replace(min(path), rtrim(min(path), replace(min(path), '/', '')), '') AS name,
-       count(*) AS copies
+SELECT hash, min(path) AS path, name, count(*) AS copies
 FROM present_files
 GROUP BY hash;
 

@@ -68,3 +68,23 @@ def test_fingerprints_are_computed_once_per_sound(tmp_path: Path, catalog: Catal
     assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 11
     assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 0
     assert np.isfinite(find_near_duplicates(catalog, workers=1)["groups"])
+
+
+def test_infer_fingerprints_the_new_sounds_when_dedup_is_near(tmp_path: Path, catalog: Catalog) -> None:
+    from drumcat.commands.infer import infer
+    from drumcat.model.bundle import load_bundle
+    from drumcat.storage.rules import RuleChanges, store_rules
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    write_transformed(folder, 0, original(2))
+    scan(catalog, [folder], ScanConfig(workers=1))
+    infer(catalog, load_bundle(), workers=1)
+    with catalog.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM fingerprints").scalar() == 0  # not asked for
+    store_rules(catalog, RuleChanges(dedup="near"))
+    write_transformed(folder, 1, original(3))
+    scan(catalog, [folder], ScanConfig(workers=1))
+    infer(catalog, load_bundle(), workers=1)
+    with catalog.read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM fingerprints").scalar() == 22
