@@ -189,3 +189,29 @@ def test_bad_input_is_one_line_naming_what_to_fix(work: Path, args: list[str]) -
     (work / "binary.jsonl").write_bytes(b"\x00\xff\xfe\x00")
     (work / "m.keras").write_bytes(b"not a model")
     one_line_error(drumcat("--catalog", "c.db", *args, cwd=work, check=False))
+
+
+def test_a_folder_alias_inside_the_archive_keeps_the_real_paths(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    build_demo_archive(archive)
+    (archive / "zz-alias").symlink_to(archive / "VendorA_Mega_Pack")
+    (archive / "00-alias").symlink_to(archive / "VendorA_Mega_Pack")  # sorts first: followed last all the same
+    summary = json.loads(drumcat("--catalog", "c.db", "scan", "--json", "archive", cwd=tmp_path).stdout)
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        paths = [p for (p,) in db.execute("SELECT rel_path FROM files")]
+    assert not any("alias" in p for p in paths) and any(p.startswith("VendorA_Mega_Pack/") for p in paths)
+    assert sum("alias" in s for s in summary["skipped_dirs"]) == 2
+
+
+def test_an_override_by_a_path_through_a_symlink_finds_the_sound(work: Path, inferred: Path) -> None:
+    (work / "shortcut").symlink_to(inferred / "archive" / "VendorA_Mega_Pack")
+    target = next((work / "shortcut").glob("smp_0000.*"))
+    assert "override" in drumcat("--catalog", "c.db", "override", str(target), "Kick", cwd=work).stdout
+    linked = work / "one-file.wav"
+    linked.symlink_to(target.resolve())
+    drumcat("--catalog", "c.db", "override", str(linked), "Snare", cwd=work)
+    copied = work / "a-copy.wav"
+    copied.write_bytes(target.read_bytes())  # not catalogued by path: found by its content
+    drumcat("--catalog", "c.db", "override", str(copied), "Tom", cwd=work)
+    with sqlite3.connect(work / "c.db") as db:
+        assert db.execute("SELECT label FROM overrides").fetchall() == [("Tom",)]

@@ -74,8 +74,11 @@ def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> It
     visited: set[tuple[int, int]] = set()
     root_prefix = len(str(root)) + 1
     stack = [str(root)]
-    while stack:
-        folder = stack.pop()
+    # Folder symlinks are followed after every real folder: when both lead to one folder, its files are
+    # catalogued under their real path and the alias is the one reported skipped.
+    aliases: list[str] = []
+    while stack or aliases:
+        folder = stack.pop() if stack else aliases.pop(0)
         try:
             folder_stat = os.stat(folder)
             key = (folder_stat.st_dev, folder_stat.st_ino)
@@ -88,7 +91,7 @@ def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> It
             skipped.append(f"{folder}: {exc.strerror or exc}")
             continue
         for entry in entries:
-            found = _audio_entry(entry, root_prefix, extensions, stack, skipped)
+            found = _audio_entry(entry, root_prefix, extensions, stack, skipped, aliases)
             if found is not None:
                 yield found
 
@@ -98,10 +101,10 @@ _NOT_REGULAR = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat
 
 
 def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], stack: list[str],
-                 skipped: list[str]) -> FoundFile | None:
+                 skipped: list[str], aliases: list[str]) -> FoundFile | None:
     try:
         if entry.is_dir():  # follows symlinks; loops are caught by the visited set
-            stack.append(entry.path)
+            (aliases if entry.is_symlink() else stack).append(entry.path)
             return None
     except OSError:
         return None

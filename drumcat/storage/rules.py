@@ -8,6 +8,7 @@ that command only (inside a transaction that is rolled back); `drumcat rules set
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -210,15 +211,24 @@ def active_model_name(conn: Connection) -> str | None:
 
 
 def resolve_hash(conn: Connection, path_or_hash: str) -> str:
-    """A content hash from a hash, or from the path of a cataloged file."""
+    """A content hash from a hash, or from a file: its path as given or its real path (a symlink or a
+    folder alias may lead there), or else its content, hashed as the catalog hashes."""
     candidate = path_or_hash.strip()
     if conn.exec_driver_sql("SELECT 1 FROM files WHERE hash = ? LIMIT 1", (candidate,)).first():
         return candidate
-    path = str(Path(candidate).expanduser().resolve())
-    found = conn.exec_driver_sql("SELECT hash FROM files WHERE path = ? AND hash IS NOT NULL", (path,)).scalar()
-    if found is None:
-        raise DrumcatError(f"{path_or_hash}: not a cataloged file or content hash; scan its archive first")
-    return found
+    given = Path(candidate).expanduser()
+    for path in dict.fromkeys((str(given.absolute()), str(given.resolve()))):
+        found = conn.exec_driver_sql("SELECT hash FROM files WHERE path = ? AND hash IS NOT NULL", (path,)).scalar()
+        if found is not None:
+            return found
+    if given.is_file():
+        algorithm = conn.exec_driver_sql("SELECT hash_algorithm FROM files WHERE hash_algorithm IS NOT NULL "
+                                         "LIMIT 1").scalar() or "sha256"
+        with open(given, "rb") as handle:
+            digest = hashlib.file_digest(handle, algorithm).hexdigest()
+        if conn.exec_driver_sql("SELECT 1 FROM files WHERE hash = ? LIMIT 1", (digest,)).first():
+            return digest
+    raise DrumcatError(f"{path_or_hash}: not a cataloged file or content hash; scan its archive first")
 
 
 def add_override(catalog: Catalog, path_or_hash: str, label: str, note: str | None = None) -> dict[str, str]:
