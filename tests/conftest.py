@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,28 @@ def scanned(tmp_path: Path, catalog: Catalog) -> Path:
     (root / f"dup{kick.suffix}").write_bytes(kick.read_bytes())
     scan(catalog, [root], ScanConfig(workers=1))
     return root
+
+
+@pytest.fixture(scope="module")
+def inferred_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo archive scanned and inferred through the command line, once per test module."""
+    from drumcat.commands.demo import build_demo_archive
+    from tests.helpers import drumcat
+
+    work = tmp_path_factory.mktemp("demo")
+    build_demo_archive(work / "archive")
+    drumcat("--catalog", "c.db", "scan", "--quiet", "archive", cwd=work)
+    drumcat("--catalog", "c.db", "infer", "--quiet", cwd=work)
+    return work
+
+
+@pytest.fixture
+def demo(inferred_demo: Path, tmp_path: Path) -> Path:
+    """A folder of this test's own: a copy of the inferred catalog beside the shared archive, so a test
+    that changes the catalog changes no other test's."""
+    work = tmp_path / "work"
+    work.mkdir()
+    with sqlite3.connect(inferred_demo / "c.db") as source, sqlite3.connect(work / "c.db") as copy:
+        source.backup(copy)
+    (work / "archive").symlink_to(inferred_demo / "archive")
+    return work

@@ -1,7 +1,10 @@
-"""Test helpers that write through drumcat's own code paths (no mocks): catalog rows for predictions."""
+"""Test helpers that go through drumcat's own code paths (no mocks): the command line in a fresh process,
+catalog rows for predictions, reference features, tiny models."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import librosa
@@ -58,3 +61,12 @@ def tiny_model(path: Path, classes: int, with_lambda: bool) -> Path:
 # The reference design's MFCC recipe (model1.keras), which `drumcat model add` defaults to.
 MFCC = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="mfcc", n_mfcc=40, n_mels=128,
                      n_fft=2048, hop_length=512, fmin=0.0, peak_normalize=False)
+
+
+def drumcat(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The command line as a user runs it, in a fresh process; with `check`, it must succeed."""
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result

@@ -4,44 +4,9 @@ materialize, evaluate, and their one-line errors."""
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from drumcat.commands.demo import build_demo_archive
-
-
-def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-@pytest.fixture(scope="module")
-def inferred(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo archive scanned and inferred once per module (inference is the slow part)."""
-    work = tmp_path_factory.mktemp("flow")
-    build_demo_archive(work / "archive")
-    drumcat("--catalog", "c.db", "scan", "--quiet", "archive", cwd=work)
-    drumcat("--catalog", "c.db", "infer", "--quiet", cwd=work)
-    return work
-
-
-@pytest.fixture
-def demo(inferred: Path, tmp_path: Path) -> Path:
-    """A folder of this test's own: a copy of the inferred catalog beside the (shared, read-only) archive, so
-    a test that changes the catalog changes no other test's."""
-    work = tmp_path / "work"
-    work.mkdir()
-    with sqlite3.connect(inferred / "c.db") as source, sqlite3.connect(work / "c.db") as copy:
-        source.backup(copy)
-    (work / "archive").symlink_to(inferred / "archive")
-    return work
+from tests.helpers import drumcat
 
 
 def test_materialize_the_demo_and_read_its_summary(demo: Path) -> None:

@@ -7,20 +7,12 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from drumcat.commands.demo import build_demo_archive
-
-
-def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=300)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.helpers import drumcat
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -30,90 +22,72 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return result.stderr
 
 
-@pytest.fixture(scope="module")
-def inferred(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("reliability")
-    build_demo_archive(work / "archive")
-    drumcat("--catalog", "c.db", "scan", "-q", "archive", cwd=work)
-    drumcat("--catalog", "c.db", "infer", "-q", cwd=work)
-    return work
-
-
-@pytest.fixture
-def work(inferred: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the inferred catalog, beside the shared archive."""
-    with sqlite3.connect(inferred / "c.db") as source, sqlite3.connect(tmp_path / "c.db") as copy:
-        source.backup(copy)
-    (tmp_path / "archive").symlink_to(inferred / "archive")
-    return tmp_path
-
-
 def tree_files(tree: Path) -> list[str]:
     return sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if not p.is_dir())
 
 
-def test_a_mistyped_catalog_is_refused_and_the_tree_kept(work: Path) -> None:
-    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
-    before = tree_files(work / "T")
-    error = one_line_error(drumcat("--catalog", "typo.db", "materialize", "--out", "T", cwd=work, check=False))
-    assert "no catalog at typo.db" in error and not (work / "typo.db").exists()
-    assert tree_files(work / "T") == before and len(before) > 24
+def test_a_mistyped_catalog_is_refused_and_the_tree_kept(demo: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
+    before = tree_files(demo / "T")
+    error = one_line_error(drumcat("--catalog", "typo.db", "materialize", "--out", "T", cwd=demo, check=False))
+    assert "no catalog at typo.db" in error and not (demo / "typo.db").exists()
+    assert tree_files(demo / "T") == before and len(before) > 24
 
 
-def test_an_empty_result_does_not_replace_a_tree_without_allow_empty(work: Path) -> None:
-    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
-    with sqlite3.connect(work / "c.db") as db:
+def test_an_empty_result_does_not_replace_a_tree_without_allow_empty(demo: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
+    with sqlite3.connect(demo / "c.db") as db:
         db.execute("CREATE VIEW no_files AS SELECT src, dest FROM organized_default WHERE 0")
     error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--view", "no_files", "--out", "T",
-                                   cwd=work, check=False))
-    assert "--allow-empty" in error and len(tree_files(work / "T")) > 24
-    drumcat("--catalog", "c.db", "materialize", "--view", "no_files", "--out", "T", "--allow-empty", cwd=work)
-    assert [f for f in tree_files(work / "T") if not f.startswith(("_", "."))] == []
+                                   cwd=demo, check=False))
+    assert "--allow-empty" in error and len(tree_files(demo / "T")) > 24
+    drumcat("--catalog", "c.db", "materialize", "--view", "no_files", "--out", "T", "--allow-empty", cwd=demo)
+    assert [f for f in tree_files(demo / "T") if not f.startswith(("_", "."))] == []
 
 
-def test_a_users_file_in_a_tree_is_never_deleted(work: Path) -> None:
-    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
-    (work / "T" / "Kick" / "notes.txt").write_text("my notes")
-    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work, check=False))
+def test_a_users_file_in_a_tree_is_never_deleted(demo: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
+    (demo / "T" / "Kick" / "notes.txt").write_text("my notes")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo, check=False))
     assert "Kick/notes.txt" in error
-    assert (work / "T" / "Kick" / "notes.txt").read_text() == "my notes"
+    assert (demo / "T" / "Kick" / "notes.txt").read_text() == "my notes"
 
 
-def test_a_stray_summary_file_does_not_make_a_folder_a_tree(work: Path) -> None:
-    folder = work / "mine"
+def test_a_stray_summary_file_does_not_make_a_folder_a_tree(demo: Path) -> None:
+    folder = demo / "mine"
     folder.mkdir()
     (folder / "_summary.json").write_text("{}")
     (folder / "song.wav").write_bytes(b"precious")
-    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "mine", cwd=work, check=False))
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "mine", cwd=demo, check=False))
     assert "not a drumcat tree" in error and (folder / "song.wav").read_bytes() == b"precious"
 
 
-def test_an_out_reached_through_a_symlink_into_the_archive_is_refused(work: Path, inferred: Path) -> None:
-    (work / "link").symlink_to(inferred / "archive" / "misc")
-    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "link/tree", cwd=work, check=False))
+def test_an_out_reached_through_a_symlink_into_the_archive_is_refused(demo: Path, inferred_demo: Path) -> None:
+    (demo / "link").symlink_to(inferred_demo / "archive" / "misc")
+    error = one_line_error(drumcat("--catalog", "c.db", "materialize", "--out", "link/tree", cwd=demo, check=False))
     assert "inside the scanned archive" in error
-    assert not (inferred / "archive" / "misc" / "tree").exists()
+    assert not (inferred_demo / "archive" / "misc" / "tree").exists()
 
 
-def test_a_catalog_path_at_an_existing_other_file_is_refused(work: Path, inferred: Path) -> None:
-    target = work / "sample.wav"
+def test_a_catalog_path_at_an_existing_other_file_is_refused(demo: Path, inferred_demo: Path) -> None:
+    target = demo / "sample.wav"
     target.write_bytes(b"")
-    error = one_line_error(drumcat("--catalog", "sample.wav", "scan", "archive", cwd=work, check=False))
+    error = one_line_error(drumcat("--catalog", "sample.wav", "scan", "archive", cwd=demo, check=False))
     assert "not a drumcat catalog" in error and target.read_bytes() == b""
 
 
-def test_a_damaged_catalog_is_one_line_for_every_command_and_check_finds_it(work: Path) -> None:
-    data = bytearray((work / "c.db").read_bytes())
+def test_a_damaged_catalog_is_one_line_for_every_command_and_check_finds_it(demo: Path) -> None:
+    data = bytearray((demo / "c.db").read_bytes())
     data[8192:12288] = b"\xff" * 4096
-    (work / "bad.db").write_bytes(bytes(data))
+    (demo / "bad.db").write_bytes(bytes(data))
     for command in (["stats"], ["scan", "archive"], ["check"], ["views"], ["infer"], ["query", "SELECT * FROM files"],
                     ["materialize", "--out", "T2"]):
-        result = drumcat("--catalog", "bad.db", *command, cwd=work, check=False)
+        result = drumcat("--catalog", "bad.db", *command, cwd=demo, check=False)
         if result.returncode != 0:  # a command that never reads the damaged page may finish; none may crash
             assert "damaged" in one_line_error(result) or "error" in result.stderr
         assert "Traceback" not in result.stderr
-    assert "damaged" in one_line_error(drumcat("--catalog", "bad.db", "check", cwd=work, check=False))
-    assert "ok" in drumcat("--catalog", "c.db", "check", cwd=work).stdout
+    assert "damaged" in one_line_error(drumcat("--catalog", "bad.db", "check", cwd=demo, check=False))
+    assert "ok" in drumcat("--catalog", "c.db", "check", cwd=demo).stdout
 
 
 def test_fifos_and_device_links_are_skipped_not_read(tmp_path: Path) -> None:
@@ -141,33 +115,33 @@ def test_narrowing_the_formats_excludes_files_instead_of_calling_them_missing(tm
         assert db.execute("SELECT count(*) FROM files WHERE error_kind = 'excluded'").fetchone()[0] == 0
 
 
-def test_a_broken_user_view_is_listed_as_broken(work: Path) -> None:
-    with sqlite3.connect(work / "c.db") as db:
+def test_a_broken_user_view_is_listed_as_broken(demo: Path) -> None:
+    with sqlite3.connect(demo / "c.db") as db:
         db.execute("CREATE TABLE scratch (x)")
         db.execute("CREATE VIEW mine AS SELECT x FROM scratch")
         db.execute("DROP TABLE scratch")
-    listing = json.loads(drumcat("--catalog", "c.db", "views", "--json", cwd=work).stdout)
+    listing = json.loads(drumcat("--catalog", "c.db", "views", "--json", cwd=demo).stdout)
     assert next(v for v in listing if v["view"] == "mine")["description"].startswith("broken: ")
 
 
-def test_attach_is_denied_and_creates_no_file(work: Path) -> None:
-    error = one_line_error(drumcat("--catalog", "c.db", "query", f"ATTACH '{work / 'x.db'}' AS y", cwd=work,
+def test_attach_is_denied_and_creates_no_file(demo: Path) -> None:
+    error = one_line_error(drumcat("--catalog", "c.db", "query", f"ATTACH '{demo / 'x.db'}' AS y", cwd=demo,
                                    check=False))
-    assert "read-only" in error and not (work / "x.db").exists()
+    assert "read-only" in error and not (demo / "x.db").exists()
 
 
-def test_abandoned_staging_folders_are_cleaned_by_the_next_run(work: Path) -> None:
-    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
-    left = work / ".T.drumcat-new-killed"
+def test_abandoned_staging_folders_are_cleaned_by_the_next_run(demo: Path) -> None:
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
+    left = demo / ".T.drumcat-new-killed"
     left.mkdir()
-    (left / ".drumcat-staging.json").write_text(json.dumps({"out": str((work / "T").resolve())}))
+    (left / ".drumcat-staging.json").write_text(json.dumps({"out": str((demo / "T").resolve())}))
     (left / "half.wav").write_bytes(b"x")
-    other = work / ".T.drumcat-new-not-ours"
+    other = demo / ".T.drumcat-new-not-ours"
     other.mkdir()
     (other / "someone-elses.wav").write_bytes(b"x")  # no marker: not provably drumcat's, so kept
-    empty = work / ".T.drumcat-new-killed-at-birth"
+    empty = demo / ".T.drumcat-new-killed-at-birth"
     empty.mkdir()  # a run killed before it wrote its marker: empty, removed
-    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=work)
+    drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
     assert not left.exists() and not empty.exists()
     assert (other / "someone-elses.wav").read_bytes() == b"x"
 
@@ -185,10 +159,10 @@ def test_abandoned_staging_folders_are_cleaned_by_the_next_run(work: Path) -> No
     ["kit", "--out", "K", "--format", "gm"],
     ["serve", "--port", "0"],
 ])
-def test_bad_input_is_one_line_naming_what_to_fix(work: Path, args: list[str]) -> None:
-    (work / "binary.jsonl").write_bytes(b"\x00\xff\xfe\x00")
-    (work / "m.keras").write_bytes(b"not a model")
-    one_line_error(drumcat("--catalog", "c.db", *args, cwd=work, check=False))
+def test_bad_input_is_one_line_naming_what_to_fix(demo: Path, args: list[str]) -> None:
+    (demo / "binary.jsonl").write_bytes(b"\x00\xff\xfe\x00")
+    (demo / "m.keras").write_bytes(b"not a model")
+    one_line_error(drumcat("--catalog", "c.db", *args, cwd=demo, check=False))
 
 
 def test_a_folder_alias_inside_the_archive_keeps_the_real_paths(tmp_path: Path) -> None:
@@ -203,15 +177,15 @@ def test_a_folder_alias_inside_the_archive_keeps_the_real_paths(tmp_path: Path) 
     assert sum("alias" in s for s in summary["skipped_dirs"]) == 2
 
 
-def test_an_override_by_a_path_through_a_symlink_finds_the_sound(work: Path, inferred: Path) -> None:
-    (work / "shortcut").symlink_to(inferred / "archive" / "VendorA_Mega_Pack")
-    target = next((work / "shortcut").glob("smp_0000.*"))
-    assert "override" in drumcat("--catalog", "c.db", "override", str(target), "Kick", cwd=work).stdout
-    linked = work / "one-file.wav"
+def test_an_override_by_a_path_through_a_symlink_finds_the_sound(demo: Path, inferred_demo: Path) -> None:
+    (demo / "shortcut").symlink_to(inferred_demo / "archive" / "VendorA_Mega_Pack")
+    target = next((demo / "shortcut").glob("smp_0000.*"))
+    assert "override" in drumcat("--catalog", "c.db", "override", str(target), "Kick", cwd=demo).stdout
+    linked = demo / "one-file.wav"
     linked.symlink_to(target.resolve())
-    drumcat("--catalog", "c.db", "override", str(linked), "Snare", cwd=work)
-    copied = work / "a-copy.wav"
+    drumcat("--catalog", "c.db", "override", str(linked), "Snare", cwd=demo)
+    copied = demo / "a-copy.wav"
     copied.write_bytes(target.read_bytes())  # not catalogued by path: found by its content
-    drumcat("--catalog", "c.db", "override", str(copied), "Tom", cwd=work)
-    with sqlite3.connect(work / "c.db") as db:
+    drumcat("--catalog", "c.db", "override", str(copied), "Tom", cwd=demo)
+    with sqlite3.connect(demo / "c.db") as db:
         assert db.execute("SELECT label FROM overrides").fetchall() == [("Tom",)]

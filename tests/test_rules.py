@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +18,7 @@ from drumcat.model.evaluate import core_report
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import RuleChanges, Rules, parse_rule, rules_for_this_command, stored_rules
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
-from tests.helpers import record_predictions
-
-
-def drumcat(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "drumcat.cli", *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.helpers import drumcat, record_predictions
 
 
 @pytest.fixture
