@@ -649,7 +649,9 @@ def kit(
 def evaluate(
     ctx: typer.Context,
     labeled: Annotated[Path, typer.Argument(help="A folder of LABEL/ subfolders, or a CSV with path,label.")],
-    model: ModelOption = None,
+    model: Annotated[list[Path] | None, typer.Option(
+        "--model", "-m", help="A .keras model with its card (default: the shipped one); several: each and "
+                              "their ensemble.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the core confusion matrix as a PNG here.")] = None,
     trust_model: TrustOption = False,
     quiet: QuietOption = False,
@@ -657,17 +659,27 @@ def evaluate(
 ) -> None:
     """Measure a model on your own hand-sorted samples: accuracy, macro-F1, per class, confusion, ECE."""
     from drumcat.model.evaluate import evaluate as run_evaluate
-    from drumcat.model.evaluate import plot_confusion, read_labeled
+    from drumcat.model.evaluate import evaluate_ensemble, plot_confusion, read_labeled
 
     state: State = ctx.obj
     pairs = read_labeled(labeled)
     mapping = state.canonical_map()
-    bundle = state.load_model(model, trust_model)
+    bundles = [state.load_model(path, trust_model) for path in (model or [None])]
     with console.progress_bar("evaluating", quiet=quiet or json_output) as (set_total, advance):
-        set_total(len(pairs))
-        report = run_evaluate(bundle, pairs, mapping=mapping, on_progress=advance)
+        set_total(len(pairs) * len(bundles))
+        if len(bundles) == 1:
+            report = run_evaluate(bundles[0], pairs, mapping=mapping, on_progress=advance)
+        else:
+            both = evaluate_ensemble(bundles, pairs, mapping=mapping, on_progress=advance)
+            report = {**both["ensemble"], "members": both["models"], "files": both["files"],
+                      "decoded": both["decoded"], "errors": both["errors"]}
+    if len(bundles) > 1 and not json_output:
+        console.out.print(console.table("each model on the files all of them decoded", [
+            {"model": r["model"], "core accuracy": r["core"]["accuracy"], "core macro-F1": r["core"]["macro_f1"],
+             "fine accuracy": r.get("fine", {}).get("accuracy")} for r in report["members"]]))
+        console.out.print(f"[bold]ensemble {report['model']}[/] (mean of the calibrated vectors):")
     if plot:
-        plot_confusion(report["core"], f"{bundle.name}: core labels on {labeled.name}", plot)
+        plot_confusion(report["core"], f"{report['model']}: core labels on {labeled.name}", plot)
     for error in report["errors"]:
         console.warn_line(f"{error['path']}: {error['error']}")
     if json_output:

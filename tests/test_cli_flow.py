@@ -85,3 +85,25 @@ def test_model_errors_are_one_line(demo: Path, tmp_path: Path) -> None:
     result = drumcat("--catalog", "c.db", "infer", "--model", str(tmp_path / "m.keras"), cwd=demo, check=False)
     assert result.returncode == 1 and "model card not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_several_models_reports_each_and_their_ensemble(demo: Path, tmp_path: Path) -> None:
+    from drumcat.audio.synth import render, write_sample
+    from drumcat.resources import default_model_path
+
+    for instrument in ("Kick", "Snare"):
+        for seed in range(2):
+            write_sample(tmp_path / "sorted" / instrument / f"{seed}.wav", render(instrument, seed=700 + seed))
+    twin = tmp_path / "twin.keras"
+    for suffix in (".keras", ".tflite"):
+        twin.with_suffix(suffix).write_bytes(default_model_path().with_suffix(suffix).read_bytes())
+    card = json.loads(default_model_path().with_suffix(".json").read_text())
+    twin.with_suffix(".json").write_text(json.dumps({**card, "name": "twin"}))
+    single = json.loads(drumcat("evaluate", str(tmp_path / "sorted"), "--json", cwd=demo).stdout)
+    both = json.loads(drumcat("evaluate", str(tmp_path / "sorted"), "--json", "-m", str(default_model_path()),
+                              "-m", str(twin), cwd=demo).stdout)
+    assert [m["model"] for m in both["members"]] == ["drumcat-v2", "twin"]
+    assert both["model"] == "drumcat-v2+twin"
+    # two identical members: the ensemble's mean vector is each one's, so every figure is the same
+    for key in ("accuracy", "macro_f1", "ece"):
+        assert both["core"][key] == single["core"][key] == both["members"][1]["core"][key]

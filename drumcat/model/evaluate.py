@@ -46,13 +46,7 @@ def read_labeled(source: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def evaluate(
-    bundle: ModelBundle, pairs: list[tuple[str, str]], *, mapping: dict[str, str] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Fine and core metrics of `bundle` on labeled files. `mapping` collapses fine labels to core ones
-    (the catalog's canonical_map; None means the built-in mapping)."""
-    labels = bundle.card.labels
+def check_labels(pairs: list[tuple[str, str]], labels: list[str], mapping: dict[str, str] | None) -> None:
     allowed = set(labels) | set(CORE_CLASSES) | set((mapping or {}).values()) | {MISC}
     unknown = sorted({label for _, label in pairs} - allowed)
     if unknown:
@@ -60,7 +54,11 @@ def evaluate(
             f"unknown label(s) {', '.join(unknown)}: use the model's classes, a core class or misc "
             "(rename those folders or CSV labels)"
         )
-    truth_of = dict(pairs)
+
+
+def predict_files(bundle: ModelBundle, pairs: list[tuple[str, str]],
+                  on_progress: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray, list[dict]]:
+    """The decodable files' paths, their calibrated probabilities (in the bundle's label order), the errors."""
     probabilities, paths, errors = [], [], []
     for start in range(0, len(pairs), 64):
         chunk = [(path, path) for path, _ in pairs[start:start + 64]]
@@ -78,11 +76,14 @@ def evaluate(
             f"none of the {len(pairs)} labeled files could be decoded; the first: {first['path']}: "
             f"{first['error']} (paths in a CSV are relative to the CSV's own folder)"
         )
-    probs = np.concatenate(probabilities)
-    predicted = [labels[i] for i in probs.argmax(axis=1)]
-    truth = [truth_of[path] for path in paths]
-    report: dict[str, Any] = {"model": bundle.name, "files": len(pairs), "decoded": len(paths), "errors": errors}
+    return paths, np.concatenate(probabilities), errors
 
+
+def report_of(name: str, labels: list[str], probs: np.ndarray, truth: list[str],
+              mapping: dict[str, str] | None) -> dict[str, Any]:
+    """Fine and core metrics of probabilities (rows: files, columns: `labels`) against the true labels."""
+    predicted = [labels[i] for i in probs.argmax(axis=1)]
+    report: dict[str, Any] = {"model": name}
     fine_rows = [i for i, t in enumerate(truth) if t in labels]
     if fine_rows:
         fine_truth = [truth[i] for i in fine_rows]
@@ -90,10 +91,50 @@ def evaluate(
         report["fine"] = classification_report(fine_truth, fine_pred, probs[fine_rows].max(axis=1), labels)
         present = sorted(set(fine_truth) | set(fine_pred))
         report["fine"]["confusion"] = {"classes": present, "matrix": confusion(fine_truth, fine_pred, present)}
-
     report["core"] = core_report([canonical(t, mapping) if t in labels else t for t in truth], probs, labels,
                                  mapping)
     return report
+
+
+def evaluate(
+    bundle: ModelBundle, pairs: list[tuple[str, str]], *, mapping: dict[str, str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Fine and core metrics of `bundle` on labeled files. `mapping` collapses fine labels to core ones
+    (the catalog's canonical_map; None means the built-in mapping)."""
+    check_labels(pairs, bundle.card.labels, mapping)
+    paths, probs, errors = predict_files(bundle, pairs, on_progress)
+    truth_of = dict(pairs)
+    return {**report_of(bundle.name, bundle.card.labels, probs, [truth_of[p] for p in paths], mapping),
+            "files": len(pairs), "decoded": len(paths), "errors": errors}
+
+
+def evaluate_ensemble(
+    bundles: list[ModelBundle], pairs: list[tuple[str, str]], *, mapping: dict[str, str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Each model and their ensemble (the mean of their calibrated vectors, class by class, as `drumcat
+    model use A B` classifies) on the files every model could decode."""
+    labels: list[str] = []
+    for bundle in bundles:
+        labels += [label for label in bundle.card.labels if label not in labels]
+    check_labels(pairs, labels, mapping)
+    predicted = [predict_files(b, pairs, on_progress) for b in bundles]
+    common = sorted(set.intersection(*(set(paths) for paths, _, _ in predicted)))
+    truth_of = dict(pairs)
+    truth = [truth_of[p] for p in common]
+    reports, vectors = [], []
+    for bundle, (paths, probs, _) in zip(bundles, predicted, strict=True):
+        row = {p: i for i, p in enumerate(paths)}
+        mine = probs[[row[p] for p in common]]
+        reports.append(report_of(bundle.name, bundle.card.labels, mine, truth, mapping))
+        widened = np.zeros((len(common), len(labels)))
+        for j, label in enumerate(bundle.card.labels):
+            widened[:, labels.index(label)] = mine[:, j]
+        vectors.append(widened)
+    ensemble = report_of("+".join(b.name for b in bundles), labels, np.mean(vectors, axis=0), truth, mapping)
+    errors = [e for _, _, errs in predicted for e in errs]
+    return {"models": reports, "ensemble": ensemble, "files": len(pairs), "decoded": len(common), "errors": errors}
 
 
 def core_report(
