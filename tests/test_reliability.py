@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,42 @@ def test_an_override_by_a_path_through_a_symlink_finds_the_sound(demo: Path, inf
     drumcat("--catalog", "c.db", "override", str(copied), "Tom", cwd=demo)
     with sqlite3.connect(demo / "c.db") as db:
         assert db.execute("SELECT label FROM overrides").fetchall() == [("Tom",)]
+
+
+def test_names_that_are_not_utf8_are_catalogued_classified_placed_and_corrected(tmp_path: Path) -> None:
+    from drumcat.audio.synth import render, write_sample
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    names = [b"\xff\xfe kick.wav", b"caf\xe9 snare.flac"]  # Latin-1 and garbage bytes, as old packs hold
+    for index, name in enumerate(names):
+        written = archive / f"tmp{index}{os.fsdecode(name)[-5:]}"
+        write_sample(written, render(["Kick", "Snare"][index], seed=index))
+        os.rename(written, os.path.join(os.fsencode(archive), name))
+    scanned = json.loads(drumcat("--catalog", "c.db", "scan", "--json", "archive", cwd=tmp_path).stdout)
+    assert scanned["new"] == 2 and scanned["failed"] == 0
+    drumcat("--catalog", "c.db", "infer", "-q", cwd=tmp_path)
+    drumcat("--catalog", "c.db", "materialize", "--out", "tree", cwd=tmp_path)
+    links = [p for p in (tmp_path / "tree").rglob("*") if p.is_symlink()]
+    assert sorted(os.fsencode(p.readlink().name) for p in links) == sorted(names)
+    assert all(p.resolve().is_file() for p in links)
+    target = os.fsdecode(os.path.join(os.fsencode(archive), names[1]))
+    result = subprocess.run([sys.executable, "-m", "drumcat.cli", "--catalog", "c.db", "override", target, "Tom"],
+                            cwd=tmp_path, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT label FROM overrides").fetchall() == [("Tom",)]
+
+
+def test_a_read_only_catalog_is_one_line_for_the_commands_that_write(demo: Path) -> None:
+    """An immutable file (chattr +i) is read-only even for root, who ignores permission bits."""
+    catalog = demo / "c.db"
+    if subprocess.run(["chattr", "+i", str(catalog)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root on ext4 or a like file system)")
+    try:
+        for args in (["scan", "archive"], ["infer"], ["override", str(next((demo / "archive").rglob("*.wav"))),
+                                                      "Kick"]):
+            error = one_line_error(drumcat("--catalog", "c.db", *args, cwd=demo, check=False))
+            assert "read-only" in error
+    finally:
+        subprocess.run(["chattr", "-i", str(catalog)], capture_output=True)

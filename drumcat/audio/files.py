@@ -6,12 +6,15 @@ soundfile (libsndfile) decodes WAV, AIFF, FLAC, OGG and MP3 without an external 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from drumcat.paths import os_path
 
 # Files larger than this are hashed and measured in blocks instead of being held in memory.
 IN_MEMORY_LIMIT = 32 * 1024 * 1024
@@ -48,7 +51,7 @@ def to_db(amplitude: float) -> float:
 
 def _open(source: Path) -> sf.SoundFile:
     try:
-        return sf.SoundFile(str(source))
+        return sf.SoundFile(os.fsencode(source))  # bytes: a name that is not UTF-8 opens too
     except sf.LibsndfileError as exc:
         # Code 1 is "format not recognised"; the MP3 decoder reports garbage as code 7 ("not a regular
         # file"), which for a file we could open means the same.
@@ -268,8 +271,9 @@ def _pcm_mono(content: bytes, layout: _PcmLayout, max_frames: int) -> np.ndarray
 
 
 def decode(path: Path | str, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, reading at most `max_seconds` of the file."""
-    mono, native_rate = _read_mono(Path(path), max_seconds)
+    """Mono float32 samples at `sample_rate`, reading at most `max_seconds` of the file (a catalogued path
+    in the catalog's text form is opened as the file it names: drumcat/paths.py)."""
+    mono, native_rate = _read_mono(Path(os_path(str(path))), max_seconds)
     if mono.shape[0] == 0:
         raise AudioReadError("decode_error", "the file holds no audio frames")
     return resample(mono, native_rate, sample_rate)

@@ -27,6 +27,7 @@ import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.errors import DrumcatError
+from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import RuleChanges, rules_for_this_command
 from drumcat.times import utc_now
@@ -80,7 +81,7 @@ def pitch_of(path: Path) -> float:
 
 def duration_of(path: Path) -> float:
     try:
-        return float(sf.info(str(path)).duration)
+        return float(sf.info(os.fsencode(path)).duration)
     except (sf.LibsndfileError, RuntimeError):
         return 0.0
 
@@ -94,7 +95,7 @@ def choose_slots(records: list[dict[str, Any]]) -> list[KitSlot]:
         if slot is None:
             continue
         slot, key = _named_slot(slot)
-        chosen.setdefault(slot, KitSlot(slot, key, Path(record["src"]), confidence=record.get("confidence")))
+        chosen.setdefault(slot, KitSlot(slot, key, Path(os_path(record["src"])), confidence=record.get("confidence")))
     by_label: dict[str, list[dict[str, Any]]] = {}
     for record in ranked:
         if record.get("slot") is None and record.get("label") in LABEL_SLOTS:
@@ -103,11 +104,11 @@ def choose_slots(records: list[dict[str, Any]]) -> list[KitSlot]:
         slots = [s for s in LABEL_SLOTS[label] if s not in chosen]
         picked = candidates[: len(slots)]
         if label == "Hihat":
-            picked.sort(key=lambda r: duration_of(Path(r["src"])))  # closed is shorter than open
+            picked.sort(key=lambda r: duration_of(Path(os_path(r["src"]))))  # closed is shorter than open
         elif label == "Tom":
-            picked.sort(key=lambda r: pitch_of(Path(r["src"])))  # low, mid, high
+            picked.sort(key=lambda r: pitch_of(Path(os_path(r["src"]))))  # low, mid, high
         for slot, record in zip(slots, picked, strict=False):
-            chosen[slot] = KitSlot(slot, SLOTS[slot], Path(record["src"]), confidence=record.get("confidence"))
+            chosen[slot] = KitSlot(slot, SLOTS[slot], Path(os_path(record["src"])), confidence=record.get("confidence"))
     return sorted(chosen.values(), key=lambda s: s.key)
 
 
@@ -147,7 +148,7 @@ def copy_samples(slots: list[KitSlot], samples_dir: Path) -> None:
         else:
             slot.sample = f"{slot.slot}.wav"
             try:
-                data, rate = sf.read(str(slot.src), always_2d=True)
+                data, rate = sf.read(os.fsencode(slot.src), always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise DrumcatError(f"{slot.src}: cannot read it for the kit ({exc})") from exc
             sf.write(str(samples_dir / slot.sample), data, rate, subtype="PCM_24")

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.errors import DrumcatError
+from drumcat.paths import catalog_text, os_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 from drumcat.times import utc_now
@@ -254,7 +255,7 @@ def _write_manifests(staging: Path, placements: list[tuple[str, PurePosixPath]],
     by_folder: dict[str, list[str]] = defaultdict(list)
     for src, dest in placements:
         folder = dest.parts[0] if len(dest.parts) > 1 else "."
-        by_folder[folder].append(f"{dest}\t{src}")
+        by_folder[folder].append(f"{dest}\t{catalog_text(src)}")
     manifests = staging / MANIFEST_DIR
     manifests.mkdir()
     for folder, lines in sorted(by_folder.items()):
@@ -335,10 +336,10 @@ def materialize(
     pairs = []
     for row in selected:
         dest = safe_dest(row["dest"], row["src"])
-        if not isinstance(row["src"], str) or not os.path.isfile(row["src"]):
+        if not isinstance(row["src"], str) or not os.path.isfile(os_path(row["src"])):
             summary.missing_sources.append(str(row["src"]))
             continue
-        pairs.append((os.path.abspath(row["src"]), dest))
+        pairs.append((os.path.abspath(os_path(row["src"])), dest))
     placements, summary.renamed_for_collisions = resolve_collisions(pairs)
     summary.files = len(placements)
     summary.per_folder = dict(sorted(Counter(

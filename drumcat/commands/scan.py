@@ -19,6 +19,7 @@ from pathlib import Path
 from drumcat.audio.files import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
+from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
 from drumcat.workers import silence_native_stderr, worker_count
@@ -30,11 +31,22 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class FoundFile:
-    path: str
+    path: str  # the catalog's text form (drumcat/paths.py): what files.path holds
     rel_path: str
     ext: str
     size: int
     mtime_ns: int
+    os_path: str = ""  # the path to open, when it differs from `path` (a name that is not UTF-8)
+
+    @property
+    def opened(self) -> str:
+        return self.os_path or self.path
+
+
+def _found(entry: os.DirEntry, root_prefix: int, ext: str, size: int, mtime_ns: int) -> FoundFile:
+    text = catalog_text(entry.path)
+    return FoundFile(text, text[root_prefix:].replace(os.sep, "/"), ext, size, mtime_ns,
+                     entry.path if text != entry.path else "")
 
 
 @dataclass
@@ -83,12 +95,12 @@ def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> It
             folder_stat = os.stat(folder)
             key = (folder_stat.st_dev, folder_stat.st_ino)
             if key in visited:
-                skipped.append(f"{folder}: already visited (symlink loop or alias)")
+                skipped.append(f"{catalog_text(folder)}: already visited (symlink loop or alias)")
                 continue
             visited.add(key)
             entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError as exc:
-            skipped.append(f"{folder}: {exc.strerror or exc}")
+            skipped.append(f"{catalog_text(folder)}: {exc.strerror or exc}")
             continue
         for entry in entries:
             found = _audio_entry(entry, root_prefix, extensions, stack, skipped, aliases)
@@ -114,13 +126,13 @@ def _audio_entry(entry: os.DirEntry, root_prefix: int, extensions: set[str], sta
     try:
         info = entry.stat()
     except OSError:  # broken symlink: recorded as an unreadable file
-        return FoundFile(entry.path, entry.path[root_prefix:].replace(os.sep, "/"), ext, 0, 0)
+        return _found(entry, root_prefix, ext, 0, 0)
     if not stat.S_ISREG(info.st_mode):  # only regular files are read: a FIFO would hang, /dev/zero never ends
         kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        skipped.append(f"{entry.path}: {kind}, not read")
+        skipped.append(f"{catalog_text(entry.path)}: {kind}, not read")
         return None
     size, mtime_ns = info.st_size, info.st_mtime_ns
-    return FoundFile(entry.path, entry.path[root_prefix:].replace(os.sep, "/"), ext, size, mtime_ns)
+    return _found(entry, root_prefix, ext, size, mtime_ns)
 
 
 # --- reading one file (runs in worker processes) -------------------------------------------------------
@@ -137,7 +149,7 @@ class FileResult:
 
 def read_file(found: FoundFile, algorithm: str, measure_levels: bool) -> FileResult:
     """Hash the content and read audio facts, opening the file once and only for reading."""
-    path = found.path
+    path = found.opened
     try:
         if found.size <= IN_MEMORY_LIMIT:
             with open(path, "rb") as handle:
@@ -214,9 +226,9 @@ def _check_algorithm(name: str) -> None:
 def _register_root(catalog: Catalog, root: Path) -> int:
     with catalog.connect() as conn:
         conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (str(root), utc_now())
+            "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (catalog_text(str(root)), utc_now())
         )
-        return conn.exec_driver_sql("SELECT id FROM roots WHERE path = ?", (str(root),)).scalar_one()
+        return conn.exec_driver_sql("SELECT id FROM roots WHERE path = ?", (catalog_text(str(root)),)).scalar_one()
 
 
 def scan(
@@ -265,7 +277,7 @@ def scan(
              summary.missing, summary.failed, scan_id),
         )
         for root in resolved:
-            conn.exec_driver_sql("UPDATE roots SET last_scan_at=? WHERE path=?", (utc_now(), str(root)))
+            conn.exec_driver_sql("UPDATE roots SET last_scan_at=? WHERE path=?", (utc_now(), catalog_text(str(root))))
     return summary
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from drumcat.config import Config
 from drumcat.errors import DrumcatError
+from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
 from drumcat.times import utc_now
@@ -214,10 +215,10 @@ def resolve_hash(conn: Connection, path_or_hash: str) -> str:
     """A content hash from a hash, or from a file: its path as given or its real path (a symlink or a
     folder alias may lead there), or else its content, hashed as the catalog hashes."""
     candidate = path_or_hash.strip()
-    if conn.exec_driver_sql("SELECT 1 FROM files WHERE hash = ? LIMIT 1", (candidate,)).first():
+    if conn.exec_driver_sql("SELECT 1 FROM files WHERE hash = ? LIMIT 1", (catalog_text(candidate),)).first():
         return candidate
     given = Path(candidate).expanduser()
-    for path in dict.fromkeys((str(given.absolute()), str(given.resolve()))):
+    for path in dict.fromkeys(catalog_text(p) for p in (str(given.absolute()), str(given.resolve()))):
         found = conn.exec_driver_sql("SELECT hash FROM files WHERE path = ? AND hash IS NOT NULL", (path,)).scalar()
         if found is not None:
             return found
@@ -228,7 +229,7 @@ def resolve_hash(conn: Connection, path_or_hash: str) -> str:
             digest = hashlib.file_digest(handle, algorithm).hexdigest()
         if conn.exec_driver_sql("SELECT 1 FROM files WHERE hash = ? LIMIT 1", (digest,)).first():
             return digest
-    raise DrumcatError(f"{path_or_hash}: not a cataloged file or content hash; scan its archive first")
+    raise DrumcatError(f"{catalog_text(path_or_hash)}: not a cataloged file or content hash; scan its archive first")
 
 
 def add_override(catalog: Catalog, path_or_hash: str, label: str, note: str | None = None) -> dict[str, str]:

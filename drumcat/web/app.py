@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import secrets
 from collections import Counter
@@ -30,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from drumcat.audio.files import AudioReadError
 from drumcat.commands.similar import index_dir
+from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import (
     RuleChanges,
@@ -313,7 +315,7 @@ def create_app(server: ReviewServer) -> Starlette:
 
     async def audio(request: Request) -> Response:
         found = server.sound_or_404(request.path_params["digest"])
-        path = Path(found["path"])
+        path = Path(os_path(found["path"]))
         if path.suffix.lower().lstrip(".") in BROWSER_PLAYABLE:
             return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
         return Response(as_wav(path), media_type="audio/wav", headers={"Cache-Control": "max-age=3600"})
@@ -371,7 +373,7 @@ def escape_html(text: str) -> str:
 def as_wav(path: Path) -> bytes:
     """A file the browser cannot play (AIFF), as 16-bit WAV bytes."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise HTTPException(404, f"cannot decode this sound's file ({exc})") from exc
     buffer = io.BytesIO()
