@@ -116,6 +116,36 @@ def quality(dataset: Path) -> None:
           f"{(core[top5] == core[:, None]).mean():.3f}, the same fine class {(fine[top5] == fine[:, None]).mean():.3f}"
           f" (chance: core {np.mean([(core == c).mean() for c in core]):.3f}, "
           f"fine {np.mean([(fine == f).mean() for f in fine]):.3f})")
+    # Within a class, does a neighbour also share the sound's brightness (spectral centroid) and length?
+    from drumcat.audio.files import decode
+
+    clips = [decode(path, 22_050, max_seconds=2.0) for _, path in items]
+    centroid = np.array([spectral_centroid(c) for c in clips])
+    length = np.array([audible_length(c) for c in clips])
+    rng = np.random.default_rng(0)
+    for name, values in (("brightness (octaves between spectral centroids)", np.log2(centroid)),
+                         ("length (octaves between audible lengths)", np.log2(length))):
+        near, other = [], []
+        for i in range(len(test)):
+            same = [j for j in top5[i] if fine[j] == fine[i]]
+            pool = np.flatnonzero((fine == fine[i]) & (np.arange(len(test)) != i))
+            if same and pool.size:
+                near += [abs(values[i] - values[j]) for j in same]
+                other += [abs(values[i] - values[j]) for j in rng.choice(pool, size=min(5, pool.size))]
+        print(f"  {name}: same-class neighbours differ by {np.median(near):.2f}, random same-class sounds "
+              f"by {np.median(other):.2f} (medians)")
+
+
+def spectral_centroid(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples[:22_050], n=32_768))
+    frequencies = np.fft.rfftfreq(32_768, 1 / 22_050)
+    return float((spectrum * frequencies).sum() / max(spectrum.sum(), 1e-12)) or 1.0
+
+
+def audible_length(samples: np.ndarray) -> float:
+    """Seconds until the sound stays 40 dB under its peak."""
+    loud = np.flatnonzero(np.abs(samples) >= 0.01 * np.abs(samples).max(initial=1e-12))
+    return max(float(loud[-1] + 1) / 22_050 if loud.size else 0.0, 1e-3)
 
 
 def main() -> None:
