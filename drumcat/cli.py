@@ -356,8 +356,9 @@ def check(
     from drumcat.storage.catalog import one_line_database_error
 
     state: State = ctx.obj
+    catalog = state.open_catalog()
     try:
-        problems = state.open_catalog().check(full=not quick)
+        problems = catalog.check(full=not quick)
     except DrumcatError:
         raise
     except Exception as exc:  # damage SQLite reports while reading, not as check rows
@@ -367,7 +368,7 @@ def check(
             console.warn_line(problem)
         raise DrumcatError(f"{state.catalog_path}: {len(problems)} problem(s) found; restore a backup, or rebuild "
                            "the catalog with `drumcat scan` and `drumcat infer`")
-    console.out.print(f"{state.catalog_path}: ok (schema {state.open_catalog().schema_version()})")
+    console.out.print(f"{state.catalog_path}: ok (schema {catalog.schema_version()})")
 
 
 @app.command()

@@ -122,7 +122,7 @@ def _named_slot(value: Any) -> tuple[str, int]:
     raise DrumcatError(f"slot {value!r}: use one of {', '.join(SLOTS)} or a MIDI key 0-127")
 
 
-def read_kit_rows(catalog: Catalog, view: str, changes: RuleChanges) -> list[dict[str, Any]]:
+def read_kit_rows(catalog: Catalog, view: str, changes: RuleChanges | None) -> list[dict[str, Any]]:
     from drumcat.commands.materialize import view_columns
 
     with rules_for_this_command(catalog, changes) as conn:
@@ -238,7 +238,7 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
     out = Path(out).expanduser().resolve()
     check_out_dir(out)
     name = name or out.name
-    slots = choose_slots(read_kit_rows(catalog, view, changes or RuleChanges()))
+    slots = choose_slots(read_kit_rows(catalog, view, changes))
     slots = [s for s in slots if s.src.is_file()]
     if not slots:
         raise DrumcatError(f"view {view!r} gives no sound for any kit slot (labels like Kick, Snare, Hihat)")

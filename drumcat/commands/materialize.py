@@ -321,13 +321,13 @@ def materialize(
     remove_abandoned_staging(out)
     check_output_location(catalog, out)
     summary = MaterializeSummary(view=view, out=str(out), mode=mode, catalog=str(catalog.path.resolve()))
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         near = conn.exec_driver_sql("SELECT dedup FROM rules").scalar() == "near"
     if near:  # the groups must be current before a tree keeps one sound of each
         from drumcat.commands.near_duplicates import find_near_duplicates
 
         find_near_duplicates(catalog)
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         check_contract(conn, view)
         selected = rows(conn, 'SELECT src, dest FROM "{}"'.format(view.replace('"', '""')))
         summary.model = active_model_name(conn)

@@ -160,7 +160,7 @@ def similar(catalog: Catalog, path_or_hash: str, *, k: int = 10, folder: str | N
         if not candidate.is_file():
             raise DrumcatError(f"{path_or_hash}: not a catalogued sound with a result, a content hash, nor a file")
         vector = embed_file(catalog, model_id, candidate)
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         allowed = None
         if folder is not None:
             members = {r["hash"].encode() for r in rows(conn, "SELECT hash FROM routed WHERE folder = :f",

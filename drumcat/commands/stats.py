@@ -21,7 +21,7 @@ def _median(conn: Connection, table_sql: str, column: str) -> float | None:
 
 def catalog_stats(catalog: Catalog, changes: RuleChanges | None = None, *, error_limit: int = 50) -> dict[str, Any]:
     """What the catalog holds; the label section reads the views with this command's rules."""
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         present_audio = "SELECT a.hash, a.duration FROM audio a JOIN unique_files u ON u.hash = a.hash"
         totals = rows(conn, """
             SELECT count(*) AS files,

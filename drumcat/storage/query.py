@@ -21,7 +21,7 @@ def run_readonly(
     catalog: Catalog, sql: str, limit: int | None = None, changes: RuleChanges | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run SQL that may only read (query_only, no ATTACH), seeing the rules of this command."""
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         raw = conn.connection.dbapi_connection
         raw.execute("PRAGMA query_only = ON")
         raw.set_authorizer(_deny_attach)
@@ -40,7 +40,7 @@ def run_readonly(
 def list_views(catalog: Catalog, changes: RuleChanges | None = None) -> list[dict[str, Any]]:
     """Every view with its description, row count and whether it follows the materialize contract. A view
     that cannot run (say, a user's view over a dropped table) is listed as broken, with SQLite's reason."""
-    with rules_for_this_command(catalog, changes or RuleChanges()) as conn:
+    with rules_for_this_command(catalog, changes) as conn:
         notes = {r["name"]: r["description"] for r in rows(conn, "SELECT name, description FROM view_notes")}
         views = []
         for record in rows(conn, "SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name"):

@@ -184,8 +184,7 @@ def refresh_ensemble(catalog: Catalog, ensemble_id: int) -> int:
                         ORDER BY label.key) ep)
             FROM ensemble_ranked r1
             LEFT JOIN ensemble_ranked r2 ON r2.ensemble_id = r1.ensemble_id AND r2.hash = r1.hash AND r2.rank = 2
-            WHERE r1.ensemble_id = :e AND r1.rank = 1""".replace(":run", str(run_id)).replace(
-            ":now", f"'{utc_now()}'").replace(":e", str(int(ensemble_id))))
+            WHERE r1.ensemble_id = :e AND r1.rank = 1""", {"run": run_id, "now": utc_now(), "e": ensemble_id})
         count = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id = ?", (ensemble_id,)).scalar()
         conn.exec_driver_sql("UPDATE inference_runs SET predicted = ? WHERE id = ?", (count, run_id))
     end_run(catalog, run_id, "finished")

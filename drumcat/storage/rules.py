@@ -186,10 +186,10 @@ def store_rules(catalog: Catalog, changes: RuleChanges, where: str = "") -> list
 
 
 @contextmanager
-def rules_for_this_command(catalog: Catalog, changes: RuleChanges) -> Iterator[Connection]:
+def rules_for_this_command(catalog: Catalog, changes: RuleChanges | None = None) -> Iterator[Connection]:
     """A connection that sees the catalog's rules with `changes` applied; nothing is kept afterwards.
     Without changes it is a plain reader, so it takes no write lock."""
-    if not changes.set_names():
+    if changes is None or not changes.set_names():
         with catalog.read() as conn:
             yield conn
         return
