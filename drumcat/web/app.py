@@ -141,8 +141,7 @@ class ReviewServer:
         if fresh and not fresh[0]["overridden"]:  # back in the queue where the view puts it
             table.uncertain = [r["hash"] for r in self.query("SELECT hash FROM uncertain")]
         table.version = self.catalog_version()
-        self._cache = {key: (table.version, value) for key, (_, value) in self._cache.items()
-                       if not key.startswith("sounds:")}
+        self._cache.clear()  # everything cached is derived from the table just changed
 
     def sounds_if_loaded(self) -> SoundTable | None:
         return self._sounds
@@ -194,7 +193,7 @@ class ReviewServer:
 
 def overview_data(server: ReviewServer) -> dict[str, Any]:
     table = server.sounds()
-    return {**server.cached("sounds:overview", lambda: overview_counts(table)), **overview_facts(server)}
+    return {**server.cached("overview", lambda: overview_counts(table)), **overview_facts(server)}
 
 
 def overview_facts(server: ReviewServer) -> dict[str, Any]:
@@ -247,7 +246,7 @@ def browse_data(server: ReviewServer, request: Request) -> dict[str, Any]:
     except ValueError as exc:
         raise HTTPException(400, "page must be a number") from exc
     table = server.sounds()
-    key = f"sounds:{folder}:{label}:{text.lower()}:{sort}"
+    key = f"browse:{folder}:{label}:{text.lower()}:{sort}"
     chosen = server.cached(key, lambda: sorted(
         (row for row in table.rows if (not folder or row["folder"] == folder) and (not label or row["label"] == label)
          and (not text or text.lower() in row["path"].lower())), key=SORTS[sort]))
