@@ -34,6 +34,7 @@ def reference_pipeline(paths: list[Path]) -> float:
     import librosa
     import numpy as np
 
+    from drumcat.audio.features import librosa_logmel
     from drumcat.model.bundle import load_bundle
 
     bundle = load_bundle()
@@ -42,11 +43,7 @@ def reference_pipeline(paths: list[Path]) -> float:
     batch = []
     for path in paths:
         samples, _ = librosa.load(str(path), sr=recipe.sample_rate, mono=True)
-        samples = librosa.util.fix_length(samples, size=recipe.clip_samples)
-        samples = samples / max(float(np.abs(samples).max()), 1e-8)
-        mel = librosa.feature.melspectrogram(y=samples, sr=recipe.sample_rate, n_fft=recipe.n_fft,
-                                             hop_length=recipe.hop_length, n_mels=recipe.n_mels, fmin=recipe.fmin)
-        batch.append(librosa.power_to_db(mel, top_db=recipe.top_db)[..., np.newaxis])
+        batch.append(librosa_logmel(samples, recipe))
         if len(batch) == 32:
             model.predict(np.stack(batch), verbose=0)
             batch = []

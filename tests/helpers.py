@@ -10,7 +10,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from drumcat.audio.features import FeatureRecipe
+from drumcat.audio.features import FeatureRecipe, librosa_logmel
 from drumcat.model.bundle import ModelCard
 from drumcat.storage.catalog import Catalog
 from drumcat.storage.results import activate_if_first, register_model, start_run, write_results
@@ -36,13 +36,7 @@ def record_predictions(catalog: Catalog, predictions: dict[str, dict[str, float]
 def librosa_features(path: str, recipe: FeatureRecipe) -> np.ndarray:
     """The recipe computed independently, the reference design's way: librosa.load + librosa features."""
     samples, _ = librosa.load(path, sr=recipe.sample_rate, mono=True)
-    samples = librosa.util.fix_length(samples[: recipe.clip_samples], size=recipe.clip_samples)
-    if recipe.peak_normalize and np.abs(samples).max() > 0:
-        samples = samples / np.abs(samples).max()
-    mel = librosa.feature.melspectrogram(
-        y=samples, sr=recipe.sample_rate, n_fft=recipe.n_fft, hop_length=recipe.hop_length,
-        n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax, pad_mode="constant")
-    return librosa.power_to_db(mel, ref=1.0, top_db=recipe.top_db)[..., np.newaxis]
+    return librosa_logmel(samples, recipe)
 
 
 def tiny_model(path: Path, classes: int, with_lambda: bool) -> Path:

@@ -64,3 +64,23 @@ def test_hann_window_is_scipys_periodic_hann() -> None:
     from drumcat.audio.features import _window
 
     np.testing.assert_allclose(_window(1024), scipy.signal.get_window("hann", 1024, fftbins=True), atol=1e-7)
+
+
+def test_multi_scale_logmel_equals_librosa_and_keeps_the_decay() -> None:
+    """A recipe with a tail: the first second at full resolution, the next at a coarse hop, in one dB
+    scale. Equal to librosa's, for long, short and silent clips; and a crash's tail frames hold its
+    decay while a short hit's are at the floor."""
+    from drumcat.audio.features import librosa_logmel, prepare_clips
+
+    recipe = FeatureRecipe(tail_seconds=1.0, tail_hop_length=1024)
+    assert recipe.input_shape == (64, 87 + 22, 1)
+    crash = librosa.resample(render("Crash", seed=2), orig_sr=44_100, target_sr=22_050)
+    kick = librosa.resample(render("Kick", seed=2), orig_sr=44_100, target_sr=22_050)
+    clips = [crash, kick, np.zeros(10, np.float32), crash[:30_000]]
+    ours = compute_features(prepare_clips(clips, recipe), recipe)
+    reference = np.stack([librosa_logmel(c, recipe) for c in clips])
+    np.testing.assert_allclose(ours, reference, atol=0.01)
+    tail = ours[:, :, 87:, 0]
+    floor = ours[:, :, :, 0].max(axis=(1, 2)) - recipe.top_db
+    assert tail[0].max() > floor[0] + 30  # the crash still rings a second in
+    assert tail[1].max() == pytest.approx(floor[1])  # the kick is over

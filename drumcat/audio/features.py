@@ -26,11 +26,17 @@ class FeatureRecipe:
     sample_rate: int = 22_050
     """Audio is resampled to this rate (Hz) before features are computed."""
     clip_seconds: float = 1.0
-    """Each file is trimmed or zero-padded (at the end) to this length."""
+    """Each file is trimmed or zero-padded (at the end) to this length (plus `tail_seconds`)."""
     feature_type: str = "logmel"
     """"logmel" or "mfcc"."""
     n_fft: int = 1024
     hop_length: int = 256
+    tail_seconds: float = 0.0
+    """Seconds after the clip seen at a coarser time resolution, their frames appended to the clip's
+    (a multi-scale input: a cymbal's decay outlasts the first second, its fine timing does not matter).
+    0 means none."""
+    tail_hop_length: int = 1024
+    """Hop of the tail's frames (same FFT size, so its bins compare with the clip's)."""
     n_mels: int = 64
     n_mfcc: int = 20
     """Only for "mfcc"."""
@@ -51,8 +57,22 @@ class FeatureRecipe:
         return int(round(self.clip_seconds * self.sample_rate))
 
     @property
+    def tail_samples(self) -> int:
+        return int(round(self.tail_seconds * self.sample_rate))
+
+    @property
+    def total_samples(self) -> int:
+        """How much of each file the features read: the clip and its tail."""
+        return self.clip_samples + self.tail_samples
+
+    @property
+    def total_seconds(self) -> float:
+        return self.clip_seconds + self.tail_seconds
+
+    @property
     def n_frames(self) -> int:
-        return 1 + self.clip_samples // self.hop_length  # centered frames, as librosa computes them
+        head = 1 + self.clip_samples // self.hop_length  # centered frames, as librosa computes them
+        return head + (1 + self.tail_samples // self.tail_hop_length if self.tail_samples else 0)
 
     @property
     def n_bands(self) -> int:
@@ -84,6 +104,10 @@ class FeatureRecipe:
             raise DrumcatError(f"{where}: layout {self.layout!r} must be channels_last or frames_first")
         if self.sample_rate <= 0 or self.clip_seconds <= 0 or self.hop_length <= 0 or self.n_fft <= 0:
             raise DrumcatError(f"{where}: sample_rate, clip_seconds, n_fft and hop_length must be positive")
+        if self.tail_seconds < 0 or self.tail_hop_length <= 0:
+            raise DrumcatError(f"{where}: tail_seconds must be 0 or more and tail_hop_length positive")
+        if self.tail_seconds and self.feature_type != "logmel":
+            raise DrumcatError(f"{where}: a tail (tail_seconds) needs feature_type logmel")
 
 
 _MEL_BASES: dict[tuple, np.ndarray] = {}
@@ -137,11 +161,11 @@ def _window(n_fft: int) -> np.ndarray:
 
 
 def prepare_clips(clips: list[np.ndarray], recipe: FeatureRecipe) -> np.ndarray:
-    """Fit each decoded clip to the recipe's length (trim, or zero-pad at the end) and (optionally)
-    peak-normalize: (batch, samples)."""
-    batch = np.zeros((len(clips), recipe.clip_samples), dtype=np.float32)
+    """Fit each decoded clip to the recipe's length with its tail (trim, or zero-pad at the end) and
+    (optionally) peak-normalize: (batch, samples)."""
+    batch = np.zeros((len(clips), recipe.total_samples), dtype=np.float32)
     for row, clip in enumerate(clips):
-        clip = clip[: recipe.clip_samples]
+        clip = clip[: recipe.total_samples]
         target = batch[row, : clip.shape[0]]
         peak = max(float(clip.max(initial=0.0)), -float(clip.min(initial=0.0))) if recipe.peak_normalize else 0.0
         if peak > 1e-8:
@@ -155,7 +179,23 @@ _STFT_CHUNK = 8  # clips per STFT step: keeps the windowed frames (2.8 MB) in th
 
 
 def logmel_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
-    """(batch, samples) -> (batch, n_mels, frames) log-mel dB, a vectorized STFT over chunks of clips.
+    """(batch, samples) -> (batch, n_mels, frames) log-mel dB: the clip's frames, then its tail's at the
+    tail's coarser hop. Both in one dB scale, floored top_db below each clip's loudest bin, so the tail
+    shows how far a sound has decayed."""
+    power = _mel_power(batch[:, : recipe.clip_samples], recipe, recipe.hop_length)
+    if recipe.tail_samples:
+        tail = _mel_power(batch[:, recipe.clip_samples:], recipe, recipe.tail_hop_length)
+        power = np.concatenate([power, tail], axis=1)
+    db = power  # converted in place: 10 * log10(max(power, 1e-10)), floored top_db below each clip's peak
+    np.maximum(db, 1e-10, out=db)
+    np.log10(db, out=db)
+    db *= 10.0
+    np.maximum(db, db.max(axis=(1, 2), keepdims=True) - recipe.top_db, out=db)
+    return db.transpose(0, 2, 1)
+
+
+def _mel_power(batch: np.ndarray, recipe: FeatureRecipe, hop_length: int) -> np.ndarray:
+    """(batch, samples) -> (batch, frames, n_mels) mel power, a vectorized STFT over chunks of clips.
 
     Written for speed (it is a third of `infer`'s work). Frames that hold only the zeros a short clip
     is padded with are not transformed: their power is exactly zero anyway, so clips are sorted by
@@ -166,14 +206,15 @@ def logmel_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     basis_t = _mel_basis_t(recipe)
     window = _window(recipe.n_fft)
     count, samples = batch.shape
-    live = _frames_with_sound(batch, recipe)
+    n_frames = 1 + samples // hop_length  # centered frames, as librosa computes them
+    live = _frames_with_sound(batch, recipe.n_fft, hop_length, n_frames)
     order = np.argsort(live, kind="stable")
     pad = recipe.n_fft // 2
     padded = np.zeros((count, samples + 2 * pad), dtype=np.float32)  # center=True, constant padding
     padded[:, pad:pad + samples] = batch[order]
-    frames = np.lib.stride_tricks.sliding_window_view(padded, recipe.n_fft, axis=1)[:, :: recipe.hop_length]
-    power = np.zeros((count, recipe.n_frames, recipe.n_mels), dtype=np.float32)
-    windowed = np.empty((min(_STFT_CHUNK, count), recipe.n_frames, recipe.n_fft), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, recipe.n_fft, axis=1)[:, ::hop_length]
+    power = np.zeros((count, n_frames, recipe.n_mels), dtype=np.float32)
+    windowed = np.empty((min(_STFT_CHUNK, count), n_frames, recipe.n_fft), dtype=np.float32)
     for start in range(0, count, _STFT_CHUNK):
         size, used = min(_STFT_CHUNK, count - start), int(live[order[min(start + _STFT_CHUNK, count) - 1]])
         if used == 0:
@@ -184,21 +225,16 @@ def logmel_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
         parts = spectrum.view(np.float32)  # real and imaginary parts, interleaved
         np.square(parts, out=parts)
         np.matmul(parts[..., 0::2] + parts[..., 1::2], basis_t, out=power[start:start + size, :used])
-    db = power  # converted in place: 10 * log10(max(power, 1e-10)), floored top_db below each clip's peak
-    np.maximum(db, 1e-10, out=db)
-    np.log10(db, out=db)
-    db *= 10.0
-    np.maximum(db, db.max(axis=(1, 2), keepdims=True) - recipe.top_db, out=db)
-    return db[np.argsort(order)].transpose(0, 2, 1)
+    return power[np.argsort(order)]
 
 
-def _frames_with_sound(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+def _frames_with_sound(batch: np.ndarray, n_fft: int, hop_length: int, n_frames: int) -> np.ndarray:
     """Per clip, how many leading STFT frames hold a nonzero sample; all later frames are silent."""
     nonzero = batch != 0
     sound_ends = np.where(nonzero.any(axis=1), batch.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
     # Frame t (centered) covers samples [t * hop - n_fft // 2, t * hop + n_fft // 2).
-    needed = -(-(sound_ends + recipe.n_fft // 2) // recipe.hop_length)
-    return np.minimum(needed, recipe.n_frames)
+    needed = -(-(sound_ends + n_fft // 2) // hop_length)
+    return np.minimum(needed, n_frames)
 
 
 def _mel_basis_t(recipe: FeatureRecipe) -> np.ndarray:
@@ -220,6 +256,26 @@ def mfcc_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
         )
         for clip in batch
     ]).astype(np.float32)
+
+
+def librosa_logmel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """One decoded clip's "logmel" features computed the slow, plain way with librosa, (n_mels, frames, 1):
+    the reference that tests hold the fast path to, and the benchmark's reference pipeline."""
+    import librosa
+
+    samples = librosa.util.fix_length(samples[: recipe.total_samples], size=recipe.total_samples)
+    if recipe.peak_normalize and np.abs(samples).max() > 0:
+        samples = samples / np.abs(samples).max()
+
+    def mel(part: np.ndarray, hop: int) -> np.ndarray:
+        return librosa.feature.melspectrogram(y=part, sr=recipe.sample_rate, n_fft=recipe.n_fft, hop_length=hop,
+                                              n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax,
+                                              pad_mode="constant")
+
+    power = mel(samples[: recipe.clip_samples], recipe.hop_length)
+    if recipe.tail_samples:
+        power = np.concatenate([power, mel(samples[recipe.clip_samples:], recipe.tail_hop_length)], axis=1)
+    return librosa.power_to_db(power, ref=1.0, top_db=recipe.top_db)[..., np.newaxis]
 
 
 def compute_features(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:

@@ -41,7 +41,7 @@ def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list
     hashes, clips, errors = [], [], []
     for digest, path in items:
         try:
-            samples = decode(path, recipe.sample_rate, max_seconds=recipe.clip_seconds + _DECODE_MARGIN_S)
+            samples = decode(path, recipe.sample_rate, max_seconds=recipe.total_seconds + _DECODE_MARGIN_S)
         except (AudioReadError, OSError) as exc:
             errors.append((digest, path, str(exc) or type(exc).__name__))
             continue
