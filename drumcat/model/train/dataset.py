@@ -9,6 +9,8 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
+- synthesized-kits: 190 electronic kits from a parametric drum synthesizer, 13 sounds each
+  (drumcat/model/train/synth_kits.py); whole kits held out for validation and test.
 - the public collections tidal-drum-machines and Dirt-Samples (drumcat/model/train/sources.py): a checkout
   in $DRUMCAT_SOURCES or build/sources/; a missing one is reported and left out.
 
@@ -37,7 +39,7 @@ import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode, resample
 from drumcat.audio.synth import noise_burst
-from drumcat.model.train import sources
+from drumcat.model.train import sources, synth_kits
 from drumcat.model.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
@@ -89,6 +91,8 @@ def split_of(kit: str) -> str:
         return "test"
     if kit in VALIDATION_KITS:
         return "validation"
+    if kit.startswith(synth_kits.PREFIX):
+        return synth_kits.split_of_kit(int(kit.removeprefix(synth_kits.PREFIX)))
     return sources.split_by_hash(kit) if kit.startswith("machine:") else "train"
 
 
@@ -256,6 +260,13 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Cli
                 yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
 
 
+def synth_kit_clips() -> Iterator[Clip]:
+    for _, number, label, instrument, samples in synth_kits.all_kits():
+        clip = to_clip(samples)
+        if clip is not None:
+            yield Clip(clip, label, "synthesized-kits", f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
+
+
 def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict[str, str]]:
     """Clips of every public collection that can be had, and each one's commit (for the card)."""
     clips, commits = [], {}
@@ -304,6 +315,7 @@ def build(out: Path) -> dict[str, object]:
     # tidal-drum-machines comes before Dirt-Samples: a file both hold (about 120) is kept once, as tidal's
     clips, duplicates = without_duplicates([*clips, *public])
     clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
+    clips.extend(synth_kit_clips())  # last, so the clips before keep their names and reversals
 
     rows = []
     for index, clip in enumerate(clips):
