@@ -84,3 +84,79 @@ def test_a_student_distilled_from_a_trained_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(blended.sum(axis=1), 1.0, rtol=1e-5)
     softened = apply_temperature(teacher.model.predict(x, verbose=0).astype(np.float64), 2.0)
     np.testing.assert_allclose(blended, 0.5 * hard + 0.5 * softened, rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_targets_blend_out_of_kit_probabilities_into_every_copy(tmp_path: Path) -> None:
+    """Precomputed teacher probabilities (bench/probe_aisfx.py --teacher-out) replace the one-hot targets
+    of the clips they cover, in each augmented copy; clips they do not cover keep their label; the
+    card names the teacher file."""
+    from drumcat.model.train.train import TeacherTargets, augmented_training_set
+    from drumcat.taxonomy import FINE_CLASSES
+
+    dataset = small_dataset(tmp_path / "dataset")
+    classes = list(FINE_CLASSES)
+    split = load_split(dataset, "train", classes)
+    rng = np.random.default_rng(0)
+    covered = split.paths[: len(split.paths) // 2]
+    probabilities = rng.dirichlet(np.ones(len(classes)), size=len(covered)).astype(np.float32)
+    teacher_file = tmp_path / "teacher.npz"
+    np.savez(teacher_file, paths=np.array(covered), classes=np.array(classes), selection=probabilities,
+             refit=probabilities[::-1], source=np.array("a test teacher"))
+
+    teacher = TeacherTargets.load(teacher_file, classes)
+    blended = teacher.for_split(split, "selection", len(classes))
+    one_hot = np.eye(len(classes), dtype=np.float32)[split.labels]
+    np.testing.assert_allclose(blended[: len(covered)], 0.5 * one_hot[: len(covered)] + 0.5 * probabilities,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(blended[len(covered):], one_hot[len(covered):])
+    assert not np.allclose(teacher.for_split(split, "refit", len(classes))[: len(covered)], blended[: len(covered)])
+
+    _, targets, labels = augmented_training_set(split, 2, 1, len(classes), clip_targets=blended)
+    unmixed = np.isclose(targets.max(axis=1), blended.max(axis=1)[np.tile(np.arange(len(split.clips)), 3)])
+    assert unmixed[: len(split.clips)].all()  # the plain clips: exactly their blended targets
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+
+    card = train(dataset, tmp_path / "models" / "distilled.keras", epochs=1, copies=1, refit=False,
+                 teacher_targets_path=teacher_file)
+    assert "teacher.npz" in card.training["distillation"]["teacher"]
+    assert "a test teacher" in card.training["distillation"]["teacher"]
+
+
+def test_a_model_with_a_tail_trains_and_infers_with_its_recipe(tmp_path: Path) -> None:
+    """The multi-scale recipe travels in the card: the saved bundle's input has the tail's frames and
+    the same bundle scores the test clips as the card says."""
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "models" / "tail.keras"
+    card = train(dataset, out, epochs=1, copies=1, refit=False, tail_seconds=1.0)
+    bundle = load_bundle(out)
+    assert bundle.card.features.tail_seconds == 1.0
+    assert bundle.card.features.input_shape == (64, 87 + 22, 1)
+    clips = load_split(dataset, "test", card.labels)
+    again = evaluate_split(bundle.predict(features_of(clips.clips, bundle.card.features))[0], clips.labels,
+                           card.labels)
+    assert again["core"]["accuracy"] == card.metrics["test"]["core"]["accuracy"]
+
+
+def test_synthesized_kits_are_distinct_repeatable_and_held_out_whole() -> None:
+    from drumcat.model.train import synth_kits
+    from drumcat.model.train.dataset import split_of
+    from drumcat.taxonomy import FINE_CLASSES
+
+    first = list(synth_kits.kit_sounds(3))
+    again = list(synth_kits.kit_sounds(3))
+    other = list(synth_kits.kit_sounds(4))
+    assert [label for label, _, _ in first] == [label for label, _, _ in other]
+    assert {label for label, _, _ in first} <= set(FINE_CLASSES)
+    for (_, _, a), (_, _, b), (_, _, c) in zip(first, again, other, strict=True):
+        np.testing.assert_array_equal(a, b)  # seeded by the kit's number
+        assert a.shape != c.shape or not np.allclose(a, c)  # another kit, another sound
+        assert np.isfinite(a).all() and 0.5 < np.abs(a).max() <= 0.9
+    counts = {split: sum(split_of(f"{synth_kits.PREFIX}{n}") == split
+                         for n in range(synth_kits.TRAIN_KITS + synth_kits.VALIDATION_KITS + synth_kits.TEST_KITS))
+              for split in ("train", "validation", "test")}
+    assert counts == {"train": synth_kits.TRAIN_KITS, "validation": synth_kits.VALIDATION_KITS,
+                      "test": synth_kits.TEST_KITS}
+    crash, kick = dict((name, s) for _, name, s in first)["crash"], dict((name, s) for _, name, s in first)["kick"]
+    late = slice(synth_kits.RATE, None)
+    assert np.abs(crash[late]).max() > 0.01  # cymbals still ring, above -40 dB, after the first second
+    assert kick.size < crash.size

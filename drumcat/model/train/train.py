@@ -9,6 +9,8 @@ the end, for the card's metrics.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import platform
 import subprocess
@@ -45,13 +47,14 @@ class Split:
     labels: np.ndarray  # class indices
     kits: list[str]
     sources: list[str]
+    paths: list[str]  # as the manifest names them
 
 
 def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
     import soundfile as sf
 
     index = {name: i for i, name in enumerate(classes)}
-    clips, labels, kits, sources = [], [], [], []
+    clips, labels, kits, sources, paths = [], [], [], [], []
     with (dataset / "manifest.csv").open() as handle:
         for row in csv.DictReader(handle):
             if row["split"] != split:
@@ -61,7 +64,13 @@ def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
             labels.append(index[row["label"]])
             kits.append(row["kit"])
             sources.append(row["source"])
-    return Split(clips, np.asarray(labels), kits, sources)
+            paths.append(row["path"])
+    return Split(clips, np.asarray(labels), kits, sources, paths)
+
+
+def joined(first: Split, second: Split) -> Split:
+    return Split([*first.clips, *second.clips], np.concatenate([first.labels, second.labels]),
+                 [*first.kits, *second.kits], [*first.sources, *second.sources], [*first.paths, *second.paths])
 
 
 # --- augmentation ------------------------------------------------------------------------------------
@@ -122,24 +131,29 @@ def mask_spectrogram(features: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return masked
 
 
-def features_of(clips: list[np.ndarray]) -> np.ndarray:
-    batch = prepare_clips([fit_length(c, RECIPE.clip_samples) for c in clips], RECIPE)
-    return compute_features(batch, RECIPE)
+def features_of(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.ndarray:
+    batch = prepare_clips([fit_length(c, recipe.total_samples) for c in clips], recipe)
+    return compute_features(batch, recipe)
 
 
 def augmented_training_set(
-    split: Split, copies: int, seed: int, num_classes: int
+    split: Split, copies: int, seed: int, num_classes: int, recipe: FeatureRecipe = RECIPE,
+    clip_targets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, soft targets and primary labels: the clips, `copies` augmented variations of each, and
-    mixup of half the variations with a random partner (mixed as power, the way two sounds add)."""
+    mixup of half the variations with a random partner (mixed as power, the way two sounds add).
+    `clip_targets` (one row per clip) replaces the one-hot targets, for each copy of the clip."""
     rng = np.random.default_rng(seed)
-    features = [features_of(split.clips)]
+    features = [features_of(split.clips, recipe)]
     for _ in range(copies):
-        augmented = features_of([augment(c, rng) for c in split.clips])
+        augmented = features_of([augment(c, rng) for c in split.clips], recipe)
         features.append(np.stack([mask_spectrogram(f, rng) for f in augmented]))
     x = np.concatenate(features)
     labels = np.tile(split.labels, copies + 1)
-    targets = np.eye(num_classes, dtype=np.float32)[labels]
+    if clip_targets is None:
+        targets = np.eye(num_classes, dtype=np.float32)[labels]
+    else:
+        targets = np.tile(clip_targets.astype(np.float32), (copies + 1, 1))
     mixed = rng.choice(np.arange(len(split.clips), len(x)), size=(len(x) - len(split.clips)) // 2, replace=False)
     partners = rng.integers(0, len(x), size=mixed.size)
     weight = rng.beta(0.4, 0.4, size=mixed.size).astype(np.float32)
@@ -158,14 +172,14 @@ WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
 STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
 
 
-def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS) -> Any:
+def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE) -> Any:
     """A small CNN over log-mel patches (~0.2 M parameters, well under 5 MB). The first convolution
     strides by 2: at full resolution its 24 feature maps cost more memory traffic than all later layers,
     and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7)."""
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=RECIPE.input_shape, name="features")
+    inputs = keras.Input(shape=recipe.input_shape, name="features")
     x = layers.BatchNormalization(name="input_norm")(inputs)
     for index, width in enumerate(widths[:3]):
         x = layers.Conv2D(width, 3, strides=2 if index == 0 else 1, padding="same", use_bias=False,
@@ -184,10 +198,10 @@ def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS) -> Any:
     return keras.Model(inputs, outputs, name="drumcat_cnn")
 
 
-def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS) -> Any:
+def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE) -> Any:
     import keras
 
-    model = build_model(num_classes, widths)
+    model = build_model(num_classes, widths, recipe)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
@@ -227,21 +241,75 @@ class Teacher:
         return (1 - self.weight) * targets + self.weight * softened
 
 
+@dataclass
+class TeacherTargets:
+    """Distillation from probabilities computed elsewhere (bench/probe_aisfx.py --teacher-out: a probe of
+    pretrained embeddings that drumcat itself cannot run). Each training clip's probabilities come from a
+    classifier that never saw its kit, once fitted within the training kits ("selection", for the run
+    that picks the epoch on validation) and once within training + validation ("refit"); they are
+    blended with the one-hot label for every augmented copy of the clip."""
+
+    by_phase: dict[str, dict[str, np.ndarray]]
+    """phase -> manifest path -> probabilities over the fine classes."""
+    source: str
+    weight: float = 0.5
+
+    @classmethod
+    def load(cls, path: Path, classes: list[str]) -> TeacherTargets:
+        data = np.load(path)
+        if list(data["classes"]) != classes:
+            raise ValueError(f"{path}: its classes are not the model's fine classes")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        paths = data["paths"].tolist()
+        return cls({phase: dict(zip(paths, data[phase], strict=True)) for phase in ("selection", "refit")},
+                   f"{path} (sha256 {digest}): {data['source']}")
+
+    def for_split(self, split: Split, phase: str, num_classes: int) -> np.ndarray:
+        """Per clip: the blend, or the one-hot label for a clip the teacher has no probabilities for
+        (clips added to the dataset after the teacher was made, such as the synthesized kits)."""
+        one_hot = np.eye(num_classes, dtype=np.float32)[split.labels]
+        known = self.by_phase[phase]
+        return np.stack([(1 - self.weight) * row + self.weight * known[path] if path in known else row
+                         for row, path in zip(one_hot, split.paths, strict=True)])
+
+    def describe(self) -> dict[str, str]:
+        return {"teacher": self.source,
+                "targets": f"{1 - self.weight:g} x the label + {self.weight:g} x the teacher's out-of-kit "
+                           "probabilities, for every copy of a clip"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a training run is made of, besides the data and the seed."""
+
+    recipe: FeatureRecipe = RECIPE
+    widths: tuple[int, ...] = WIDTHS
+    copies: int = 3
+    teacher: Teacher | None = None
+    teacher_targets: TeacherTargets | None = None
+
+    def training_set(self, split: Split, seed: int, num_classes: int, phase: str
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        clip_targets = self.teacher_targets.for_split(split, phase, num_classes) if self.teacher_targets else None
+        x, targets, labels = augmented_training_set(split, self.copies, seed, num_classes, self.recipe, clip_targets)
+        if self.teacher:
+            targets = self.teacher.soft_targets(x, targets)
+        return x, targets, labels
+
+    def model(self, num_classes: int) -> Any:
+        return compiled_model(num_classes, self.widths, self.recipe)
+
+
 def refit_on_train_and_validation(
-    train_split: Split, val_split: Split, copies: int, seed: int, num_classes: int, learning_rates: list[float],
-    widths: tuple[int, ...] = WIDTHS, teacher: Teacher | None = None,
+    train_split: Split, val_split: Split, seed: int, num_classes: int, learning_rates: list[float], setup: Setup,
 ) -> Any:
     """A fresh model on the training and validation kits together, for as many epochs as validation chose
     and with the same learning rates epoch by epoch. Held-out kits reward kit diversity above all, and the
     validation kits are five more; the test kits stay unseen."""
     import keras
 
-    both = Split([*train_split.clips, *val_split.clips], np.concatenate([train_split.labels, val_split.labels]),
-                 [*train_split.kits, *val_split.kits], [*train_split.sources, *val_split.sources])
-    x, targets, labels = augmented_training_set(both, copies, seed, num_classes)
-    if teacher:
-        targets = teacher.soft_targets(x, targets)
-    model = compiled_model(num_classes, widths)
+    x, targets, labels = setup.training_set(joined(train_split, val_split), seed, num_classes, "refit")
+    model = setup.model(num_classes)
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch: float(learning_rates[epoch]))
     model.fit(x, targets, sample_weight=balanced(labels, num_classes), epochs=len(learning_rates), batch_size=64,
               callbacks=[schedule], verbose=2)
@@ -321,21 +389,18 @@ class SeedRun:
 
 def fit_seed(
     seed: int, train_split: Split, val_split: Split, test_split: Split, x_val: np.ndarray, x_test: np.ndarray,
-    classes: list[str], *, epochs: int, copies: int, refit: bool, widths: tuple[int, ...],
-    teacher: Teacher | None,
+    classes: list[str], *, epochs: int, refit: bool, setup: Setup,
 ) -> SeedRun:
     """Select an epoch count and a temperature on the validation kits, optionally refit, measure on test."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    x_train, t_train, y_train = augmented_training_set(train_split, copies, seed, len(classes))
-    if teacher:
-        t_train = teacher.soft_targets(x_train, t_train)
+    x_train, t_train, y_train = setup.training_set(train_split, seed, len(classes), "selection")
     y_val = val_split.labels
     t_val = np.eye(len(classes), dtype=np.float32)[y_val]
-    print(f"seed {seed}: train {len(x_train)} (with {copies} augmented copies), validation {len(x_val)}, "
+    print(f"seed {seed}: train {len(x_train)} (with {setup.copies} augmented copies), validation {len(x_val)}, "
           f"test {len(x_test)}")
-    selection = compiled_model(len(classes), widths)
+    selection = setup.model(len(classes))
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
@@ -349,8 +414,8 @@ def fit_seed(
     best_epochs = int(np.argmin(history.history["val_loss"])) + 1
     model, before_refit = selection, None
     if refit:
-        model = refit_on_train_and_validation(train_split, val_split, copies, seed, len(classes),
-                                              history.history["learning_rate"][:best_epochs], widths, teacher)
+        model = refit_on_train_and_validation(train_split, val_split, seed, len(classes),
+                                              history.history["learning_rate"][:best_epochs], setup)
         selection_test = evaluate_split(apply_temperature(selection.predict(x_test, batch_size=256, verbose=0),
                                                           temperature), test_split.labels, classes)
         before_refit = {level: {k: selection_test[level][k] for k in ("accuracy", "macro_f1", "ece")}
@@ -365,13 +430,47 @@ def fit_seed(
                    before_refit, len(history.history["loss"]), best_epochs)
 
 
+def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seeds: tuple[int, ...] = (1,)
+                          ) -> dict[str, Any]:
+    """A candidate's figures on the validation kits only (the selection run of `fit_seed`, no refit), for
+    choosing among recipes without reading the test kits."""
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    classes = list(FINE_CLASSES)
+    train_split, val_split = load_split(dataset, "train", classes), load_split(dataset, "validation", classes)
+    x_val, t_val = features_of(val_split.clips, setup.recipe), np.eye(len(classes))[val_split.labels]
+    runs = {}
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        x, targets, labels = setup.training_set(train_split, seed, len(classes), "selection")
+        model = setup.model(len(classes))
+        model.fit(x, targets, sample_weight=balanced(labels, len(classes)), validation_data=(x_val, t_val),
+                  epochs=epochs, batch_size=64, verbose=2, callbacks=[
+                      keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
+                      keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)])
+        probabilities = model.predict(x_val, batch_size=256, verbose=0)
+        report = evaluate_split(apply_temperature(probabilities, fit_temperature(probabilities, val_split.labels)),
+                                val_split.labels, classes)
+        runs[seed] = {**report, "per_source": per_source(probabilities, val_split, classes)}
+        real = [i for i, source in enumerate(val_split.sources) if source != "synthesized-kits"]
+        core = evaluate_split(probabilities[real], val_split.labels[real], classes)["core"]
+        print(f"seed {seed}, validation kits other than synthesized-kits: core accuracy {core['accuracy']:.4f}, "
+              f"macro-F1 {core['macro_f1']:.4f}")
+    return seed_summary(runs)
+
+
 def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
-    refit: bool = True, teacher_path: Path | None = None,
+    refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
+    tail_seconds: float = RECIPE.tail_seconds,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
-    With `teacher_path`, half-size students distilled from that model."""
+    With `teacher_path`, half-size students distilled from that model; with `teacher_targets_path`, the
+    same network distilled from precomputed probabilities (TeacherTargets)."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -379,13 +478,16 @@ def train(
     classes = list(FINE_CLASSES)
     started = time.time()
     teacher = Teacher.load(teacher_path) if teacher_path else None
-    widths = STUDENT_WIDTHS if teacher else WIDTHS
+    setup = Setup(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
+                  widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
+                  teacher_targets=TeacherTargets.load(teacher_targets_path, classes) if teacher_targets_path else None)
+    recipe = setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
     test_split = load_split(dataset, "test", classes)
-    x_val, x_test = features_of(val_split.clips), features_of(test_split.clips)
+    x_val, x_test = features_of(val_split.clips, recipe), features_of(test_split.clips, recipe)
     runs = {seed: fit_seed(seed, train_split, val_split, test_split, x_val, x_test, classes, epochs=epochs,
-                           copies=copies, refit=refit, widths=widths, teacher=teacher)
+                           refit=refit, setup=setup)
             for seed in seeds}
     shipped = runs[seeds[0]]
     metrics = {
@@ -401,7 +503,7 @@ def train(
               for split, s in (("train", train_split), ("validation", val_split), ("test", test_split))}
     summary = json.loads((dataset / "summary.json").read_text())
     card = ModelCard(
-        name=out.stem, version="2.0.0", labels=classes, features=RECIPE, weights_sha256="",
+        name=out.stem, version="2.1.0", labels=classes, features=recipe, weights_sha256="",
         temperature=shipped.temperature, embedding_layer="embedding", metrics=metrics, created_at=utc_now(),
         training={
             "sources": {"debian_packages": package_versions(),
@@ -429,12 +531,13 @@ def train(
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
-            "architecture": f"CNN, convolution widths {list(widths)}",
-            "distillation": teacher.describe() if teacher else None,
+            "architecture": f"CNN, convolution widths {list(setup.widths)}",
+            "distillation": (teacher.describe() if teacher else
+                             setup.teacher_targets.describe() if setup.teacher_targets else None),
         },
     )
     # Save a fresh copy without optimizer state: smaller file, nothing but what inference needs.
-    clean = build_model(len(classes), widths)
+    clean = build_model(len(classes), setup.widths, recipe)
     clean.set_weights(shipped.model.get_weights())
     return save_bundle(clean, card, out)
 
@@ -451,9 +554,23 @@ def main() -> None:
     parser.add_argument("--no-refit", dest="refit", action="store_false",
                         help="ship the model validation chose instead of refitting it on train + validation")
     parser.add_argument("--teacher", type=Path, help="distil a half-size student from this trained model")
+    parser.add_argument("--teacher-targets", type=Path,
+                        help="distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out)")
+    parser.add_argument("--tail-seconds", type=float, default=RECIPE.tail_seconds,
+                        help="seconds after the first one seen at a coarse time resolution (0: none)")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="print the candidate's figures on the validation kits (no refit, no test, nothing saved)")
     args = parser.parse_args()
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    if args.validation_only:
+        setup = Setup(recipe=dataclasses.replace(RECIPE, tail_seconds=args.tail_seconds), copies=args.copies,
+                      teacher_targets=(TeacherTargets.load(args.teacher_targets, list(FINE_CLASSES))
+                                       if args.teacher_targets else None))
+        print(json.dumps(compare_on_validation(args.dataset, setup, epochs=args.epochs, seeds=seeds), indent=1))
+        return
     card = train(args.dataset, args.out, epochs=args.epochs, copies=args.copies, refit=args.refit,
-                 seeds=tuple(int(s) for s in args.seeds.split(",")), teacher_path=args.teacher)
+                 seeds=seeds, teacher_path=args.teacher,
+                 teacher_targets_path=args.teacher_targets, tail_seconds=args.tail_seconds)
     test = card.metrics["test"]
     print(json.dumps({"fine_accuracy": test["fine"]["accuracy"], "fine_macro_f1": test["fine"]["macro_f1"],
                       "core_accuracy": test["core"]["accuracy"], "core_macro_f1": test["core"]["macro_f1"],
