@@ -711,6 +711,10 @@ def train(
     refit: Annotated[bool, typer.Option(help="Refit the chosen model on train + validation kits.")] = True,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, each a full run; the first is shipped.")] = "1",
     teacher: Annotated[Path | None, typer.Option(help="Distil a half-size student from this trained model.")] = None,
+    teacher_targets: Annotated[Path | None, typer.Option(
+        help="Distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out).")] = None,
+    tail_seconds: Annotated[float | None, typer.Option(
+        help="Seconds after the first one seen at a coarse time resolution [default: the recipe's]")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.train.train import train as run_train
@@ -721,7 +725,9 @@ def train(
         raise DrumcatError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3") from exc
     if not (dataset / "manifest.csv").is_file():
         raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
-    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list, teacher_path=teacher)
+    tail = {} if tail_seconds is None else {"tail_seconds": tail_seconds}
+    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list, teacher_path=teacher,
+                     teacher_targets_path=teacher_targets, **tail)
     spread = card.metrics["seeds"]
     console.out.print(
         f"wrote {out} (seed {seed_list[0]}); over seeds {','.join(map(str, seed_list))}: core-6 accuracy "

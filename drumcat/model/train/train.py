@@ -261,8 +261,9 @@ class TeacherTargets:
             raise ValueError(f"{path}: its classes are not the model's fine classes")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         paths = data["paths"].tolist()
-        return cls({phase: dict(zip(paths, data[phase], strict=True)) for phase in ("selection", "refit")},
-                   f"{path} (sha256 {digest}): {data['source']}")
+        # A row of zeros is a clip the phase's classifier gave nothing for (a held-out kit's): not known.
+        return cls({phase: {p: row for p, row in zip(paths, data[phase], strict=True) if row.any()}
+                    for phase in ("selection", "refit")}, f"{path} (sha256 {digest}): {data['source']}")
 
     def for_split(self, split: Split, phase: str, num_classes: int) -> np.ndarray:
         """Per clip: the blend, or the one-hot label for a clip the teacher has no probabilities for
