@@ -452,9 +452,9 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
                   epochs=epochs, batch_size=64, verbose=2, callbacks=[
                       keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
                       keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)])
-        probabilities = model.predict(x_val, batch_size=256, verbose=0)
-        report = evaluate_split(apply_temperature(probabilities, fit_temperature(probabilities, val_split.labels)),
-                                val_split.labels, classes)
+        raw = model.predict(x_val, batch_size=256, verbose=0)
+        probabilities = apply_temperature(raw, fit_temperature(raw, val_split.labels))
+        report = evaluate_split(probabilities, val_split.labels, classes)
         runs[seed] = {**report, "per_source": per_source(probabilities, val_split, classes)}
         real = [i for i, source in enumerate(val_split.sources) if source != "synthesized-kits"]
         core = evaluate_split(probabilities[real], val_split.labels[real], classes)["core"]
