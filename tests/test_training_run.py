@@ -160,3 +160,15 @@ def test_synthesized_kits_are_distinct_repeatable_and_held_out_whole() -> None:
     late = slice(synth_kits.RATE, None)
     assert np.abs(crash[late]).max() > 0.01  # cymbals still ring, above -40 dB, after the first second
     assert kick.size < crash.size
+
+
+def test_a_candidate_compared_on_validation_is_the_model_train_selects(tmp_path: Path) -> None:
+    """`--validation-only` runs the selection `train` runs: with op determinism and the same seed, the
+    same validation figures, to the last digit (and it never reads the test kits)."""
+    from drumcat.model.train.train import Setup, compare_on_validation
+
+    dataset = small_dataset(tmp_path / "dataset")
+    card = train(dataset, tmp_path / "models" / "selected.keras", epochs=2, copies=1, refit=False, seeds=(2,))
+    compared = compare_on_validation(dataset, Setup(copies=1), epochs=2, seeds=(2,))
+    for level, key in (("core", "accuracy"), ("core", "macro_f1"), ("fine", "accuracy"), ("fine", "ece")):
+        assert compared[f"{level}_{key}"]["per_seed"] == [round(card.metrics["validation"][level][key], 4)]

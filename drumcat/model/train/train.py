@@ -388,35 +388,56 @@ class SeedRun:
     best_epochs: int
 
 
+@dataclass
+class Selection:
+    """The run on the training kits that validation stops: the epoch count, learning rates and temperature."""
+
+    model: Any
+    validation_probabilities: np.ndarray  # before calibration
+    temperature: float
+    epochs_run: int
+    best_epochs: int
+    learning_rates: list[float]  # per epoch, up to the best one
+
+
+def select_on_validation(
+    seed: int, train_split: Split, val_split: Split, x_val: np.ndarray, classes: list[str], *, epochs: int,
+    setup: Setup,
+) -> Selection:
+    """Train on the training kits until validation loss stops improving; fit the temperature on validation.
+    `train` and `compare_on_validation` both run exactly this, so a candidate compared on validation is
+    the model `train` would select."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x_train, t_train, y_train = setup.training_set(train_split, seed, len(classes), "selection")
+    t_val = np.eye(len(classes), dtype=np.float32)[val_split.labels]
+    print(f"seed {seed}: train {len(x_train)} (with {setup.copies} augmented copies), validation {len(x_val)}")
+    model = setup.model(len(classes))
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
+    ]
+    history = model.fit(x_train, t_train, sample_weight=balanced(y_train, len(classes)),
+                        validation_data=(x_val, t_val), epochs=epochs, batch_size=64, callbacks=callbacks, verbose=2)
+    del x_train, t_train
+    val_probs = model.predict(x_val, batch_size=256, verbose=0)
+    best_epochs = int(np.argmin(history.history["val_loss"])) + 1
+    return Selection(model, val_probs, fit_temperature(val_probs, val_split.labels), len(history.history["loss"]),
+                     best_epochs, history.history["learning_rate"][:best_epochs])
+
+
 def fit_seed(
     seed: int, train_split: Split, val_split: Split, test_split: Split, x_val: np.ndarray, x_test: np.ndarray,
     classes: list[str], *, epochs: int, refit: bool, setup: Setup,
 ) -> SeedRun:
     """Select an epoch count and a temperature on the validation kits, optionally refit, measure on test."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    x_train, t_train, y_train = setup.training_set(train_split, seed, len(classes), "selection")
-    y_val = val_split.labels
-    t_val = np.eye(len(classes), dtype=np.float32)[y_val]
-    print(f"seed {seed}: train {len(x_train)} (with {setup.copies} augmented copies), validation {len(x_val)}, "
-          f"test {len(x_test)}")
-    selection = setup.model(len(classes))
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
-    ]
-    history = selection.fit(x_train, t_train, sample_weight=balanced(y_train, len(classes)),
-                            validation_data=(x_val, t_val), epochs=epochs, batch_size=64, callbacks=callbacks,
-                            verbose=2)
-    del x_train, t_train
-    val_probs = selection.predict(x_val, batch_size=256, verbose=0)
-    temperature = fit_temperature(val_probs, y_val)
-    best_epochs = int(np.argmin(history.history["val_loss"])) + 1
+    chosen = select_on_validation(seed, train_split, val_split, x_val, classes, epochs=epochs, setup=setup)
+    selection, temperature, y_val = chosen.model, chosen.temperature, val_split.labels
     model, before_refit = selection, None
     if refit:
-        model = refit_on_train_and_validation(train_split, val_split, seed, len(classes),
-                                              history.history["learning_rate"][:best_epochs], setup)
+        model = refit_on_train_and_validation(train_split, val_split, seed, len(classes), chosen.learning_rates,
+                                              setup)
         selection_test = evaluate_split(apply_temperature(selection.predict(x_test, batch_size=256, verbose=0),
                                                           temperature), test_split.labels, classes)
         before_refit = {level: {k: selection_test[level][k] for k in ("accuracy", "macro_f1", "ece")}
@@ -427,8 +448,8 @@ def fit_seed(
     test["fine"]["ece_before_calibration"] = expected_calibration_error(
         test_probs.max(axis=1), test_probs.argmax(axis=1) == test_split.labels)
     test["per_source"] = per_source(calibrated, test_split, classes)
-    return SeedRun(model, temperature, test, evaluate_split(apply_temperature(val_probs, temperature), y_val, classes),
-                   before_refit, len(history.history["loss"]), best_epochs)
+    validation = evaluate_split(apply_temperature(chosen.validation_probabilities, temperature), y_val, classes)
+    return SeedRun(model, temperature, test, validation, before_refit, chosen.epochs_run, chosen.best_epochs)
 
 
 def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seeds: tuple[int, ...] = (1,)
@@ -436,24 +457,16 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
     """A candidate's figures on the validation kits only (the selection run of `fit_seed`, no refit), for
     choosing among recipes without reading the test kits."""
     quiet_tensorflow()
-    import keras
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     classes = list(FINE_CLASSES)
     train_split, val_split = load_split(dataset, "train", classes), load_split(dataset, "validation", classes)
-    x_val, t_val = features_of(val_split.clips, setup.recipe), np.eye(len(classes))[val_split.labels]
+    x_val = features_of(val_split.clips, setup.recipe)
     runs = {}
     for seed in seeds:
-        keras.utils.set_random_seed(seed)
-        x, targets, labels = setup.training_set(train_split, seed, len(classes), "selection")
-        model = setup.model(len(classes))
-        model.fit(x, targets, sample_weight=balanced(labels, len(classes)), validation_data=(x_val, t_val),
-                  epochs=epochs, batch_size=64, verbose=2, callbacks=[
-                      keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
-                      keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)])
-        raw = model.predict(x_val, batch_size=256, verbose=0)
-        probabilities = apply_temperature(raw, fit_temperature(raw, val_split.labels))
+        chosen = select_on_validation(seed, train_split, val_split, x_val, classes, epochs=epochs, setup=setup)
+        probabilities = apply_temperature(chosen.validation_probabilities, chosen.temperature)
         report = evaluate_split(probabilities, val_split.labels, classes)
         runs[seed] = {**report, "per_source": per_source(probabilities, val_split, classes)}
         real = [i for i, source in enumerate(val_split.sources) if source != "synthesized-kits"]
