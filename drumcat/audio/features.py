@@ -85,7 +85,10 @@ class FeatureRecipe:
         return (self.n_bands, self.n_frames, 1)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.tail_seconds:  # written as before tails existed, so every existing card keeps its hash
+            del data["tail_seconds"], data["tail_hop_length"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "card") -> FeatureRecipe:
