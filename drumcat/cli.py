@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -715,6 +716,8 @@ def train(
         help="Distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out).")] = None,
     tail_seconds: Annotated[float | None, typer.Option(
         help="Seconds after the first one seen at a coarse time resolution [default: the recipe's]")] = None,
+    validation_only: Annotated[bool, typer.Option(
+        help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.train.train import train as run_train
@@ -726,8 +729,19 @@ def train(
     if not (dataset / "manifest.csv").is_file():
         raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
     tail = {} if tail_seconds is None else {"tail_seconds": tail_seconds}
-    card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list, teacher_path=teacher,
-                     teacher_targets_path=teacher_targets, **tail)
+    # Keras prints its epoch lines to stdout: they are progress, so they go to stderr with the rest.
+    with contextlib.redirect_stdout(sys.stderr):
+        if validation_only:
+            from drumcat.model.train.train import candidate_on_validation
+
+            summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
+                                              teacher_targets_path=teacher_targets, **tail)
+        else:
+            card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
+                             teacher_path=teacher, teacher_targets_path=teacher_targets, **tail)
+    if validation_only:
+        console.out.print_json(data=summary)
+        return
     spread = card.metrics["seeds"]
     console.out.print(
         f"wrote {out} (seed {seed_list[0]}); over seeds {','.join(map(str, seed_list))}: core-6 accuracy "

@@ -172,3 +172,15 @@ def test_a_candidate_compared_on_validation_is_the_model_train_selects(tmp_path:
     compared = compare_on_validation(dataset, Setup(copies=1), epochs=2, seeds=(2,))
     for level, key in (("core", "accuracy"), ("core", "macro_f1"), ("fine", "accuracy"), ("fine", "ece")):
         assert compared[f"{level}_{key}"]["per_seed"] == [round(card.metrics["validation"][level][key], 4)]
+
+
+def test_drumcat_train_validation_only_prints_validation_figures_and_writes_nothing(tmp_path: Path) -> None:
+    from tests.helpers import drumcat
+
+    dataset = small_dataset(tmp_path / "dataset")
+    result = drumcat("train", "--dataset", str(dataset), "--validation-only", "--epochs", "1", "--copies", "1",
+                     "--out", str(tmp_path / "never.keras"), cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    assert summary["seeds"] == [1] and 0.0 <= summary["core_accuracy"]["mean"] <= 1.0
+    assert set(summary["per_source_core_accuracy"]) == {"synth"}
+    assert not (tmp_path / "never.keras").exists()

@@ -289,6 +289,16 @@ class Setup:
     teacher: Teacher | None = None
     teacher_targets: TeacherTargets | None = None
 
+    @classmethod
+    def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
+           teacher_targets_path: Path | None = None) -> Setup:
+        """The setup `train`'s options describe: a model teacher means the half-size student widths."""
+        teacher = Teacher.load(teacher_path) if teacher_path else None
+        return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
+                   widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
+                   teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
+                                    if teacher_targets_path else None))
+
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         clip_targets = self.teacher_targets.for_split(split, phase, num_classes) if self.teacher_targets else None
@@ -476,6 +486,15 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
     return seed_summary(runs)
 
 
+def candidate_on_validation(
+    dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
+    teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
+) -> dict[str, Any]:
+    """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation."""
+    setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path)
+    return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
+
+
 def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
@@ -491,11 +510,9 @@ def train(
     tf.config.experimental.enable_op_determinism()  # a seed's run can be repeated exactly
     classes = list(FINE_CLASSES)
     started = time.time()
-    teacher = Teacher.load(teacher_path) if teacher_path else None
-    setup = Setup(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
-                  widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
-                  teacher_targets=TeacherTargets.load(teacher_targets_path, classes) if teacher_targets_path else None)
-    recipe = setup.recipe
+    setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
+                     teacher_targets_path=teacher_targets_path)
+    teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
     test_split = load_split(dataset, "test", classes)
@@ -577,10 +594,9 @@ def main() -> None:
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.validation_only:
-        setup = Setup(recipe=dataclasses.replace(RECIPE, tail_seconds=args.tail_seconds), copies=args.copies,
-                      teacher_targets=(TeacherTargets.load(args.teacher_targets, list(FINE_CLASSES))
-                                       if args.teacher_targets else None))
-        print(json.dumps(compare_on_validation(args.dataset, setup, epochs=args.epochs, seeds=seeds), indent=1))
+        print(json.dumps(candidate_on_validation(args.dataset, epochs=args.epochs, copies=args.copies, seeds=seeds,
+                                                 teacher_targets_path=args.teacher_targets,
+                                                 tail_seconds=args.tail_seconds), indent=1))
         return
     card = train(args.dataset, args.out, epochs=args.epochs, copies=args.copies, refit=args.refit,
                  seeds=seeds, teacher_path=args.teacher,
