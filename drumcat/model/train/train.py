@@ -464,8 +464,8 @@ def fit_seed(
 
 def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seeds: tuple[int, ...] = (1,)
                           ) -> dict[str, Any]:
-    """A candidate's figures on the validation kits only (the selection run of `fit_seed`, no refit), for
-    choosing among recipes without reading the test kits."""
+    """A candidate's figures on the validation kits only (`select_on_validation`, as `train` runs it; no
+    refit), for choosing among recipes without reading the test kits."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -590,7 +590,9 @@ def main() -> None:
     parser.add_argument("--tail-seconds", type=float, default=RECIPE.tail_seconds,
                         help="seconds after the first one seen at a coarse time resolution (0: none)")
     parser.add_argument("--validation-only", action="store_true",
-                        help="print the candidate's figures on the validation kits (no refit, no test, nothing saved)")
+                        help="print the candidate's figures on the validation kits (no refit, no test, nothing "
+                             "saved); `drumcat train --validation-only` runs in the thread settings of `drumcat "
+                             "train`, which a run must share to repeat digit for digit")
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.validation_only:
