@@ -262,7 +262,7 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Cli
 
 
 def synth_kit_clips() -> Iterator[Clip]:
-    for _, number, label, instrument, samples in synth_kits.all_kits():
+    for _, number, label, instrument, samples in synth_kits.all_kits(CLIP_RATE):
         clip = to_clip(samples)
         if clip is not None:
             yield Clip(clip, label, "synthesized-kits", f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-RATE = 22_050
+from drumcat.audio.synth import METAL_HZ, filtered, sweep, time_axis
+
 TRAIN_KITS, VALIDATION_KITS, TEST_KITS = 150, 20, 20
 PREFIX = "synthkit:"
 
@@ -26,26 +27,9 @@ def split_of_kit(number: int) -> str:
     return "validation" if number < TRAIN_KITS + VALIDATION_KITS else "test"
 
 
-def _time(seconds: float) -> np.ndarray:
-    return np.arange(int(seconds * RATE)) / RATE
-
-
 def _decay(t: np.ndarray, seconds: float, attack: float = 0.0005) -> np.ndarray:
     """An exponential decay reaching -60 dB after `seconds`, after a short linear attack."""
     return np.minimum(t / attack, 1.0) * np.exp(-6.9 * t / seconds)
-
-
-def _filter(signal: np.ndarray, btype: str, cutoff: float | tuple[float, float], order: int = 2) -> np.ndarray:
-    import scipy.signal
-
-    nyquist = RATE / 2 * 0.95
-    cutoff = tuple(min(c, nyquist) for c in cutoff) if isinstance(cutoff, tuple) else min(cutoff, nyquist)
-    return scipy.signal.sosfilt(scipy.signal.butter(order, cutoff, btype=btype, fs=RATE, output="sos"), signal)
-
-
-def _sweep(t: np.ndarray, start_hz: float, end_hz: float, seconds: float) -> np.ndarray:
-    freq = end_hz + (start_hz - end_hz) * np.exp(-t / seconds)
-    return np.sin(2 * np.pi * np.cumsum(freq) / RATE)
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -55,20 +39,30 @@ def _normalized(x: np.ndarray) -> np.ndarray:
 class KitVoice:
     """The parameters one kit draws; each method renders one instrument of the kit."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
+    def __init__(self, rng: np.random.Generator, rate: int) -> None:
+        self.rng, self.rate = rng, rate
         self.drive = rng.uniform(1.0, 4.0) if rng.random() < 0.4 else 0.0  # a kit's saturation
         self.tone = rng.uniform(5000, 11000)  # a kit's top end (sampler bandwidth, tape)
         self.metal_base = rng.uniform(0.7, 1.5)  # scales the square-cluster frequencies
         self.noise_metal = rng.random()  # hats and cymbals: more noise or more square cluster
 
+    def _time(self, seconds: float) -> np.ndarray:
+        return time_axis(seconds, self.rate)
+
+    def _filter(self, signal: np.ndarray, btype: str, cutoff: float | tuple[float, float], order: int = 2
+                ) -> np.ndarray:
+        return filtered(signal, btype, cutoff, self.rate, order)
+
+    def _sweep(self, t: np.ndarray, start_hz: float, end_hz: float, seconds: float) -> np.ndarray:
+        return sweep(t, start_hz, end_hz, seconds, self.rate)
+
     def finish(self, x: np.ndarray) -> np.ndarray:
         if self.drive:
             x = np.tanh(self.drive * _normalized(x))
-        return _normalized(_filter(x, "lowpass", self.tone) if self.tone < 10_500 else x)
+        return _normalized(self._filter(x, "lowpass", self.tone) if self.tone < 10_500 else x)
 
     def _metal(self, t: np.ndarray) -> np.ndarray:
-        freqs = np.array([205.3, 304.4, 369.6, 522.7, 540.0, 800.0]) * self.metal_base
+        freqs = np.array(METAL_HZ) * self.metal_base
         squares = sum(np.sign(np.sin(2 * np.pi * f * t + self.rng.uniform(0, 6.3))) for f in freqs)
         return (1 - self.noise_metal) * squares / 6 + self.noise_metal * self.rng.standard_normal(t.size)
 
@@ -83,75 +77,76 @@ class KitVoice:
 
     def kick(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.3, 1.5))
-        body = _sweep(t, r.uniform(90, 300), r.uniform(35, 70), r.uniform(0.01, 0.08)) * _decay(t, t[-1])
-        click = _filter(r.standard_normal(t.size), "highpass", r.uniform(1000, 5000)) * _decay(t, r.uniform(.005, .02))
+        t = self._time(r.uniform(0.3, 1.5))
+        body = self._sweep(t, r.uniform(90, 300), r.uniform(35, 70), r.uniform(0.01, 0.08)) * _decay(t, t[-1])
+        noise = self._filter(r.standard_normal(t.size), "highpass", r.uniform(1000, 5000))
+        click = noise * _decay(t, r.uniform(0.005, 0.02))
         return body + r.uniform(0, 0.6) * click
 
     def snare(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.2, 0.8))
+        t = self._time(r.uniform(0.2, 0.8))
         pitch = r.uniform(140, 300)
         overtone = pitch * r.uniform(1.5, 2.3)
         body = np.sin(2 * np.pi * pitch * t) + r.uniform(0.2, 0.8) * np.sin(2 * np.pi * overtone * t)
         body *= _decay(t, r.uniform(0.05, 0.25))
         low = r.uniform(600, 3000)
-        wires = _filter(r.standard_normal(t.size), "bandpass", (low, r.uniform(low * 2.5, 11000)))
+        wires = self._filter(r.standard_normal(t.size), "bandpass", (low, r.uniform(low * 2.5, 11000)))
         wires = _normalized(wires) * _decay(t, t[-1])
         return r.uniform(0.2, 1.0) * _normalized(body) + r.uniform(0.4, 1.5) * wires
 
     def rim(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.05, 0.2))
+        t = self._time(r.uniform(0.05, 0.2))
         tone = sum(np.sin(2 * np.pi * f * t) for f in r.uniform(400, 2200, 2)) * _decay(t, r.uniform(0.01, 0.06))
-        return tone + 0.5 * _filter(r.standard_normal(t.size), "highpass", 2000) * _decay(t, 0.004)
+        return tone + 0.5 * self._filter(r.standard_normal(t.size), "highpass", 2000) * _decay(t, 0.004)
 
     def tom(self, height: float) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.4, 1.5))
+        t = self._time(r.uniform(0.4, 1.5))
         f0 = (60 + 220 * height) * r.uniform(0.85, 1.15)
-        body = _sweep(t, f0 * r.uniform(1.1, 1.6), f0, r.uniform(0.02, 0.15)) * _decay(t, t[-1])
+        body = self._sweep(t, f0 * r.uniform(1.1, 1.6), f0, r.uniform(0.02, 0.15)) * _decay(t, t[-1])
         modes = sum(r.uniform(0, 0.3) * np.sin(2 * np.pi * f0 * ratio * t) * _decay(t, t[-1] / 3)
                     for ratio in (1.59, 2.14, 2.30))
-        stick = _filter(r.standard_normal(t.size), "lowpass", 3000) * _decay(t, 0.015)
+        stick = self._filter(r.standard_normal(t.size), "lowpass", 3000) * _decay(t, 0.015)
         return body + modes + r.uniform(0, 0.4) * stick
 
     def hihat(self, open_: bool) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.3, 1.2) if open_ else r.uniform(0.05, 0.25))
-        source = _filter(self._metal(t), "highpass", r.uniform(5000, 8500), order=4)
+        t = self._time(r.uniform(0.3, 1.2) if open_ else r.uniform(0.05, 0.25))
+        source = self._filter(self._metal(t), "highpass", r.uniform(5000, 8500), order=4)
         return source * _decay(t, t[-1], attack=0.001)
 
     def crash(self) -> np.ndarray:
         r = self.rng
-        t = _time(2.0)
+        t = self._time(2.0)
         decay = r.uniform(1.5, 4.0)
         partials = self._partials(t, int(r.integers(60, 160)), 300, 10000, decay, r.uniform(0, 0.4))
-        noise = _filter(r.standard_normal(t.size), "highpass", r.uniform(2000, 5000)) * _decay(t, decay * 0.7)
+        noise = self._filter(r.standard_normal(t.size), "highpass", r.uniform(2000, 5000)) * _decay(t, decay * 0.7)
         return _normalized(partials) + r.uniform(0.3, 1.2) * _normalized(noise) * _decay(t, 10, r.uniform(.002, .03))
 
     def ride(self) -> np.ndarray:
         r = self.rng
-        t = _time(2.0)
+        t = self._time(2.0)
         bell = r.uniform(350, 900)
         ping = sum(a * np.sin(2 * np.pi * bell * ratio * t) for a, ratio in ((1, 1), (0.5, 2.76), (0.3, 5.4)))
         ping *= _decay(t, r.uniform(0.8, 2.5))
         wash = self._partials(t, int(r.integers(30, 90)), 2000, 10000, r.uniform(1.0, 3.0), r.uniform(0.2, 0.6))
-        stick = _filter(r.standard_normal(t.size), "highpass", 3000) * _decay(t, r.uniform(0.01, 0.05))
+        stick = self._filter(r.standard_normal(t.size), "highpass", 3000) * _decay(t, r.uniform(0.01, 0.05))
         return r.uniform(0.3, 1.0) * _normalized(ping) + r.uniform(0.2, 0.6) * _normalized(wash) + 0.4 * stick
 
     def china(self) -> np.ndarray:
         r = self.rng
-        t = _time(2.0)
+        t = self._time(2.0)
         partials = self._partials(t, int(r.integers(80, 200)), 500, 6000, r.uniform(0.8, 2.0), r.uniform(0.3, 0.8))
         trash = np.tanh(r.uniform(2, 6) * _normalized(partials))
-        return _filter(trash, "bandpass", (r.uniform(400, 1200), r.uniform(5000, 9000))) * _decay(t, 2.0, 0.002)
+        return self._filter(trash, "bandpass", (r.uniform(400, 1200), r.uniform(5000, 9000))) * _decay(t, 2.0, 0.002)
 
     def clap(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.2, 0.6))
+        t = self._time(r.uniform(0.2, 0.6))
         centre = r.uniform(800, 2500)
-        noise = _filter(r.standard_normal(t.size), "bandpass", (centre / 1.8, centre * 1.8))
+        noise = self._filter(r.standard_normal(t.size), "bandpass", (centre / 1.8, centre * 1.8))
         gaps = np.cumsum(r.uniform(0.006, 0.015, int(r.integers(2, 6))))
         bursts = sum(_decay(np.clip(t - d, 0, None), 0.03) * (t >= d) for d in (0, *gaps))
         tail = _decay(np.clip(t - gaps[-1], 0, None), r.uniform(0.1, 0.5)) * (t >= gaps[-1])
@@ -159,17 +154,17 @@ class KitVoice:
 
     def cowbell(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.15, 0.6))
+        t = self._time(r.uniform(0.15, 0.6))
         f = r.uniform(450, 650)
         tone = np.sign(np.sin(2 * np.pi * f * t)) + np.sign(np.sin(2 * np.pi * f * 1.48 * t))
-        return _filter(tone, "bandpass", (f * 0.8, f * 4)) * _decay(t, t[-1])
+        return self._filter(tone, "bandpass", (f * 0.8, f * 4)) * _decay(t, t[-1])
 
     def shaker(self) -> np.ndarray:
         r = self.rng
-        t = _time(r.uniform(0.1, 0.3))
+        t = self._time(r.uniform(0.1, 0.3))
         rise = r.uniform(0.01, 0.05)
         envelope = np.minimum(t / rise, 1.0) * np.exp(-np.clip(t - rise, 0, None) / r.uniform(0.02, 0.06))
-        return _filter(r.standard_normal(t.size), "highpass", r.uniform(4000, 8000)) * envelope
+        return self._filter(r.standard_normal(t.size), "highpass", r.uniform(4000, 8000)) * envelope
 
 
 def _instruments(voice: KitVoice) -> list[tuple[str, str, Callable[[], np.ndarray]]]:
@@ -181,15 +176,15 @@ def _instruments(voice: KitVoice) -> list[tuple[str, str, Callable[[], np.ndarra
             ("Clap", "clap", voice.clap), ("Cowbell", "cowbell", voice.cowbell), ("Shaker", "shaker", voice.shaker)]
 
 
-def kit_sounds(number: int) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(fine label, instrument name, samples at RATE) for every sound of synthesized kit `number`."""
-    voice = KitVoice(np.random.default_rng(10_000 + number))
+def kit_sounds(number: int, rate: int) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(fine label, instrument name, samples at `rate`) for every sound of synthesized kit `number`."""
+    voice = KitVoice(np.random.default_rng(10_000 + number), rate)
     for label, name, render in _instruments(voice):
         yield label, name, (voice.finish(render()) * 0.89).astype(np.float32)
 
 
-def all_kits() -> Iterator[tuple[str, int, str, str, np.ndarray]]:
-    """(split, kit number, label, instrument, samples) over every synthesized kit."""
+def all_kits(rate: int) -> Iterator[tuple[str, int, str, str, np.ndarray]]:
+    """(split, kit number, label, instrument, samples at `rate`) over every synthesized kit."""
     for number in range(TRAIN_KITS + VALIDATION_KITS + TEST_KITS):
-        for label, name, samples in kit_sounds(number):
+        for label, name, samples in kit_sounds(number, rate):
             yield split_of_kit(number), number, label, name, samples
