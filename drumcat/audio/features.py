@@ -21,6 +21,11 @@ from drumcat.errors import DrumcatError
 FEATURE_TYPES = ("logmel", "mfcc")
 
 
+def centered_frames(samples: int, hop_length: int) -> int:
+    """STFT frames of a signal, centered as librosa computes them."""
+    return 1 + samples // hop_length
+
+
 @dataclass(frozen=True)
 class FeatureRecipe:
     sample_rate: int = 22_050
@@ -71,8 +76,8 @@ class FeatureRecipe:
 
     @property
     def n_frames(self) -> int:
-        head = 1 + self.clip_samples // self.hop_length  # centered frames, as librosa computes them
-        return head + (1 + self.tail_samples // self.tail_hop_length if self.tail_samples else 0)
+        head = centered_frames(self.clip_samples, self.hop_length)
+        return head + (centered_frames(self.tail_samples, self.tail_hop_length) if self.tail_samples else 0)
 
     @property
     def n_bands(self) -> int:
@@ -209,7 +214,7 @@ def _mel_power(batch: np.ndarray, recipe: FeatureRecipe, hop_length: int) -> np.
     basis_t = _mel_basis_t(recipe)
     window = _window(recipe.n_fft)
     count, samples = batch.shape
-    n_frames = 1 + samples // hop_length  # centered frames, as librosa computes them
+    n_frames = centered_frames(samples, hop_length)
     live = _frames_with_sound(batch, recipe.n_fft, hop_length, n_frames)
     order = np.argsort(live, kind="stable")
     pad = recipe.n_fft // 2
