@@ -265,7 +265,7 @@ def synth_kit_clips() -> Iterator[Clip]:
     for _, number, label, instrument, samples in synth_kits.all_kits(CLIP_RATE):
         clip = to_clip(samples)
         if clip is not None:
-            yield Clip(clip, label, "synthesized-kits", f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
+            yield Clip(clip, label, synth_kits.SOURCE, f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
 
 
 def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict[str, str]]:

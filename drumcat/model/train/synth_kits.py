@@ -18,7 +18,8 @@ import numpy as np
 from drumcat.audio.synth import METAL_HZ, filtered, sweep, time_axis
 
 TRAIN_KITS, VALIDATION_KITS, TEST_KITS = 150, 20, 20
-PREFIX = "synthkit:"
+PREFIX = "synthkit:"  # a kit's name in the manifest: PREFIX + its number
+SOURCE = "synthesized-kits"  # the kits' source name in the manifest
 
 
 def split_of_kit(number: int) -> str:

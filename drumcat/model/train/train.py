@@ -33,6 +33,7 @@ from drumcat.model.metrics import (
     fit_temperature,
 )
 from drumcat.model.runtime import quiet_tensorflow
+from drumcat.model.train import synth_kits
 from drumcat.model.train.dataset import DEBIAN_PACKAGES
 from drumcat.taxonomy import FINE_CLASSES, canonical
 from drumcat.times import utc_now
@@ -473,15 +474,15 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
     classes = list(FINE_CLASSES)
     train_split, val_split = load_split(dataset, "train", classes), load_split(dataset, "validation", classes)
     x_val = features_of(val_split.clips, setup.recipe)
+    real = [i for i, source in enumerate(val_split.sources) if source != synth_kits.SOURCE]
     runs = {}
     for seed in seeds:
         chosen = select_on_validation(seed, train_split, val_split, x_val, classes, epochs=epochs, setup=setup)
         probabilities = apply_temperature(chosen.validation_probabilities, chosen.temperature)
         report = evaluate_split(probabilities, val_split.labels, classes)
         runs[seed] = {**report, "per_source": per_source(probabilities, val_split, classes)}
-        real = [i for i, source in enumerate(val_split.sources) if source != "synthesized-kits"]
         core = evaluate_split(probabilities[real], val_split.labels[real], classes)["core"]
-        print(f"seed {seed}, validation kits other than synthesized-kits: core accuracy {core['accuracy']:.4f}, "
+        print(f"seed {seed}, validation kits other than {synth_kits.SOURCE}: core accuracy {core['accuracy']:.4f}, "
               f"macro-F1 {core['macro_f1']:.4f}")
     return seed_summary(runs)
 
