@@ -104,3 +104,31 @@ def test_upgrade_keeps_the_model_and_the_threshold_the_views_used(tmp_path: Path
         assert db.execute("SELECT model_id FROM active_model").fetchall() == [(1,)]
         assert db.execute("SELECT threshold FROM rules").fetchall() == [(0.7,)]
         assert db.execute("SELECT count(*) FROM settings WHERE key = 'misc_threshold'").fetchone() == (0,)
+
+
+def test_upgrade_computes_the_core_margin_of_every_stored_prediction(tmp_path: Path) -> None:
+    """Migration 10's SQL gives the stored predictions the margins drumcat computes for new ones."""
+    import numpy as np
+
+    from drumcat.taxonomy import core_margins, default_canonical_map
+
+    path = tmp_path / "old.db"
+    _catalog_at_version(path, 9)
+    labels = ["China", "Crash", "Kick", "Tom", "Bongo"]
+    vectors = {"a" * 64: [0.45, 0.40, 0.15, 0.0, 0.0], "b" * 64: [0.0, 0.0, 0.3, 0.2, 0.5]}
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO models VALUES (1, 'm', 'h', 'm.keras', ?, '{}', 'now')", (json.dumps(labels),))
+        db.execute("INSERT INTO inference_runs (id, model_id, started_at, config) VALUES (1, 1, 'now', '{}')")
+        for digest, vector in vectors.items():
+            top = labels[int(np.argmax(vector))]
+            db.execute("INSERT INTO predictions (model_id, hash, run_id, label, confidence, predicted_at, "
+                       "probabilities) VALUES (1, ?, 1, ?, ?, 'now', ?)", (digest, top, max(vector), json.dumps(vector)))
+
+    Catalog(path).close()
+
+    with sqlite3.connect(path) as db:
+        stored = dict(db.execute("SELECT hash, margin FROM core_margins ORDER BY hash"))
+    expected = core_margins(np.array(list(vectors.values())), labels, default_canonical_map(labels))
+    assert list(stored) == list(vectors)
+    np.testing.assert_allclose(list(stored.values()), expected, atol=1e-9)
+    np.testing.assert_allclose(expected, [0.70, 0.20], atol=1e-9)  # Bongo (misc) 0.5 against Kick 0.3

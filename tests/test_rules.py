@@ -129,3 +129,18 @@ def test_rule_changes_for_one_command_are_rolled_back(classified: Path) -> None:
         assert rows(conn, "SELECT threshold, dedup FROM rules") == [{"threshold": 0.99, "dedup": "off"}]
     with catalog.read() as conn:
         assert stored_rules(conn) == Rules()
+
+
+def test_core_margins_sum_fine_classes_into_the_folder_a_sound_is_filed_under() -> None:
+    from drumcat.taxonomy import core_margins
+
+    labels = ["China", "Crash", "Kick", "Clap", "Snare"]
+    vectors = np.array([[0.5, 0.4, 0.1, 0.0, 0.0],    # Crash 0.9 against Kick 0.1
+                        [0.0, 0.0, 0.2, 0.35, 0.45],  # filed under Snare 0.45, misc 0.35
+                        [0.0, 0.0, 0.0, 0.4, 0.6]])
+    np.testing.assert_allclose(core_margins(vectors, labels), [0.8, 0.1, 0.2])
+    # A mapping may file a fine class under a folder of its own, or merge two: the sums follow it.
+    np.testing.assert_allclose(core_margins(vectors, labels, {**default_canonical_map(labels), "Clap": "Snare"}),
+                               [0.8, 0.6, 1.0])
+    np.testing.assert_allclose(core_margins(vectors, labels, {**default_canonical_map(labels), "China": "China"}),
+                               [0.1, 0.1, 0.2])

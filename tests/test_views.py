@@ -109,3 +109,27 @@ def test_override_with_unknown_label_is_refused(catalog: Catalog, sounds: dict[s
 
     with pytest.raises(DrumcatError, match="unknown label 'Cowbel'"):
         add_override(catalog, sounds["kick"], "Cowbel")
+
+
+def test_the_review_order_puts_the_least_sure_folder_first(tmp_path: Path, catalog: Catalog) -> None:
+    """China 0.45 against Crash 0.40 is a small top-two margin but a sure Crash folder; Kick 0.7 against
+    Tom 0.3 is the sound to ask about. Storing a map that files Tom under Kick re-ranks at once."""
+    from drumcat.storage.rules import store_rules
+
+    root = tmp_path / "archive"
+    for index, name in enumerate(["cymbal", "drum"]):
+        write_sample(root / f"{name}.wav", render("Kick", seed=index))
+    scan(catalog, [root], ScanConfig(workers=1))
+    with catalog.read() as conn:
+        names = {Path(r["path"]).stem: r["hash"] for r in rows(conn, "SELECT path, hash FROM files")}
+    record_predictions(catalog, {names["cymbal"]: {"China": 0.45, "Crash": 0.40, "Kick": 0.15},
+                                 names["drum"]: {"Kick": 0.7, "Tom": 0.3}})
+
+    def queue() -> list[tuple[str, float]]:
+        with catalog.read() as conn:
+            return [(Path(r["src"]).stem, round(r["core_margin"], 4))
+                    for r in rows(conn, "SELECT src, core_margin FROM review_queue")]
+
+    assert queue() == [("drum", 0.4), ("cymbal", 0.7)]
+    store_rules(catalog, RuleChanges(canonical_map={"Tom": "Kick"}))
+    assert queue() == [("cymbal", 0.7), ("drum", 1.0)]

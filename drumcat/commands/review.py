@@ -1,9 +1,10 @@
-"""The review order: which uncorrected sound teaches the model the most when a person corrects it.
+"""Close neighbours: how many other sounds lie near each sound in embedding space, for the review queue.
 
-A correction helps the most where the model is unsure (a small top-two margin) and where many other
-sounds lie close to it in embedding space, since `drumcat adapt` then moves all of them. The views
-rank by (1 - margin) x ln(2 + close neighbours) (`review_queue`, `uncertain`); this module counts the
-neighbours, for the sounds that have none counted yet, after each `drumcat infer`.
+The views rank the review queue by the core margin (storage/core_margins.py, migration 10): the least
+sure folder first. The neighbour count is shown beside it (`review_queue.neighbours`), a hint of how
+many sounds like it a correction may move; weighting the priority by it, as migration 7 did, ranked
+worse on held-out kits. This module counts the neighbours, for the sounds that have none counted yet,
+after each `drumcat infer`.
 
 "Close" is fixed per model by a sample of its embeddings: the 1% nearest distance among sample pairs.
 A sound's count is how many sample sounds lie within it, scaled to the whole catalog. The sample is

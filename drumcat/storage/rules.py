@@ -180,8 +180,12 @@ def config_rule_changes(config: Config) -> RuleChanges:
 
 def store_rules(catalog: Catalog, changes: RuleChanges, where: str = "") -> list[str]:
     """Keep rule changes in the catalog for good (`drumcat rules set` / `rules apply`); returns their names."""
+    from drumcat.storage.core_margins import recompute_core_margins  # it reads the map this module writes
+
     with catalog.connect() as conn:
         apply_rules(conn, changes, where)
+        if changes.canonical_map:  # the review order follows the stored map
+            recompute_core_margins(conn)
     return changes.set_names()
 
 
