@@ -716,6 +716,8 @@ def train(
         help="Distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out).")] = None,
     tail_seconds: Annotated[float | None, typer.Option(
         help="Seconds after the first one seen at a coarse time resolution [default: the recipe's]")] = None,
+    core_weight: Annotated[float, typer.Option(
+        help="Weight of a core-class cross-entropy beside the fine-class one (0: none).")] = 0.0,
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
 ) -> None:
@@ -735,10 +737,12 @@ def train(
             from drumcat.model.train.train import candidate_on_validation
 
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
-                                              teacher_targets_path=teacher_targets, **tail)
+                                              teacher_targets_path=teacher_targets, core_weight=core_weight,
+                                              **tail)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
-                             teacher_path=teacher, teacher_targets_path=teacher_targets, **tail)
+                             teacher_path=teacher, teacher_targets_path=teacher_targets, core_weight=core_weight,
+                             **tail)
     if validation_only:
         console.out.print_json(data=summary)
         return

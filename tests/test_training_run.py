@@ -184,3 +184,29 @@ def test_drumcat_train_validation_only_prints_validation_figures_and_writes_noth
     assert summary["seeds"] == [1] and 0.0 <= summary["core_accuracy"]["mean"] <= 1.0
     assert set(summary["per_source_core_accuracy"]) == {"synth"}
     assert not (tmp_path / "never.keras").exists()
+
+
+def test_the_core_loss_adds_the_cross_entropy_of_the_summed_core_probabilities() -> None:
+    """`training_loss(w)` = fine cross-entropy (label smoothing 0.05) + w x the core-class cross-entropy,
+    checked against numpy; a China taken for a Crash costs next to no core loss."""
+    from drumcat.model.train.train import training_loss
+    from drumcat.taxonomy import FINE_CLASSES, canonical, core_membership
+
+    classes = list(FINE_CLASSES)
+    membership = core_membership(classes)
+    assert membership.sum(axis=1).tolist() == [1.0] * len(classes)
+    rng = np.random.default_rng(0)
+    predicted = rng.dirichlet(np.ones(len(classes)), size=5).astype(np.float32)
+    truth = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), 5)]
+    smoothed = truth * 0.95 + 0.05 / len(classes)
+    fine = -(smoothed * np.log(predicted)).sum(axis=1)
+    core = -((truth @ membership) * np.log(predicted @ membership)).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(training_loss(0.0)(truth, predicted)), fine.mean(), rtol=1e-5)
+    # Per sample (Keras weighs and averages them), where the plain loss is already averaged.
+    np.testing.assert_allclose(np.asarray(training_loss(2.0)(truth, predicted)), fine + 2 * core, rtol=1e-5)
+    crashes = [i for i, name in enumerate(classes) if canonical(name) == "Crash"]
+    china, crash = (np.eye(len(classes), dtype=np.float32)[[i]] for i in crashes[:2])
+    taken_for_crash = crash * 0.999 + 0.001 / len(classes)
+    core_part = np.asarray(training_loss(1.0)(china, taken_for_crash)) - np.asarray(training_loss(0.0)(china,
+                                                                                                         taken_for_crash))
+    assert float(core_part.sum()) < 0.01
