@@ -52,13 +52,14 @@ LEFT JOIN review_density d ON d.hash = r.hash AND d.model_id = (SELECT model_id 
 WHERE NOT r.overridden
 ORDER BY priority DESC, u.path;
 
--- Samples worth a human look (below the threshold or a small top-two margin), in review order.
+-- Samples worth a human look (below the threshold, or a small top-two or core margin), in review order.
 CREATE VIEW uncertain AS
 SELECT src, dest, label, confidence, second_label, second_confidence, margin, hash, neighbours, core_margin, priority
 FROM review_queue
 WHERE below_threshold OR margin < (SELECT uncertain_margin FROM rules)
+   OR core_margin < (SELECT uncertain_margin FROM rules)
 ORDER BY priority DESC, src;
 
 INSERT OR REPLACE INTO view_notes (name, description) VALUES
     ('review_queue', 'src/dest: every uncorrected sound, the least sure folder first: 1 - core margin'),
-    ('uncertain', 'src/dest: review_queue''s sounds below the threshold or with a small top-two margin, in that order');
+    ('uncertain', 'src/dest: review_queue''s sounds below the threshold or with a small top-two or core margin, in that order');

@@ -39,6 +39,7 @@ def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected:
     training = adapted.card.training
     assert training["adapted_from"]["name"] == "drumcat-v2" and sum(training["overrides_used"].values()) >= 20
     assert set(adapted.card.metrics["cross_validation"]) == {"folds", "overrides", "base", "adapted"}
+    assert set(training["close_to_a_correction"]) == {"sounds", "cosine_similarity_at_least"}
     assert not report.activated
     with corrected.read() as conn:
         assert rows(conn, "SELECT DISTINCT model FROM latest_predictions") == [{"model": "drumcat-v2"}]
@@ -148,3 +149,34 @@ def test_the_cli_prints_the_cross_validation_and_how_to_apply(corrected: Catalog
     assert "cross-validation on the overrides" in result.stdout
     assert "apply it: drumcat model use cli" in result.stdout
     assert card_path_for(tmp_path / "cli.keras").is_file()
+
+
+def test_a_correction_carries_over_to_every_sound_close_to_it(catalog: Catalog, scanned: Path,
+                                                                bundle: ModelBundle) -> None:
+    """close_to_overrides finds every uncorrected sound within the radius of a correction, in the whole
+    catalog; propagated gives those the correction's label and leaves the others the base vector."""
+    from drumcat.model.adapt import close_radius, close_to_overrides, propagated, replay_examples
+    from drumcat.storage.results import unit_rows
+
+    infer(catalog, bundle, workers=1)
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT hash, embedding FROM predictions ORDER BY hash")
+        model_id = conn.exec_driver_sql("SELECT model_id FROM embedding_model").scalar()
+    corrected, others = found[0], found[1:]
+    with catalog.connect() as conn:
+        write_overrides(conn, [{"hash": corrected["hash"], "correct_label": "Tom", "note": "test"}])
+    over = decode_embeddings([corrected["embedding"]]).astype(np.float64)
+    similarity = (unit_rows(decode_embeddings([r["embedding"] for r in others])) @ unit_rows(over).T)[:, 0]
+    ranked = np.sort(similarity)
+    radius = float((ranked[len(ranked) // 2] + ranked[len(ranked) // 2 + 1]) / 2)  # between two sounds
+    labels = list(bundle.card.labels)
+
+    near = close_to_overrides(catalog, model_id, over, radius, len(labels))
+    assert set(near.hashes) == {r["hash"] for r, s in zip(others, similarity, strict=True) if s >= radius}
+    assert corrected["hash"] not in near.hashes and 0 < len(near.hashes) < len(others)
+    everyone = replay_examples(catalog, model_id, 10_000, len(labels))
+    targets = propagated(everyone, over, ["Tom"], labels, radius)
+    close = np.isin(everyone.hashes, near.hashes)
+    assert (targets[close].argmax(axis=1) == labels.index("Tom")).all() and (targets[close].max(axis=1) == 1).all()
+    np.testing.assert_array_equal(targets[~close], everyone.targets[~close])
+    assert -1.0 <= close_radius(catalog, model_id) <= 1.0

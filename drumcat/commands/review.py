@@ -6,9 +6,8 @@ many sounds like it a correction may move; weighting the priority by it, as migr
 worse on held-out kits. This module counts the neighbours, for the sounds that have none counted yet,
 after each `drumcat infer`.
 
-"Close" is fixed per model by a sample of its embeddings: the 1% nearest distance among sample pairs.
-A sound's count is how many sample sounds lie within it, scaled to the whole catalog. The sample is
-the first SAMPLE hashes in hash order: random-like, and stable as the catalog grows.
+"Close" is fixed per model by a sample of its embeddings (`close_similarity`, which `drumcat adapt`
+shares). A sound's count is how many sample sounds lie within it, scaled to the whole catalog.
 """
 
 from __future__ import annotations
@@ -16,10 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from drumcat.storage.catalog import Catalog, execute_many, rows
-from drumcat.storage.results import decode_embeddings, unit_rows
+from drumcat.storage.results import close_similarity, decode_embeddings, embedding_sample, unit_rows
 
-SAMPLE = 2048  # 2 M pairs: the radius is stable to 1e-3, and counting costs 30 ms per 10,000 sounds
-CLOSE_QUANTILE = 0.99  # similarities above this share of sample pairs count as close
 BATCH = 8192
 
 
@@ -32,8 +29,7 @@ def update_review_density(catalog: Catalog, model_id: int) -> int:
                                        (model_id,)).scalar()
         if not pending or total < 2:
             return 0
-        sample = rows(conn, "SELECT hash, embedding FROM predictions WHERE model_id = :m AND embedding IS NOT NULL "
-                            "ORDER BY hash LIMIT :n", {"m": model_id, "n": SAMPLE})
+        sample = embedding_sample(conn, model_id)
     population = unit_rows(decode_embeddings([r["embedding"] for r in sample]))
     in_sample = {r["hash"] for r in sample}
     close = close_similarity(population)
@@ -54,13 +50,3 @@ def update_review_density(catalog: Catalog, model_id: int) -> int:
                          [(model_id, r["hash"], int(round(c)), float(np.log(2 + c))) for r, c in zip(
                              batch, counts, strict=True)])
         written += len(batch)
-
-
-def close_similarity(population: np.ndarray) -> float:
-    """The cosine similarity above which a pair counts as close: the CLOSE_QUANTILE of sample pairs."""
-    similarities = population @ population.T
-    upper = similarities[np.triu_indices(len(population), k=1)]
-    if not upper.size:
-        return 1.0
-    position = int(CLOSE_QUANTILE * (upper.size - 1))
-    return float(np.partition(upper, position)[position])  # the quantile, without a full sort

@@ -4,6 +4,9 @@ The adapted model is the base model's network up to its embedding, with a new ou
 this catalog: the overrides (the owner's labels, each a sound of this library) and a replay sample of the
 library's other sounds with the base model's own calibrated probabilities as soft targets (so classes
 nobody corrected are not forgotten), pulled toward the base output layer (an L2 penalty on the change).
+A correction also carries over: every other sound of the catalog within the close radius of a corrected
+one (the review order's radius, the 1% nearest pairs: other velocity layers, near copies) is given the
+correction's label as its target instead of the base model's vector.
 The output layer starts as the base model's own, temperature included, so with nothing learned the
 adapted model is the base model. Everything is fitted on the embeddings `infer` stored (an override's
 file is decoded again only when the base model has no embedding for it), so no audio is re-read for
@@ -32,11 +35,14 @@ from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_pat
 from drumcat.resources import models_dir
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import (
+    close_similarity,
     decode_embeddings,
+    embedding_sample,
     end_run,
     register_model,
     set_active_model,
     start_run,
+    unit_rows,
     write_results,
 )
 from drumcat.taxonomy import MISC, canonical
@@ -189,41 +195,105 @@ def override_examples(catalog: Catalog, bundle: ModelBundle, model_id: int, labe
     return hashes, np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1), targets
 
 
-def replay_examples(catalog: Catalog, model_id: int, count: int, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uncorrected sounds with the base model's stored calibrated vectors (a hash-ordered, random-like sample)."""
-    with catalog.read() as conn:
-        found = rows(conn, """SELECT p.embedding, p.probabilities FROM predictions p
-            WHERE p.model_id = :m AND p.embedding IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM overrides o WHERE o.hash = p.hash)
-            ORDER BY p.hash LIMIT :n""", {"m": model_id, "n": count})
+@dataclass
+class Pool:
+    """Uncorrected sounds of this catalog: their embeddings and the base model's stored calibrated vectors."""
+
+    hashes: list[str]
+    embeddings: np.ndarray
+    targets: np.ndarray
+
+    def merged(self, other: Pool) -> Pool:
+        if not self.hashes or not other.hashes:
+            return self if self.hashes else other
+        known = set(self.hashes)
+        keep = [i for i, digest in enumerate(other.hashes) if digest not in known]
+        return Pool(self.hashes + [other.hashes[i] for i in keep],
+                    np.concatenate([self.embeddings, other.embeddings[keep]]),
+                    np.concatenate([self.targets, other.targets[keep]]))
+
+
+def _pool_of(found: list[dict[str, Any]], n_labels: int) -> Pool:
     if not found:
-        return np.zeros((0, 0)), np.zeros((0, n_labels))
+        return Pool([], np.zeros((0, 0)), np.zeros((0, n_labels)))
     vectors = decode_embeddings([r["embedding"] for r in found]).astype(np.float64)
     targets = np.array([json.loads(r["probabilities"]) for r in found], dtype=np.float64)
     if targets.shape[1] < n_labels:  # new labels: the base model never gives them
         targets = np.concatenate([targets, np.zeros((len(targets), n_labels - targets.shape[1]))], axis=1)
-    return vectors, targets
+    return Pool([r["hash"] for r in found], vectors, targets)
 
 
-def examples_of(over: np.ndarray, over_labels: list[str], replay: np.ndarray, replay_targets: np.ndarray,
-                labels: list[str]) -> Examples:
+UNCORRECTED = """SELECT p.hash, p.embedding, p.probabilities FROM predictions p
+    WHERE p.model_id = :m AND p.embedding IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM overrides o WHERE o.hash = p.hash)"""
+
+
+def replay_examples(catalog: Catalog, model_id: int, count: int, n_labels: int) -> Pool:
+    """Uncorrected sounds with the base model's stored calibrated vectors (a hash-ordered, random-like sample)."""
+    with catalog.read() as conn:
+        found = rows(conn, UNCORRECTED + " ORDER BY p.hash LIMIT :n", {"m": model_id, "n": count})
+    return _pool_of(found, n_labels)
+
+
+def close_radius(catalog: Catalog, model_id: int) -> float:
+    """The cosine similarity within which two of this model's embeddings count as close: the review
+    order's definition (`close_similarity` over the catalog's embedding sample)."""
+    with catalog.read() as conn:
+        sample = embedding_sample(conn, model_id)
+    if len(sample) < 2:
+        return 1.0
+    return close_similarity(unit_rows(decode_embeddings([r["embedding"] for r in sample])))
+
+
+def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius: float, n_labels: int) -> Pool:
+    """Every uncorrected sound of the catalog within `radius` of an override, whether or not the replay
+    sample holds it: the sounds a correction should carry over to."""
+    corrections, found, last = unit_rows(over), [], ""
+    while True:
+        with catalog.read() as conn:
+            batch = rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT 20000",
+                         {"m": model_id, "last": last})
+        if not batch:
+            return _pool_of(found, n_labels)
+        similarity = unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T
+        found += [row for row, near in zip(batch, similarity.max(axis=1) >= radius, strict=True) if near]
+        last = batch[-1]["hash"]
+
+
+def propagated(pool: Pool, over: np.ndarray, over_labels: list[str], labels: list[str], radius: float) -> np.ndarray:
+    """The pool's targets, with each sound within `radius` of an override given that override's label
+    (the closest one's): a correction carries over to the other velocity layers and near copies of a
+    sound, which the base model's own vector would otherwise pull back."""
+    targets = pool.targets.copy()
+    if not len(pool.hashes) or not len(over):
+        return targets
+    similarity = unit_rows(pool.embeddings) @ unit_rows(over).T
+    near = similarity.max(axis=1) >= radius
+    closest = similarity.argmax(axis=1)
     one_hot = np.eye(len(labels))[[labels.index(label) for label in over_labels]]
-    if not len(replay):
+    targets[near] = one_hot[closest[near]]
+    return targets
+
+
+def examples_of(over: np.ndarray, over_labels: list[str], pool: Pool, labels: list[str], radius: float) -> Examples:
+    one_hot = np.eye(len(labels))[[labels.index(label) for label in over_labels]]
+    if not len(pool.hashes):
         return Examples(over, one_hot, np.full(len(over), OVERRIDE_WEIGHT))
-    return Examples(np.concatenate([over, replay]), np.concatenate([one_hot, replay_targets]),
-                    np.concatenate([np.full(len(over), OVERRIDE_WEIGHT), np.ones(len(replay))]))
+    return Examples(np.concatenate([over, pool.embeddings]),
+                    np.concatenate([one_hot, propagated(pool, over, over_labels, labels, radius)]),
+                    np.concatenate([np.full(len(over), OVERRIDE_WEIGHT), np.ones(len(pool.hashes))]))
 
 
-def cross_validate(start: Head, over: np.ndarray, over_labels: list[str], replay: np.ndarray,
-                   replay_targets: np.ndarray, labels: list[str], mapping: dict[str, str] | None) -> dict[str, Any]:
-    """Accuracy on each fold of the overrides held out, base model against adapted, fine and core."""
+def cross_validate(start: Head, over: np.ndarray, over_labels: list[str], pool: Pool, labels: list[str],
+                   radius: float, mapping: dict[str, str] | None) -> dict[str, Any]:
+    """Accuracy on each fold of the overrides held out, base model against adapted, fine and core (a
+    held-out override's label carries over to no other sound)."""
     order = np.random.default_rng(0).permutation(len(over))
     folds = np.array_split(order, min(FOLDS, len(over)))
     truth, base_pred, adapted_pred = [], [], []
     for held in folds:
         kept = np.setdiff1d(order, held)
-        head = fit_head(start, examples_of(over[kept], [over_labels[i] for i in kept], replay, replay_targets,
-                                           labels))
+        head = fit_head(start, examples_of(over[kept], [over_labels[i] for i in kept], pool, labels, radius))
         truth += [over_labels[i] for i in held]
         base_pred += [labels[i] for i in start.probabilities(over[held]).argmax(axis=1)]
         adapted_pred += [labels[i] for i in head.probabilities(over[held]).argmax(axis=1)]
@@ -323,12 +393,15 @@ def adapt(
                            f"{f' ({reasons}: skipped)' if reasons else ''}; correct more sounds first "
                            "(the review page, or `drumcat override`)")
     replay_count = max(MIN_REPLAY, REPLAY_PER_OVERRIDE * len(over))
-    replay, replay_targets = replay_examples(catalog, base_row["id"], replay_count, len(labels))
+    radius = close_radius(catalog, base_row["id"])
+    replay = replay_examples(catalog, base_row["id"], replay_count, len(labels))
+    near = close_to_overrides(catalog, base_row["id"], over, radius, len(labels))
+    pool = replay.merged(near)
     start = base_head(bundle, labels)
     stage("cross-validating on the overrides")
-    validation = cross_validate(start, over, over_labels, replay, replay_targets, labels, mapping)
+    validation = cross_validate(start, over, over_labels, pool, labels, radius, mapping)
     stage("fitting on every override")
-    head = fit_head(start, examples_of(over, over_labels, replay, replay_targets, labels), steps=steps)
+    head = fit_head(start, examples_of(over, over_labels, pool, labels, radius), steps=steps)
     card = ModelCard(
         name=out.stem, version="1", labels=labels, features=bundle.card.features, weights_sha256="",
         temperature=1.0, embedding_layer=embedding_tensor_layer(bundle.keras_model, bundle.card),
@@ -337,11 +410,14 @@ def adapt(
             "adapted_from": {"name": bundle.name, "card_hash": base_row["card_hash"],
                              "weights_sha256": bundle.card.weights_sha256, "path": str(bundle.path)},
             "overrides_used": dict(sorted(Counter(over_labels).items())),
-            "overrides_skipped": dict(skipped), "replay_sounds": len(replay), "new_labels": new,
+            "overrides_skipped": dict(skipped), "replay_sounds": len(pool.hashes),
+            "close_to_a_correction": {"sounds": len(near.hashes), "cosine_similarity_at_least": round(radius, 4)},
+            "new_labels": new,
             "recipe": f"the base network up to its embedding, frozen; a new softmax output layer started from the "
                       f"base one (temperature {bundle.card.temperature:g} folded in), fitted by full-batch Adam "
                       f"({steps} steps) on the overrides (weight {OVERRIDE_WEIGHT:g} each) and a replay sample of "
-                      f"this catalog's other sounds with the base model's calibrated vectors as targets, with an "
+                      f"this catalog's other sounds with the base model's calibrated vectors as targets, except "
+                      f"that every sound within the close radius of a correction takes its label; with an "
                       f"L2 pull ({L2_TO_BASE:g}) toward the base layer",
         },
         metrics={"cross_validation": validation},
@@ -354,4 +430,4 @@ def adapt(
     if use:
         set_active_model(catalog, model_id)
     return AdaptReport(out, bundle.name, model_id, dict(sorted(Counter(over_labels).items())), dict(skipped),
-                       len(replay), validation, use, round(time.perf_counter() - started, 1), new)
+                       len(pool.hashes), validation, use, round(time.perf_counter() - started, 1), new)

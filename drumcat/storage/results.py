@@ -231,6 +231,27 @@ def resolve_models(catalog: Catalog, names: list[str]) -> list[int]:
 # --- the stored embedding format ---------------------------------------------------------------
 
 
+SAMPLE = 2048  # 2 M pairs: the close radius is stable to 1e-3
+CLOSE_QUANTILE = 0.99  # similarities above this share of sample pairs count as close
+
+
+def embedding_sample(conn: Connection, model_id: int) -> list[dict[str, Any]]:
+    """(hash, embedding) of the model's first SAMPLE sounds in hash order: random-like, and stable as the
+    catalog grows."""
+    return rows(conn, "SELECT hash, embedding FROM predictions WHERE model_id = :m AND embedding IS NOT NULL "
+                      "ORDER BY hash LIMIT :n", {"m": model_id, "n": SAMPLE})
+
+
+def close_similarity(population: np.ndarray) -> float:
+    """The cosine similarity above which a pair counts as close: the CLOSE_QUANTILE of sample pairs."""
+    similarities = population @ population.T
+    upper = similarities[np.triu_indices(len(population), k=1)]
+    if not upper.size:
+        return 1.0
+    position = int(CLOSE_QUANTILE * (upper.size - 1))
+    return float(np.partition(upper, position)[position])  # the quantile, without a full sort
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (an all-zero embedding stays zero and matches nothing)."""
     matrix = np.asarray(matrix, dtype=np.float32)
