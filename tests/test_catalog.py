@@ -122,7 +122,8 @@ def test_upgrade_computes_the_core_margin_of_every_stored_prediction(tmp_path: P
         for digest, vector in vectors.items():
             top = labels[int(np.argmax(vector))]
             db.execute("INSERT INTO predictions (model_id, hash, run_id, label, confidence, predicted_at, "
-                       "probabilities) VALUES (1, ?, 1, ?, ?, 'now', ?)", (digest, top, max(vector), json.dumps(vector)))
+                       "probabilities) VALUES (1, ?, 1, ?, ?, 'now', ?)",
+                       (digest, top, max(vector), json.dumps(vector)))
 
     Catalog(path).close()
 

@@ -90,6 +90,8 @@ class AdaptReport:
     activated: bool
     seconds: float = 0.0
     new_labels: list[str] = field(default_factory=list)
+    carried_over: int = 0
+    """Uncorrected sounds within the close radius of a correction, fitted with its label."""
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "out": str(self.out)}
@@ -430,4 +432,5 @@ def adapt(
     if use:
         set_active_model(catalog, model_id)
     return AdaptReport(out, bundle.name, model_id, dict(sorted(Counter(over_labels).items())), dict(skipped),
-                       len(pool.hashes), validation, use, round(time.perf_counter() - started, 1), new)
+                       len(pool.hashes), validation, use, round(time.perf_counter() - started, 1), new,
+                       len(near.hashes))
