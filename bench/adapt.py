@@ -3,7 +3,8 @@
 The held-out test kits of the training set (`make dataset`) are scanned into a catalog and inferred with
 the shipped model. For N = 25, 50, 100, 200 the user corrects the first N sounds of the review order
 (`review_queue`), or N sounds chosen at random, with their true labels; `drumcat adapt` fits a model;
-core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after.
+core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after. A third
+user corrects the N in rounds of 25, the queue ranked each time by the model adapted so far.
 
     python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
                           [--split test] [--model PATH]
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROUND = 25  # corrections between two adapts in the `rounds` order
 
 
 def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | None = None
@@ -60,20 +63,39 @@ def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | 
     return work / f"{split}.db", truth
 
 
-def measure(db: Path, held: set[str], truth: dict[str, str]) -> tuple[float, float]:
-    """Core accuracy and macro-F1 of the views' model on every sound not corrected."""
+def predictions(db: Path) -> dict[str, str]:
+    """hash -> fine label, as the views' active model gives it."""
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT hash, label FROM latest_predictions"))
+
+
+def measure(predicted: dict[str, str], held: set[str], truth: dict[str, str]) -> tuple[float, float]:
+    """Core accuracy and macro-F1 of `predicted` on every sound not corrected."""
     from drumcat.model.metrics import accuracy, macro_f1, per_class_table
     from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
-    with sqlite3.connect(db) as conn:
-        predicted = dict(conn.execute("SELECT hash, label FROM latest_predictions"))
     others = [h for h in truth if h not in held and h in predicted]
     core_truth = [canonical(truth[h]) for h in others]
     core_pred = [canonical(predicted[h]) for h in others]
     return accuracy(core_truth, core_pred), macro_f1(per_class_table(core_truth, core_pred, [*CORE_CLASSES, MISC]))
 
 
+def correct(db: Path, hashes: list[str], truth: dict[str, str]) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO overrides VALUES (?, ?, 'bench', '2026-01-01T00:00:00Z')",
+                         [(h, truth[h]) for h in hashes])
+
+
+def next_in_review_order(db: Path, count: int) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [h for (h,) in conn.execute("SELECT hash FROM review_queue LIMIT ?", (count,))]
+
+
 def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int) -> dict[str, float]:
+    """One simulated user: `review` corrects the first `size` sounds of the review order and adapts once;
+    `rounds` corrects ROUND at a time, each time the first of the queue as the model adapted so far
+    ranks it, adapting the base model on every correction so far after each round (what a user of the
+    review page does who adapts, reloads and goes on); `random` corrects `size` sounds drawn at random."""
     from drumcat.model.adapt import adapt
     from drumcat.storage.catalog import Catalog
 
@@ -81,17 +103,22 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
     with sqlite3.connect(base_db) as source, sqlite3.connect(db) as copy:
         source.backup(copy)
     with sqlite3.connect(db) as conn:
-        if order == "review":
-            chosen = [h for (h,) in conn.execute("SELECT hash FROM review_queue LIMIT ?", (size,))]
+        base_id = conn.execute("SELECT model_id FROM active_model").fetchone()[0]
+    base = predictions(db)
+    chosen: list[str] = []
+    seconds = 0.0
+    while len(chosen) < size:
+        step = min(ROUND, size - len(chosen)) if order == "rounds" else size
+        if order == "random":
+            batch = list(np.random.default_rng(seed).choice(sorted(truth), size=size, replace=False))
         else:
-            chosen = list(np.random.default_rng(seed).choice(sorted(truth), size=size, replace=False))
-        conn.executemany("INSERT INTO overrides VALUES (?, ?, 'bench', '2026-01-01T00:00:00Z')",
-                         [(h, truth[h]) for h in chosen])
-    before = measure(db, set(chosen), truth)
-    started = time.perf_counter()
-    adapt(Catalog(db), out=work / f"{order}-{size}-{seed}.keras", use=True)
-    seconds = time.perf_counter() - started
-    after = measure(db, set(chosen), truth)
+            batch = next_in_review_order(db, step)
+        correct(db, batch, truth)
+        chosen += batch
+        started = time.perf_counter()
+        adapt(Catalog(db), out=work / f"{order}-{size}-{seed}-{len(chosen)}.keras", base=str(base_id), use=True)
+        seconds += time.perf_counter() - started
+    before, after = measure(base, set(chosen), truth), measure(predictions(db), set(chosen), truth)
     return {"before_acc": before[0], "before_f1": before[1], "after_acc": after[0], "after_f1": after[1],
             "seconds": seconds}
 
@@ -110,14 +137,15 @@ def main() -> None:
         work = Path(tmp)
         base_db, truth = build_catalog(args.dataset, work, args.split, args.model)
         print(f"{len(truth)} {args.split} sounds; the base model's core accuracy on all of them: "
-              f"{measure(base_db, set(), truth)[0]:.3f}")
+              f"{measure(predictions(base_db), set(), truth)[0]:.3f}")
         print("| N | order | core accuracy before | after | macro-F1 before | after | adapt seconds |")
         print("|---|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",")):
-            for order, seeds in (("review", [0]), ("random", list(range(args.seeds)))):
+            for order, seeds in (("review", [0]), ("rounds", [0]), ("random", list(range(args.seeds)))):
                 results = [run(base_db, truth, work, size, order, seed) for seed in seeds]
                 mean = {k: statistics.mean(r[k] for r in results) for k in results[0]}
-                print(f"| {size} | {order}{f' (mean of {len(seeds)})' if len(seeds) > 1 else ''} | "
+                name = f"review, in rounds of {ROUND}" if order == "rounds" else order
+                print(f"| {size} | {name}{f' (mean of {len(seeds)})' if len(seeds) > 1 else ''} | "
                       f"{mean['before_acc']:.3f} | {mean['after_acc']:.3f} | {mean['before_f1']:.3f} | "
                       f"{mean['after_f1']:.3f} | {mean['seconds']:.1f} |", flush=True)
 
