@@ -1,8 +1,9 @@
 """The class taxonomy: 34 fine classes, the canonical (core) mapping, and the reference design's files.
 
 The catalog holds these as tables (`classes`, `canonical_map`) that the views read; this module is the
-default they are filled from and the reader of the reference design's `label_mapping.json` and
-`canonical_mapping.json`.
+default they are filled from, the reader of the reference design's `label_mapping.json` and
+`canonical_mapping.json`, and the one fine-to-core matrix (`core_membership`) that training's core loss
+and the review order's core margin both sum probabilities with.
 """
 
 from __future__ import annotations
