@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROUND = 25  # corrections between two adapts in the `rounds` order
+ROUND = 25  # corrections between two adapts in the `rounds` order (--round)
 
 
 def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | None = None
@@ -91,9 +91,10 @@ def next_in_review_order(db: Path, count: int) -> list[str]:
         return [h for (h,) in conn.execute("SELECT hash FROM review_queue LIMIT ?", (count,))]
 
 
-def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int) -> dict[str, float]:
+def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int, round_size: int = ROUND
+        ) -> dict[str, float]:
     """One simulated user: `review` corrects the first `size` sounds of the review order and adapts once;
-    `rounds` corrects ROUND at a time, each time the first of the queue as the model adapted so far
+    `rounds` corrects `round_size` at a time, each time the first of the queue as the model adapted so far
     ranks it, adapting the base model on every correction so far after each round (what a user of the
     review page does who adapts, reloads and goes on); `random` corrects `size` sounds drawn at random."""
     from drumcat.model.adapt import adapt
@@ -108,7 +109,7 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
     chosen: list[str] = []
     seconds = 0.0
     while len(chosen) < size:
-        step = min(ROUND, size - len(chosen)) if order == "rounds" else size
+        step = min(round_size, size - len(chosen)) if order == "rounds" else size
         if order == "random":
             batch = list(np.random.default_rng(seed).choice(sorted(truth), size=size, replace=False))
         else:
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="random draws averaged for the random order")
     parser.add_argument("--split", default="test", help="whose kits the simulated user owns")
     parser.add_argument("--model", type=Path, help="the base model (default: the shipped one)")
+    parser.add_argument("--round", type=int, default=ROUND, help="corrections between two adapts, `rounds` order")
     args = parser.parse_args()
     if not (args.dataset / "manifest.csv").is_file():
         raise SystemExit(f"{args.dataset}: no manifest.csv; build the training set with `make dataset`")
@@ -142,9 +144,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",")):
             for order, seeds in (("review", [0]), ("rounds", [0]), ("random", list(range(args.seeds)))):
-                results = [run(base_db, truth, work, size, order, seed) for seed in seeds]
+                results = [run(base_db, truth, work, size, order, seed, args.round) for seed in seeds]
                 mean = {k: statistics.mean(r[k] for r in results) for k in results[0]}
-                name = f"review, in rounds of {ROUND}" if order == "rounds" else order
+                name = f"review, in rounds of {args.round}" if order == "rounds" else order
                 print(f"| {size} | {name}{f' (mean of {len(seeds)})' if len(seeds) > 1 else ''} | "
                       f"{mean['before_acc']:.3f} | {mean['after_acc']:.3f} | {mean['before_f1']:.3f} | "
                       f"{mean['after_f1']:.3f} | {mean['seconds']:.1f} |", flush=True)
