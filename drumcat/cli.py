@@ -717,8 +717,9 @@ def train(
         help="Distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out).")] = None,
     tail_seconds: Annotated[float | None, typer.Option(
         help="Seconds after the first one seen at a coarse time resolution [default: the recipe's]")] = None,
-    core_weight: Annotated[float, typer.Option(
-        help="Weight of a core-class cross-entropy beside the fine-class one (0: none).")] = 0.0,
+    core_weight: Annotated[float | None, typer.Option(
+        help="Weight of a core-class cross-entropy beside the fine-class one (0: none) [default: the recipe's]")]
+    = None,
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
 ) -> None:
@@ -731,19 +732,19 @@ def train(
         raise DrumcatError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3") from exc
     if not (dataset / "manifest.csv").is_file():
         raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
-    tail = {} if tail_seconds is None else {"tail_seconds": tail_seconds}
+    recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
+    if core_weight is not None:
+        recipe["core_weight"] = core_weight
     # Keras prints its epoch lines to stdout: they are progress, so they go to stderr with the rest.
     with contextlib.redirect_stdout(sys.stderr):
         if validation_only:
             from drumcat.model.train.train import candidate_on_validation
 
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
-                                              teacher_targets_path=teacher_targets, core_weight=core_weight,
-                                              **tail)
+                                              teacher_targets_path=teacher_targets, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
-                             teacher_path=teacher, teacher_targets_path=teacher_targets, core_weight=core_weight,
-                             **tail)
+                             teacher_path=teacher, teacher_targets_path=teacher_targets, **recipe)
     if validation_only:
         console.out.print_json(data=summary)
         return

@@ -171,6 +171,7 @@ def augmented_training_set(
 
 WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
 STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
+CORE_WEIGHT = 1.0  # the core-class cross-entropy beside the fine one (`training_loss`; README, run 22)
 
 
 def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE) -> Any:
@@ -309,12 +310,12 @@ class Setup:
     copies: int = 3
     teacher: Teacher | None = None
     teacher_targets: TeacherTargets | None = None
-    core_weight: float = 0.0
+    core_weight: float = CORE_WEIGHT
     """Weight of the core-class cross-entropy beside the fine one (`training_loss`)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
-           teacher_targets_path: Path | None = None, core_weight: float = 0.0) -> Setup:
+           teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
@@ -511,7 +512,8 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
 
 def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
-    teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds, core_weight: float = 0.0,
+    teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
+    core_weight: float = CORE_WEIGHT,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
@@ -522,7 +524,7 @@ def candidate_on_validation(
 def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
-    tail_seconds: float = RECIPE.tail_seconds, core_weight: float = 0.0,
+    tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -558,7 +560,7 @@ def train(
               for split, s in (("train", train_split), ("validation", val_split), ("test", test_split))}
     summary = json.loads((dataset / "summary.json").read_text())
     card = ModelCard(
-        name=out.stem, version="2.1.0", labels=classes, features=recipe, weights_sha256="",
+        name=out.stem, version="2.2.0", labels=classes, features=recipe, weights_sha256="",
         temperature=shipped.temperature, embedding_layer="embedding", metrics=metrics, created_at=utc_now(),
         training={
             "sources": {"debian_packages": package_versions(),
@@ -615,7 +617,7 @@ def main() -> None:
                         help="distil from precomputed out-of-kit probabilities (bench/probe_aisfx.py --teacher-out)")
     parser.add_argument("--tail-seconds", type=float, default=RECIPE.tail_seconds,
                         help="seconds after the first one seen at a coarse time resolution (0: none)")
-    parser.add_argument("--core-weight", type=float, default=0.0,
+    parser.add_argument("--core-weight", type=float, default=CORE_WEIGHT,
                         help="weight of a core-class cross-entropy beside the fine one (0: none)")
     parser.add_argument("--validation-only", action="store_true",
                         help="print the candidate's figures on the validation kits (no refit, no test, nothing "
