@@ -33,7 +33,7 @@ import numpy as np
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.resources import models_dir
-from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.catalog import Catalog, pages_by_hash, rows
 from drumcat.storage.results import (
     close_similarity,
     decode_embeddings,
@@ -55,6 +55,7 @@ OVERRIDE_WEIGHT = 4.0  # an owner's correction counts as much as this many repla
 L2_TO_BASE = 1e-3
 STEPS = 400
 FOLDS = 5
+PAGE = 20_000  # stored embeddings read at a time
 
 
 @dataclass
@@ -250,16 +251,16 @@ def close_radius(catalog: Catalog, model_id: int) -> float:
 def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius: float, n_labels: int) -> Pool:
     """Every uncorrected sound of the catalog within `radius` of an override, whether or not the replay
     sample holds it: the sounds a correction should carry over to."""
-    corrections, found, last = unit_rows(over), [], ""
-    while True:
+    def page(last: str) -> list[dict[str, Any]]:
         with catalog.read() as conn:
-            batch = rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT 20000",
-                         {"m": model_id, "last": last})
-        if not batch:
-            return _pool_of(found, n_labels)
+            return rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT :n",
+                        {"m": model_id, "last": last, "n": PAGE})
+
+    corrections, found = unit_rows(over), []
+    for batch in pages_by_hash(page):
         similarity = unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T
         found += [row for row, near in zip(batch, similarity.max(axis=1) >= radius, strict=True) if near]
-        last = batch[-1]["hash"]
+    return _pool_of(found, n_labels)
 
 
 def propagated(pool: Pool, over: np.ndarray, over_labels: list[str], labels: list[str], radius: float) -> np.ndarray:
@@ -347,19 +348,18 @@ def write_bundle_atomically(model: Any, card: ModelCard, out: Path) -> ModelCard
 def predict_stored(catalog: Catalog, model_id: int, base_id: int, head: Head, labels: list[str]) -> int:
     """The adapted model's results for every sound the base model embedded, from the stored embeddings
     (its network up to the embedding is the base model's), so the views can use it without `infer`."""
-    run_id, _ = start_run(catalog, model_id, 0, {"from": f"stored embeddings of model {base_id}"})
-    written, last = 0, ""
-    while True:
+    def page(last: str) -> list[dict[str, Any]]:
         with catalog.read() as conn:
-            batch = rows(conn, """SELECT hash, embedding FROM predictions WHERE model_id = :b AND hash > :last
-                AND embedding IS NOT NULL ORDER BY hash LIMIT 20000""", {"b": base_id, "last": last})
-        if not batch:
-            break
+            return rows(conn, """SELECT hash, embedding FROM predictions WHERE model_id = :b AND hash > :last
+                AND embedding IS NOT NULL ORDER BY hash LIMIT :n""", {"b": base_id, "last": last, "n": PAGE})
+
+    run_id, _ = start_run(catalog, model_id, 0, {"from": f"stored embeddings of model {base_id}"})
+    written = 0
+    for batch in pages_by_hash(page):
         embeddings = decode_embeddings([r["embedding"] for r in batch])
         probabilities = head.probabilities(embeddings.astype(np.float64)).astype(np.float32)
         write_results(catalog, model_id, run_id, labels, [r["hash"] for r in batch], probabilities, embeddings, [])
         written += len(batch)
-        last = batch[-1]["hash"]
     end_run(catalog, run_id, "finished")
     return written
 

@@ -6,7 +6,7 @@ How the catalog is stored lives here; what a drum sample is lives in the modules
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +179,16 @@ def rows(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> li
     """Run a query and return plain dicts, the shape the CLI prints and tests assert on."""
     result = conn.execute(text(sql), params or {})
     return [dict(row._mapping) for row in result]
+
+
+def pages_by_hash(fetch: Callable[[str], list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """The batches `fetch(last)` returns, each the rows after hash `last` in hash order, until one comes
+    back empty: a large table read a bounded batch at a time (keyset paging, so each batch is an index
+    seek), on a connection per batch or one for all, as `fetch` decides."""
+    last = ""
+    while batch := fetch(last):
+        yield batch
+        last = batch[-1]["hash"]
 
 
 def scalar(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:

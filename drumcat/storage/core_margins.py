@@ -9,11 +9,12 @@ drumcat.toml sets, for one command, changes the folders that command sees but no
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
-from drumcat.storage.catalog import execute_many, rows
+from drumcat.storage.catalog import execute_many, pages_by_hash, rows
 from drumcat.storage.rules import canonical_map
 from drumcat.taxonomy import core_margins
 
@@ -32,16 +33,17 @@ def recompute_core_margins(conn: Connection, model_id: int | None = None) -> int
     """Compute the core margins again from the stored vectors, of one model or of all; returns how many."""
     models = rows(conn, "SELECT id, labels FROM models" + ("" if model_id is None else " WHERE id = :m"),
                   {"m": model_id})
+    return sum(_recompute_model(conn, model["id"], json.loads(model["labels"])) for model in models)
+
+
+def _recompute_model(conn: Connection, model_id: int, labels: list[str]) -> int:
+    def page(last: str) -> list[dict[str, Any]]:
+        return rows(conn, """SELECT hash, probabilities FROM predictions WHERE model_id = :m AND hash > :last
+            AND probabilities IS NOT NULL ORDER BY hash LIMIT :n""", {"m": model_id, "last": last, "n": BATCH})
+
     written = 0
-    for model in models:
-        labels, last = json.loads(model["labels"]), ""
-        while True:
-            batch = rows(conn, """SELECT hash, probabilities FROM predictions WHERE model_id = :m AND hash > :last
-                AND probabilities IS NOT NULL ORDER BY hash LIMIT :n""", {"m": model["id"], "last": last, "n": BATCH})
-            if not batch:
-                break
-            vectors = np.array([json.loads(r["probabilities"]) for r in batch], dtype=np.float64)
-            write_core_margins(conn, model["id"], labels, [r["hash"] for r in batch], vectors)
-            written += len(batch)
-            last = batch[-1]["hash"]
+    for batch in pages_by_hash(page):
+        vectors = np.array([json.loads(r["probabilities"]) for r in batch], dtype=np.float64)
+        write_core_margins(conn, model_id, labels, [r["hash"] for r in batch], vectors)
+        written += len(batch)
     return written
