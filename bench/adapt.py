@@ -4,10 +4,11 @@ The held-out test kits of the training set (`make dataset`) are scanned into a c
 the shipped model. For N = 25, 50, 100, 200 the user corrects the first N sounds of the review order
 (`review_queue`), or N sounds chosen at random, with their true labels; `drumcat adapt` fits a model;
 core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after. A third
-user corrects the N in rounds of 25, the queue ranked each time by the model adapted so far.
+user corrects the N in rounds (of 25 unless --round says), the queue ranked each time by the model
+adapted so far.
 
     python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
-                          [--split test] [--model PATH]
+                          [--split test] [--model PATH] [--round 25]
 
 To choose among methods, use kits the model never saw besides the test kits: `--split validation` with a
 model trained `--no-refit` (the shipped model was refit on the validation kits).

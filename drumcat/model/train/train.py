@@ -220,7 +220,7 @@ def training_loss(core_weight: float) -> Any:
 
 
 def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                   core_weight: float = 0.0) -> Any:
+                   core_weight: float = CORE_WEIGHT) -> Any:
     import keras
 
     model = build_model(num_classes, widths, recipe)
