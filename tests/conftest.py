@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
+from drumcat.commands.infer import infer
 from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.model.bundle import ModelBundle, load_bundle
-from drumcat.storage.catalog import Catalog
+from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import write_overrides
 
 
 @pytest.fixture
@@ -78,3 +80,15 @@ def demo(inferred_demo: Path, tmp_path: Path) -> Path:
         source.backup(copy)
     (work / "archive").symlink_to(inferred_demo / "archive")
     return work
+
+
+@pytest.fixture
+def corrected(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> Catalog:
+    """The scanned archive inferred, and every sound corrected to its true instrument (file names say it)."""
+    infer(catalog, bundle, workers=1)
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT hash, path FROM present_files WHERE name NOT LIKE 'dup%'")
+    truth = {r["hash"]: Path(r["path"]).stem.rstrip("0123456789").capitalize() for r in found}
+    with catalog.connect() as conn:
+        write_overrides(conn, [{"hash": h, "correct_label": label, "note": "test"} for h, label in truth.items()])
+    return catalog

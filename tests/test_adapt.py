@@ -20,18 +20,6 @@ from drumcat.storage.results import decode_embeddings
 from drumcat.storage.rules import write_overrides
 
 
-@pytest.fixture
-def corrected(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> Catalog:
-    """The scanned archive inferred, and every sound corrected to its true instrument (file names say it)."""
-    infer(catalog, bundle, workers=1)
-    with catalog.read() as conn:
-        found = rows(conn, "SELECT hash, path FROM present_files WHERE name NOT LIKE 'dup%'")
-    truth = {r["hash"]: Path(r["path"]).stem.rstrip("0123456789").capitalize() for r in found}
-    with catalog.connect() as conn:
-        write_overrides(conn, [{"hash": h, "correct_label": label, "note": "test"} for h, label in truth.items()])
-    return catalog
-
-
 def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected: Catalog, tmp_path: Path) -> None:
     shipped = {p: file_sha256(p) for p in (default_model_path(), lite_path_for(default_model_path()))}
     report = adapt(corrected, out=tmp_path / "mine.keras")

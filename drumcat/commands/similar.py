@@ -119,6 +119,13 @@ class EmbeddingIndex:
         return [(self.hashes[i].decode(), float(1.0 - scores[i])) for i in top]
 
 
+def forget_index(catalog: Catalog, model_id: int) -> None:
+    """Remove a retired model's cached index (a later model could be given its id)."""
+    folder = index_dir(catalog)
+    for path in [*folder.glob(f"model-{model_id}.json"), *folder.glob(f"model-{model_id}-*.npy")]:
+        path.unlink(missing_ok=True)
+
+
 def active_model_id(catalog: Catalog) -> int:
     with catalog.read() as conn:
         model_id = conn.exec_driver_sql("SELECT model_id FROM embedding_model").scalar()

@@ -203,6 +203,24 @@ def refresh_ensembles_with(catalog: Catalog, model_id: int) -> None:
         refresh_ensemble(catalog, ensemble_id)
 
 
+RESULT_TABLES = ("core_margins", "review_density", "inference_errors", "predictions", "inference_runs")
+"""Every table holding a model's results, in an order that deletes rows before what they refer to."""
+
+
+def retire_model(catalog: Catalog, model_id: int) -> None:
+    """Forget a model and all its results, in one transaction; the active model and an ensemble's member
+    are refused (the views, or the ensemble, would lose their results)."""
+    with catalog.connect() as conn:
+        in_use = conn.exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM active_model WHERE model_id = :m) OR EXISTS "
+            "(SELECT 1 FROM ensemble_members WHERE model_id = :m OR ensemble_id = :m)", {"m": model_id}).scalar()
+        if in_use:
+            raise DrumcatError(f"model {model_id} is the active model or part of an ensemble; it stays")
+        for table in RESULT_TABLES:
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE model_id = ?", (model_id,))
+        conn.exec_driver_sql("DELETE FROM models WHERE id = ?", (model_id,))
+
+
 def model_list(catalog: Catalog) -> list[dict[str, Any]]:
     """Every model the catalog knows, with its result count and whether the views use it."""
     with catalog.read() as conn:
