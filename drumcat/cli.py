@@ -578,22 +578,34 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")]
     = "127.0.0.1",
     read_only: Annotated[bool, typer.Option("--read-only", help="Browse and listen only; no corrections.")] = False,
+    learn_every: Annotated[int | None, typer.Option(help="Decisions between two rounds of learning from the "
+                                                         "corrections (the views then use the model learned; 0: "
+                                                         "never).")] = None,
 ) -> None:
     """The review page: browse, audition and correct the catalog in a browser. Ctrl-C stops it."""
     import uvicorn
 
+    from drumcat.commands.learning import Learner
     from drumcat.web.app import ReviewServer, create_app
 
     state: State = ctx.obj
     if not 0 < port < 65536:
         raise DrumcatError(f"--port {port}: use a port between 1 and 65535")
-    server = ReviewServer(state.open_catalog(), read_only=read_only, changes=state.rule_changes())
+    if learn_every is not None and learn_every < 0:
+        raise DrumcatError(f"--learn-every {learn_every}: use 0 (never) or more")
+    catalog = state.open_catalog()
+    learner = None if read_only else Learner(catalog, mapping=state.canonical_map(),
+                                             **({} if learn_every is None else {"every": learn_every}))
+    server = ReviewServer(catalog, read_only=read_only, changes=state.rule_changes(), learner=learner)
     console.out.print(f"drumcat review page: http://{host}:{port}/  ({'read-only, ' if read_only else ''}"
                       "Ctrl-C stops it)")
     try:
         uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
     except OSError as exc:
         raise DrumcatError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from exc
+    if learner is not None and learner.running:
+        console.err.print("finishing the round of learning under way…")
+        learner.wait()
 
 
 @app.command()

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from starlette.testclient import TestClient
 from drumcat.audio.synth import render, write_sample
 from drumcat.commands.demo import build_demo_archive
 from drumcat.commands.infer import infer
+from drumcat.commands.learning import Learner
 from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.model.bundle import ModelBundle
 from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.rules import write_overrides
 from drumcat.web.app import REVIEW_NOTE, ReviewServer, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -81,7 +84,10 @@ def test_a_write_needs_the_servers_token(client: TestClient, demo_catalog: Catal
                        headers={"X-Drumcat-Token": "guess"}).status_code == 403
     assert overrides(demo_catalog) == []
     done = client.post("/api/override", json={"hash": digest, "label": "Kick"}, headers={"X-Drumcat-Token": "t0ken"})
-    assert done.status_code == 200 and done.json() == {"hash": digest, "label": "Kick", "previous": None}
+    assert done.status_code == 200
+    assert {k: v for k, v in done.json().items() if k != "learning"} == {"hash": digest, "label": "Kick",
+                                                                         "previous": None}
+    assert done.json()["learning"]["state"] == "off"  # this server has no learner
     assert overrides(demo_catalog) == [{"hash": digest, "label": "Kick", "note": REVIEW_NOTE}]
 
 
@@ -154,14 +160,14 @@ def test_new_results_show_on_reload_while_another_process_writes(client: TestCli
 # --- the page in a real browser ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def live_server(demo_catalog: Catalog) -> Iterator[tuple[str, ReviewServer]]:
+@contextmanager
+def serving(server: ReviewServer) -> Iterator[str]:
+    """`server` on a free port of this machine, in a thread, until the block ends; yields its URL."""
     import uvicorn
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = ReviewServer(demo_catalog)
     uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port,
                                                    log_level="warning"))
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
@@ -169,9 +175,16 @@ def live_server(demo_catalog: Catalog) -> Iterator[tuple[str, ReviewServer]]:
     deadline = time.monotonic() + 10
     while not uvicorn_server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", server
+    yield f"http://127.0.0.1:{port}"
     uvicorn_server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(demo_catalog: Catalog) -> Iterator[tuple[str, ReviewServer]]:
+    server = ReviewServer(demo_catalog)
+    with serving(server) as url:
+        yield url, server
 
 
 @pytest.fixture
@@ -230,3 +243,31 @@ def test_three_sounds_reviewed_with_the_keyboard(live_server: tuple, browser_pag
     assert {o["hash"] for o in overrides(demo_catalog)} == set(hashes[:2])
     browser_page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     assert (tmp_path / "review.png").stat().st_size > 10_000
+
+
+def test_after_a_round_of_learning_the_page_takes_the_queue_as_the_learned_model_ranks_it(
+        browser_page, demo_catalog: Catalog) -> None:
+    with demo_catalog.read() as conn:
+        queue = [r["hash"] for r in rows(conn, "SELECT hash FROM uncertain")]
+        sure = [r["hash"] for r in rows(conn, "SELECT hash FROM routed") if r["hash"] not in queue]
+    corrected_before = (sure + queue[::-1])[:19]  # the 20th decision, made on the page, starts the round
+    assert len(set(queue) - set(corrected_before)) >= 3
+    with demo_catalog.connect() as conn:
+        write_overrides(conn, [{"hash": h, "correct_label": "Kick", "note": "test"} for h in corrected_before])
+    server = ReviewServer(demo_catalog, learner=Learner(demo_catalog, every=1))
+    with serving(server) as url:
+        browser_page.goto(url + "/review")
+        assert "1 more decision" in browser_page.text_content("#learning")
+        first_two = [browser_page.locator("#queue tr.sound").nth(i).get_attribute("data-hash") for i in range(2)]
+        browser_page.keyboard.press("4")  # Snare, for the first sound of the queue
+        browser_page.wait_for_selector("#queue[data-generation='1']", timeout=120_000)
+        server.learner.wait()
+        learned = server.learner.status()["model"]
+        assert learned == "drumcat-v2-reviewed-20" and learned in browser_page.text_content("#learning")
+        with demo_catalog.read() as conn:
+            assert conn.exec_driver_sql("SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)"
+                                        ).scalar() == learned
+            reranked = [r["hash"] for r in rows(conn, "SELECT hash FROM uncertain")]
+        on_page = [row.get_attribute("data-hash") for row in browser_page.locator("#queue tr.sound").all()]
+        assert on_page[:2] == first_two  # the decided row and the current one stay
+        assert on_page[2:] == [h for h in reranked if h != first_two[1]]

@@ -4,7 +4,9 @@ Every page reads the views (and the overrides, for the review queue's history), 
 as the command line. Sounds are addressed by content hash, never by a path from the request, so nothing
 outside the catalog can be read. Writes are POSTs that carry the per-server token (another site's page
 cannot send it), are refused with --read-only, and go to the same `overrides` table `drumcat override`
-writes, one decision at a time, so a closed tab loses nothing.
+writes, one decision at a time, so a closed tab loses nothing. After every 25 decisions (--learn-every) the
+model learns from every correction so far, in a background thread (commands/learning.py), and the page
+takes the rest of its queue from the re-ranked view.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from drumcat.audio.files import AudioReadError
+from drumcat.commands.learning import Learner
 from drumcat.commands.similar import index_dir
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
@@ -86,9 +89,10 @@ class ReviewServer:
     """The state one `drumcat serve` holds: the catalog, the rules of this command, the write token."""
 
     def __init__(self, catalog: Catalog, *, read_only: bool = False, changes: RuleChanges | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, learner: Learner | None = None) -> None:
         self.catalog = catalog
         self.read_only = read_only
+        self.learner = learner
         self.changes = changes or RuleChanges()
         self.token = token or secrets.token_urlsafe(24)
         self.templates = Environment(loader=PackageLoader("drumcat.web", "templates"),
@@ -185,7 +189,16 @@ class ReviewServer:
                     raise HTTPException(400, f"unknown label {label!r}: use one of the classes or misc")
                 write_overrides(conn, [{"hash": digest, "correct_label": label, "note": REVIEW_NOTE}])
         self.after_own_write(digest)
-        return {"hash": digest, "label": label, "previous": previous}
+        if self.learner is not None:
+            self.learner.after_decision()
+        return {"hash": digest, "label": label, "previous": previous, "learning": self.learning()}
+
+    def learning(self) -> dict[str, Any]:
+        """What the learner is doing, for the page's status line."""
+        if self.learner is None:
+            return {"state": "off", "generation": 0, "model": None, "learned_from": 0,
+                    "message": "read-only: no learning" if self.read_only else "learning is off"}
+        return self.learner.status()
 
 
 # --- pages --------------------------------------------------------------------------------------------
@@ -300,7 +313,17 @@ def create_app(server: ReviewServer) -> Starlette:
         return page("browse.html", request, **browse_data(server, request))
 
     async def review(request: Request) -> Response:
-        return page("review.html", request, queue=review_queue(server))
+        return page("review.html", request, queue=review_queue(server), learning=server.learning())
+
+    async def review_rows(request: Request) -> Response:
+        """The queue's first rows as the review page renders them, for the page to take after a round."""
+        found = review_queue(server)
+        rows_html = "".join(server.templates.get_template("_queue_row.html").render(item=item)
+                            for item in found["items"])
+        return JSONResponse({"rows": rows_html, "remaining": found["remaining"], "learning": server.learning()})
+
+    async def learning(request: Request) -> Response:
+        return JSONResponse(server.learning())
 
     async def queue(request: Request) -> Response:
         try:
@@ -357,7 +380,8 @@ def create_app(server: ReviewServer) -> Starlette:
         routes=[
             Route("/", overview), Route("/browse", browse), Route("/review", review),
             Route("/sound/{digest}", sound), Route("/audio/{digest}", audio), Route("/thumb/{digest}.svg", thumb),
-            Route("/api/queue", queue), Route("/api/override", override, methods=["POST"]),
+            Route("/api/queue", queue), Route("/api/queue/rows", review_rows), Route("/api/learning", learning),
+            Route("/api/override", override, methods=["POST"]),
             Route("/api/undo", undo, methods=["POST"]),
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],

@@ -41,9 +41,41 @@ if (queue) {
   const undoStack = [];
   let current = 0;
   let reviewed = Number(progress.dataset.reviewed);
-  const total = reviewed + Number(progress.dataset.remaining);
+  let total = reviewed + Number(progress.dataset.remaining);
+  const learning = document.getElementById("learning");
+  let generation = Number(learning.dataset.generation);
+  let polling = false;
 
   function showProgress() { progress.textContent = `${reviewed} of ${total} reviewed`; }
+  function showLearning(status) {
+    if (!status) return;
+    learning.textContent = status.message;
+    learning.dataset.state = status.state;
+    if (status.generation !== generation) takeRerankedQueue(status.generation);
+    if (status.state === "learning" && !polling) {  // a round is running: look again until it is done
+      polling = true;
+      setTimeout(async () => {
+        polling = false;
+        try { showLearning(await (await fetch("/api/learning")).json()); } catch (error) { /* next decision */ }
+      }, 1500);
+    }
+  }
+  async function takeRerankedQueue(newGeneration) {
+    // A round has finished: the rows not decided yet below the current one make way for the queue as
+    // the model that just learned ranks it (decided rows, and any skipped above, stay where they are).
+    generation = newGeneration;
+    const data = await (await fetch("/api/queue/rows")).json();
+    rows().slice(current + 1).filter((row) => !row.classList.contains("decided")).forEach((row) => row.remove());
+    const onPage = new Set(rows().map((row) => row.dataset.hash));
+    const holder = document.createElement("tbody");
+    holder.innerHTML = data.rows;
+    const body = queue.tBodies[queue.tBodies.length - 1];
+    holder.querySelectorAll("tr.sound").forEach((row) => { if (!onPage.has(row.dataset.hash)) body.appendChild(row); });
+    total = reviewed + data.remaining;
+    queue.dataset.generation = String(generation);
+    showProgress();
+    select(current);
+  }
   function select(index) {
     const all = rows();
     if (!all.length) return;
@@ -66,6 +98,7 @@ if (queue) {
       if (!wasDecided) reviewed += 1;
       undoStack.push({ row, previous: result.previous, shown, wasDecided });
       showProgress();
+      showLearning(result.learning);
     } catch (error) {
       row.querySelector("td.label a").textContent = shown;
       if (!wasDecided) row.classList.remove("decided");
@@ -76,10 +109,11 @@ if (queue) {
     const last = undoStack.pop();
     if (!last) return;
     try {
-      await post("/api/undo", { hash: last.row.dataset.hash, label: last.previous });
+      const result = await post("/api/undo", { hash: last.row.dataset.hash, label: last.previous });
       last.row.querySelector("td.label a").textContent = last.shown;
       if (!last.wasDecided) { last.row.classList.remove("decided"); reviewed -= 1; }
       showProgress();
+      showLearning(result.learning);
       select(rows().indexOf(last.row));
     } catch (error) { progress.textContent = "undo failed: " + error.message; }
   }
@@ -106,4 +140,5 @@ if (queue) {
   });
   showProgress();
   select(0);
+  showLearning({ message: learning.textContent, state: learning.dataset.state, generation });
 }
