@@ -160,9 +160,11 @@ def test_a_correction_carries_over_to_every_sound_close_to_it(catalog: Catalog, 
     radius = float((ranked[len(ranked) // 2] + ranked[len(ranked) // 2 + 1]) / 2)  # between two sounds
     labels = list(bundle.card.labels)
 
-    near = close_to_overrides(catalog, model_id, over, radius, len(labels))
+    near = close_to_overrides(catalog, model_id, over, radius, len(labels), limit=len(found))
     assert set(near.hashes) == {r["hash"] for r, s in zip(others, similarity, strict=True) if s >= radius}
     assert corrected["hash"] not in near.hashes and 0 < len(near.hashes) < len(others)
+    closest = close_to_overrides(catalog, model_id, over, radius, len(labels), limit=3)  # a library of copies
+    assert set(closest.hashes) == {others[i]["hash"] for i in np.argsort(-similarity)[:3]}
     everyone = replay_examples(catalog, model_id, 10_000, len(labels))
     targets = propagated(everyone, over, ["Tom"], labels, radius)
     close = np.isin(everyone.hashes, near.hashes)

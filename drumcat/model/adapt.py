@@ -248,19 +248,28 @@ def close_radius(catalog: Catalog, model_id: int) -> float:
     return close_similarity(unit_rows(decode_embeddings([r["embedding"] for r in sample])))
 
 
-def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius: float, n_labels: int) -> Pool:
-    """Every uncorrected sound of the catalog within `radius` of an override, whether or not the replay
-    sample holds it: the sounds a correction should carry over to."""
+def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius: float, n_labels: int,
+                       limit: int) -> Pool:
+    """The uncorrected sounds of the catalog within `radius` of an override, whether or not the replay
+    sample holds them: the sounds a correction should carry over to. At most `limit`, the closest first,
+    so that a library of near copies cannot make the fit as big as the catalog (the others still get
+    the adapted model's results, and lie as close to the correction as the ones fitted)."""
     def page(last: str) -> list[dict[str, Any]]:
         with catalog.read() as conn:
             return rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT :n",
                         {"m": model_id, "last": last, "n": PAGE})
 
-    corrections, found = unit_rows(over), []
+    corrections, found, closeness = unit_rows(over), [], []
     for batch in pages_by_hash(page):
-        similarity = unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T
-        found += [row for row, near in zip(batch, similarity.max(axis=1) >= radius, strict=True) if near]
-    return _pool_of(found, n_labels)
+        similarity = (unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T).max(axis=1)
+        near = np.flatnonzero(similarity >= radius)
+        found += [batch[i] for i in near]
+        closeness += similarity[near].tolist()
+        if len(found) > 2 * limit:  # keep the closest `limit` so far: memory stays bounded too
+            keep = np.argsort(closeness, kind="stable")[::-1][:limit]
+            found, closeness = [found[i] for i in keep], [closeness[i] for i in keep]
+    keep = np.argsort(closeness, kind="stable")[::-1][:limit]
+    return _pool_of([found[i] for i in sorted(keep)], n_labels)
 
 
 def propagated(pool: Pool, over: np.ndarray, over_labels: list[str], labels: list[str], radius: float) -> np.ndarray:
@@ -397,7 +406,7 @@ def adapt(
     replay_count = max(MIN_REPLAY, REPLAY_PER_OVERRIDE * len(over))
     radius = close_radius(catalog, base_row["id"])
     replay = replay_examples(catalog, base_row["id"], replay_count, len(labels))
-    near = close_to_overrides(catalog, base_row["id"], over, radius, len(labels))
+    near = close_to_overrides(catalog, base_row["id"], over, radius, len(labels), limit=replay_count)
     pool = replay.merged(near)
     start = base_head(bundle, labels)
     stage("cross-validating on the overrides")
