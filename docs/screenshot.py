@@ -1,5 +1,6 @@
 """The review page's screenshot in the README (docs/review-page.png), taken from the demo catalog in a
-real headless Chromium, as a user sees it after deciding two sounds with the keyboard.
+real headless Chromium, as a user sees it after deciding two sounds with the keyboard (the server as
+`drumcat serve` makes it, learning included).
 
     python docs/screenshot.py        # needs Debian's chromium; `make docs` runs it when it is there
 """
@@ -25,6 +26,7 @@ def main() -> None:
 
     from drumcat.commands.demo import build_demo_archive
     from drumcat.commands.infer import infer
+    from drumcat.commands.learning import Learner
     from drumcat.commands.scan import scan
     from drumcat.config import ScanConfig
     from drumcat.model.bundle import load_bundle
@@ -42,7 +44,8 @@ def main() -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(ReviewServer(catalog)), port=port, log_level="warning"))
+        app = create_app(ReviewServer(catalog, learner=Learner(catalog)))
+        server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)

@@ -166,13 +166,13 @@ class Learner:
         if paused:
             return "paused", f"learning paused: the views use {paused}, chosen elsewhere"
         to_go = max(self.every - self.decisions, MIN_OVERRIDES - self.corrections())
-        then = f"learns again after {to_go} more decision{'s' * (to_go != 1)}"
+        more = f"{to_go} more decision{'s' * (to_go != 1)}"
         if self.error:
-            return "waiting", f"the last round failed ({self.error}); {then}"
+            return "waiting", f"the last round failed ({self.error}); it tries again after {more}"
         if self.last:
             return "learned", (f"ranked by {self.last.out.stem}, learned from "
-                               f"{sum(self.last.overrides_used.values())} corrections; {then}")
-        return "waiting", f"the model {then}"
+                               f"{sum(self.last.overrides_used.values())} corrections; learns again after {more}")
+        return "waiting", f"learns from your corrections after {more}"
 
 
 def retire_learned(catalog: Catalog, model_id: int, path: Path | None) -> None:
