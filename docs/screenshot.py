@@ -55,7 +55,7 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/review")
             for key in ("2", "5"):  # two sounds decided: Hihat, Snare
                 page.keyboard.press(key)
-            page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 of')")
+            page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 reviewed')")
             page.screenshot(path=str(OUT))
             browser.close()
         server.should_exit = True

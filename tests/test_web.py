@@ -65,8 +65,12 @@ def test_every_page_answers_from_the_views(client: TestClient, demo_catalog: Cat
         response = client.get(url)
         assert response.status_code == 200, url
     with demo_catalog.read() as conn:
-        uncertain = conn.exec_driver_sql("SELECT count(*) FROM uncertain").scalar()
-    assert len(client.get("/api/queue").json()["items"]) == uncertain
+        order = [r["hash"] for r in rows(conn, "SELECT hash FROM review_queue")]
+        uncertain = {r["hash"] for r in rows(conn, "SELECT hash FROM uncertain")}
+    queue = client.get("/api/queue").json()
+    assert [item["hash"] for item in queue["items"]] == order  # past the uncertain sounds too
+    assert {item["hash"] for item in queue["items"] if item["uncertain"]} == uncertain
+    assert queue["uncertain"] == len(uncertain) < queue["remaining"] == len(order)
 
 
 def test_nothing_outside_the_catalog_can_be_read(client: TestClient) -> None:
@@ -234,12 +238,15 @@ def test_three_sounds_reviewed_with_the_keyboard(live_server: tuple, browser_pag
     browser_page.keyboard.press("/")
     browser_page.keyboard.type("Cowbell")
     browser_page.keyboard.press("Enter")
-    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('3 of')")
+    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('3 reviewed')")
+    with demo_catalog.read() as conn:
+        left = conn.exec_driver_sql("SELECT count(*) FROM uncertain").scalar()
+    assert browser_page.text_content("#progress") == f"3 reviewed · {left} uncertain left"
     assert {(o["hash"], o["label"]) for o in overrides(demo_catalog)} == {
         (hashes[0], "Kick"), (hashes[1], "Tom"), (hashes[2], "Cowbell")}
     assert {o["note"] for o in overrides(demo_catalog)} == {REVIEW_NOTE}
     browser_page.keyboard.press("u")
-    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 of')")
+    browser_page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 reviewed')")
     assert {o["hash"] for o in overrides(demo_catalog)} == set(hashes[:2])
     browser_page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     assert (tmp_path / "review.png").stat().st_size > 10_000
@@ -248,10 +255,8 @@ def test_three_sounds_reviewed_with_the_keyboard(live_server: tuple, browser_pag
 def test_after_a_round_of_learning_the_page_takes_the_queue_as_the_learned_model_ranks_it(
         browser_page, demo_catalog: Catalog) -> None:
     with demo_catalog.read() as conn:
-        queue = [r["hash"] for r in rows(conn, "SELECT hash FROM uncertain")]
-        sure = [r["hash"] for r in rows(conn, "SELECT hash FROM routed") if r["hash"] not in queue]
-    corrected_before = (sure + queue[::-1])[:19]  # the 20th decision, made on the page, starts the round
-    assert len(set(queue) - set(corrected_before)) >= 3
+        queue = [r["hash"] for r in rows(conn, "SELECT hash FROM review_queue")]
+    corrected_before = queue[::-1][:19]  # the surest; the 20th decision, made on the page, starts the round
     with demo_catalog.connect() as conn:
         write_overrides(conn, [{"hash": h, "correct_label": "Kick", "note": "test"} for h in corrected_before])
     server = ReviewServer(demo_catalog, learner=Learner(demo_catalog, every=1))
@@ -267,7 +272,7 @@ def test_after_a_round_of_learning_the_page_takes_the_queue_as_the_learned_model
         with demo_catalog.read() as conn:
             assert conn.exec_driver_sql("SELECT name FROM models WHERE id = (SELECT model_id FROM active_model)"
                                         ).scalar() == learned
-            reranked = [r["hash"] for r in rows(conn, "SELECT hash FROM uncertain")]
+            reranked = [r["hash"] for r in rows(conn, "SELECT hash FROM review_queue")]
         on_page = [row.get_attribute("data-hash") for row in browser_page.locator("#queue tr.sound").all()]
         assert on_page[:2] == first_two  # the decided row and the current one stay
         assert on_page[2:] == [h for h in reranked if h != first_two[1]]

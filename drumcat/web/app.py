@@ -66,12 +66,14 @@ SOUNDS_SQL = """
 
 
 class SoundTable:
-    """The routed sounds (one row each, with path and length) and the uncertain ones in review order."""
+    """The routed sounds (one row each, with path and length), the uncorrected ones in review order, and
+    which of those the rules call uncertain."""
 
-    def __init__(self, version: tuple, rows_: list[dict[str, Any]], uncertain: list[str]) -> None:
+    def __init__(self, version: tuple, rows_: list[dict[str, Any]], queue: list[str], uncertain: set[str]) -> None:
         self.version = version
         self.rows = rows_
         self.by_hash = {row["hash"]: row for row in rows_}
+        self.queue = queue
         self.uncertain = uncertain
 
     def replace(self, digest: str, row: dict[str, Any] | None) -> None:
@@ -82,7 +84,8 @@ class SoundTable:
             self.rows.append(row)
             self.by_hash[digest] = row
             if row["overridden"]:
-                self.uncertain = [h for h in self.uncertain if h != digest]
+                self.queue = [h for h in self.queue if h != digest]
+                self.uncertain.discard(digest)
 
 
 class ReviewServer:
@@ -131,9 +134,13 @@ class ReviewServer:
         catalog: a page then filters, sorts and counts in memory (100,000 sounds: bench/serve.py)."""
         version = self.catalog_version()
         if self._sounds is None or self._sounds.version != version:
-            self._sounds = SoundTable(version, self.query(SOUNDS_SQL),
-                                      [r["hash"] for r in self.query("SELECT hash FROM uncertain")])
+            self._sounds = SoundTable(version, self.query(SOUNDS_SQL), *self.review_order())
         return self._sounds
+
+    def review_order(self) -> tuple[list[str], set[str]]:
+        """Every uncorrected sound in review order (review_queue), and the uncertain ones among them."""
+        return ([r["hash"] for r in self.query("SELECT hash FROM review_queue")],
+                {r["hash"] for r in self.query("SELECT hash FROM uncertain")})
 
     def after_own_write(self, digest: str) -> None:
         """This server changed one sound's override: update that row instead of reading everything again."""
@@ -143,7 +150,7 @@ class ReviewServer:
         fresh = self.query(SOUNDS_SQL.replace("WHERE 1", "WHERE r.hash = :h"), {"h": digest})
         table.replace(digest, fresh[0] if fresh else None)
         if fresh and not fresh[0]["overridden"]:  # back in the queue where the view puts it
-            table.uncertain = [r["hash"] for r in self.query("SELECT hash FROM uncertain")]
+            table.queue, table.uncertain = self.review_order()
         table.version = self.catalog_version()
         self._cache.clear()  # everything cached is derived from the table just changed
 
@@ -270,11 +277,14 @@ def browse_data(server: ReviewServer, request: Request) -> dict[str, Any]:
 
 
 def review_queue(server: ReviewServer, offset: int = 0, limit: int = 200) -> dict[str, Any]:
-    """The uncertain sounds in review order, and how many the review page has decided already."""
+    """The uncorrected sounds in review order (the uncertain ones marked), how many are left, how many of
+    them are uncertain, and how many the review page has decided already. The queue goes on past the
+    uncertain sounds: correcting the next least sure still teaches the model (bench/adapt.py)."""
     table = server.sounds()
-    items = [table.by_hash[h] for h in table.uncertain[offset:offset + limit] if h in table.by_hash]
+    items = [{**table.by_hash[h], "uncertain": h in table.uncertain}
+             for h in table.queue[offset:offset + limit] if h in table.by_hash]
     reviewed = server.query("SELECT count(*) AS n FROM overrides WHERE note = :note", {"note": REVIEW_NOTE})[0]["n"]
-    return {"items": items, "remaining": len(table.uncertain), "reviewed": reviewed}
+    return {"items": items, "remaining": len(table.queue), "uncertain": len(table.uncertain), "reviewed": reviewed}
 
 
 def sound_data(server: ReviewServer, digest: str) -> dict[str, Any]:
@@ -320,7 +330,8 @@ def create_app(server: ReviewServer) -> Starlette:
         found = review_queue(server)
         rows_html = "".join(server.templates.get_template("_queue_row.html").render(item=item)
                             for item in found["items"])
-        return JSONResponse({"rows": rows_html, "remaining": found["remaining"], "learning": server.learning()})
+        return JSONResponse({"rows": rows_html, "remaining": found["remaining"], "uncertain": found["uncertain"],
+                             "learning": server.learning()})
 
     async def learning(request: Request) -> Response:
         return JSONResponse(server.learning())

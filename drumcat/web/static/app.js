@@ -41,12 +41,12 @@ if (queue) {
   const undoStack = [];
   let current = 0;
   let reviewed = Number(progress.dataset.reviewed);
-  let total = reviewed + Number(progress.dataset.remaining);
+  let uncertainLeft = Number(progress.dataset.uncertain);
   const learning = document.getElementById("learning");
   let generation = Number(learning.dataset.generation);
   let polling = false;
 
-  function showProgress() { progress.textContent = `${reviewed} of ${total} reviewed`; }
+  function showProgress() { progress.textContent = `${reviewed} reviewed · ${uncertainLeft} uncertain left`; }
   function showLearning(status) {
     if (!status) return;
     learning.textContent = status.message;
@@ -71,7 +71,7 @@ if (queue) {
     holder.innerHTML = data.rows;
     const body = queue.tBodies[queue.tBodies.length - 1];
     holder.querySelectorAll("tr.sound").forEach((row) => { if (!onPage.has(row.dataset.hash)) body.appendChild(row); });
-    total = reviewed + data.remaining;
+    uncertainLeft = data.uncertain;
     queue.dataset.generation = String(generation);
     showProgress();
     select(current);
@@ -95,7 +95,7 @@ if (queue) {
     select(current + 1);
     try {
       const result = await post("/api/override", { hash: row.dataset.hash, label });
-      if (!wasDecided) reviewed += 1;
+      if (!wasDecided) { reviewed += 1; if (row.dataset.uncertain === "1") uncertainLeft -= 1; }
       undoStack.push({ row, previous: result.previous, shown, wasDecided });
       showProgress();
       showLearning(result.learning);
@@ -111,7 +111,11 @@ if (queue) {
     try {
       const result = await post("/api/undo", { hash: last.row.dataset.hash, label: last.previous });
       last.row.querySelector("td.label a").textContent = last.shown;
-      if (!last.wasDecided) { last.row.classList.remove("decided"); reviewed -= 1; }
+      if (!last.wasDecided) {
+        last.row.classList.remove("decided");
+        reviewed -= 1;
+        if (last.row.dataset.uncertain === "1") uncertainLeft += 1;
+      }
       showProgress();
       showLearning(result.learning);
       select(rows().indexOf(last.row));
