@@ -4,8 +4,9 @@ The held-out test kits of the training set (`make dataset`) are scanned into a c
 the shipped model. For N = 25, 50, 100, 200 the user corrects the first N sounds of the review order
 (`review_queue`), or N sounds chosen at random, with their true labels; `drumcat adapt` fits a model;
 core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after. A third
-user corrects the N in rounds (of 25 unless --round says), the queue ranked each time by the model
-adapted so far.
+user is the review page's: it corrects the first sounds of the queue while the page learns after every 25
+decisions (--round; `drumcat serve --learn-every`), so each next 25 come from the queue as the model
+learned so far ranks it. This user runs the page's own learner (commands/learning.py).
 
     python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
                           [--split test] [--model PATH] [--round 25]
@@ -33,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROUND = 25  # corrections between two adapts in the `rounds` order (--round)
+from drumcat.commands.learning import ROUND  # noqa: E402  (the page's default, after the path is set)
 
 
 def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | None = None
@@ -92,12 +93,13 @@ def next_in_review_order(db: Path, count: int) -> list[str]:
         return [h for (h,) in conn.execute("SELECT hash FROM review_queue LIMIT ?", (count,))]
 
 
-def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int, round_size: int = ROUND
+def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str, seed: int, round_size: int
         ) -> dict[str, float]:
     """One simulated user: `review` corrects the first `size` sounds of the review order and adapts once;
-    `rounds` corrects `round_size` at a time, each time the first of the queue as the model adapted so far
-    ranks it, adapting the base model on every correction so far after each round (what a user of the
-    review page does who adapts, reloads and goes on); `random` corrects `size` sounds drawn at random."""
+    `page` corrects them on the review page, which learns after every `round_size` decisions and takes the
+    next ones from the re-ranked queue, its last round after the `size`th; `random` corrects `size`
+    sounds drawn at random and adapts once."""
+    from drumcat.commands.learning import Learner
     from drumcat.model.adapt import adapt
     from drumcat.storage.catalog import Catalog
 
@@ -107,10 +109,12 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
     with sqlite3.connect(db) as conn:
         base_id = conn.execute("SELECT model_id FROM active_model").fetchone()[0]
     base = predictions(db)
+    catalog = Catalog(db)
+    learner = Learner(catalog, every=min(round_size, size))
     chosen: list[str] = []
     seconds = 0.0
     while len(chosen) < size:
-        step = min(round_size, size - len(chosen)) if order == "rounds" else size
+        step = min(round_size, size - len(chosen)) if order == "page" else size
         if order == "random":
             batch = list(np.random.default_rng(seed).choice(sorted(truth), size=size, replace=False))
         else:
@@ -118,8 +122,13 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
         correct(db, batch, truth)
         chosen += batch
         started = time.perf_counter()
-        adapt(Catalog(db), out=work / f"{order}-{size}-{seed}-{len(chosen)}.keras", base=str(base_id), use=True)
+        if order == "page":
+            learner.after_decision(len(batch) if len(chosen) < size else learner.every)  # the last round too
+            learner.wait()
+        else:
+            adapt(catalog, out=work / f"{order}-{size}-{seed}.keras", base=str(base_id), use=True)
         seconds += time.perf_counter() - started
+    catalog.close()
     before, after = measure(base, set(chosen), truth), measure(predictions(db), set(chosen), truth)
     return {"before_acc": before[0], "before_f1": before[1], "after_acc": after[0], "after_f1": after[1],
             "seconds": seconds}
@@ -132,7 +141,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="random draws averaged for the random order")
     parser.add_argument("--split", default="test", help="whose kits the simulated user owns")
     parser.add_argument("--model", type=Path, help="the base model (default: the shipped one)")
-    parser.add_argument("--round", type=int, default=ROUND, help="corrections between two adapts, `rounds` order")
+    parser.add_argument("--round", type=int, default=ROUND, help="decisions between two rounds of the page's learning")
     args = parser.parse_args()
     if not (args.dataset / "manifest.csv").is_file():
         raise SystemExit(f"{args.dataset}: no manifest.csv; build the training set with `make dataset`")
@@ -144,10 +153,11 @@ def main() -> None:
         print("| N | order | core accuracy before | after | macro-F1 before | after | adapt seconds |")
         print("|---|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",")):
-            for order, seeds in (("review", [0]), ("rounds", [0]), ("random", list(range(args.seeds)))):
+            for order, seeds in (("review", [0]), ("page", [0]), ("random", list(range(args.seeds)))):
                 results = [run(base_db, truth, work, size, order, seed, args.round) for seed in seeds]
                 mean = {k: statistics.mean(r[k] for r in results) for k in results[0]}
-                name = f"review, in rounds of {args.round}" if order == "rounds" else order
+                name = {"review": "review, one adapt", "page": f"review page, learning every {args.round}",
+                        "random": "random, one adapt"}[order]
                 print(f"| {size} | {name}{f' (mean of {len(seeds)})' if len(seeds) > 1 else ''} | "
                       f"{mean['before_acc']:.3f} | {mean['after_acc']:.3f} | {mean['before_f1']:.3f} | "
                       f"{mean['after_f1']:.3f} | {mean['seconds']:.1f} |", flush=True)
