@@ -69,6 +69,9 @@ def test_learning_pauses_for_a_model_the_user_chose_elsewhere(corrected: Catalog
     set_active_model(corrected, learner.root)  # back to the root model: learning goes on
     decide(learner, 1)
     assert learner.status()["state"] == "learned" and active_name(corrected) == learner.status()["model"]
+    set_active_model(corrected, mine.model_id)  # chosen while a round runs (the round run here at once)
+    learner._round()
+    assert active_name(corrected) == "mine" and learner.status()["state"] == "paused"
 
 
 def test_below_the_minimum_of_corrections_learning_waits(catalog: Catalog, scanned: Path, bundle) -> None:

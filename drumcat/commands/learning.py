@@ -29,7 +29,7 @@ from drumcat.errors import DrumcatError
 from drumcat.model.adapt import MIN_OVERRIDES, AdaptReport, adapt
 from drumcat.model.bundle import card_path_for, lite_path_for
 from drumcat.storage.catalog import Catalog, rows
-from drumcat.storage.results import retire_model
+from drumcat.storage.results import retire_model, set_active_model
 
 ROUND = 25  # decisions between two rounds (`drumcat serve --learn-every`)
 
@@ -121,7 +121,7 @@ class Learner:
         previous = self.last.model_id if self.last else None
         try:
             corrections = self.corrections()
-            report = adapt(self.catalog, base=str(self.root), use=True, mapping=self.mapping,
+            report = adapt(self.catalog, base=str(self.root), mapping=self.mapping,
                            out=round_out(self.catalog, self.root_name(), corrections))
         except DrumcatError as exc:
             self.error = str(exc)
@@ -129,9 +129,11 @@ class Learner:
         except Exception as exc:  # a background thread has no one else to tell: the page shows it
             self.error = f"{type(exc).__name__}: {exc}"
             return
-        self.last, self.error = report, None
-        if previous is not None:
+        if self.paused_by() is None:  # else the user chose a model while this round ran: theirs stays
+            set_active_model(self.catalog, report.model_id)
+        if previous is not None:  # (kept if the user made it active or an ensemble's member meanwhile)
             retire_learned(self.catalog, previous, self.last_path_of(previous))
+        self.last, self.error = report, None
         self.generation += 1
 
     # --- reading the catalog ---------------------------------------------------------------------------
