@@ -17,7 +17,6 @@ CNN's 0.881 / 0.858 (mean of three seeds, core loss) and aisfx's 0.917 / 0.905. 
 does not beat the CNN, so it was not distilled. The test kits, read once after that decision, disagree:
 0.881 / 0.854, against the CNN's 0.845 / 0.787 and aisfx's 0.850 / 0.806 (README, "The default model").
 """
-"""
 
 from __future__ import annotations
 
