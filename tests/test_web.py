@@ -276,3 +276,23 @@ def test_after_a_round_of_learning_the_page_takes_the_queue_as_the_learned_model
         on_page = [row.get_attribute("data-hash") for row in browser_page.locator("#queue tr.sound").all()]
         assert on_page[:2] == first_two  # the decided row and the current one stay
         assert on_page[2:] == [h for h in reranked if h != first_two[1]]
+
+
+def test_a_decision_after_another_process_changed_the_catalog_does_not_hide_the_change(
+        client: TestClient, demo_catalog: Catalog, tmp_path: Path) -> None:
+    from drumcat.model.adapt import adapt
+    from drumcat.storage.results import set_active_model
+
+    with demo_catalog.read() as conn:
+        queue = [r["hash"] for r in rows(conn, "SELECT hash FROM review_queue")]
+    with demo_catalog.connect() as conn:
+        write_overrides(conn, [{"hash": h, "correct_label": "Kick", "note": "test"} for h in queue[::-1][:20]])
+    mine = adapt(demo_catalog, out=tmp_path / "mine.keras")
+    client.get("/review")  # the server reads the catalog
+    set_active_model(Catalog(demo_catalog.path), mine.model_id)  # another process switches the model
+    token = {"X-Drumcat-Token": "t0ken"}
+    assert client.post("/api/override", json={"hash": queue[0], "label": "Snare"}, headers=token).status_code == 200
+    with demo_catalog.read() as conn:
+        expected = {r["hash"]: r["label"] for r in rows(conn, "SELECT hash, label FROM review_queue")}
+    shown = {item["hash"]: item["label"] for item in client.get("/api/queue").json()["items"]}
+    assert shown == expected and queue[0] not in shown

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class Learner:
         self.decisions = 0  # since the last round started
         self.last: AdaptReport | None = None
         self.error: str | None = None
+        self.after_round: list[Callable[[], None]] = []  # called when a round has switched the views
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.root, self.off = self._root_or_reason()
@@ -134,6 +136,8 @@ class Learner:
         if previous is not None:  # (kept if the user made it active or an ensemble's member meanwhile)
             retire_learned(self.catalog, previous, self.last_path_of(previous))
         self.last, self.error = report, None
+        for listener in self.after_round:  # before the page can see the new generation
+            listener()
         self.generation += 1
 
     # --- reading the catalog ---------------------------------------------------------------------------

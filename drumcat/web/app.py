@@ -117,6 +117,8 @@ class ReviewServer:
         self.catalog = catalog
         self.read_only = read_only
         self.learner = learner
+        if learner is not None:
+            learner.after_round.append(self.forget_sounds)
         self.changes = changes or RuleChanges()
         self.token = token or secrets.token_urlsafe(24)
         self.templates = Environment(loader=PackageLoader("drumcat.web", "templates"),
@@ -159,10 +161,12 @@ class ReviewServer:
                                       lambda sql: [r["hash"] for r in self.query(sql)])
         return self._sounds
 
-    def after_own_write(self, digest: str) -> None:
-        """This server changed one sound's override: update that row instead of reading everything again."""
+    def after_own_write(self, digest: str, before: tuple) -> None:
+        """This server changed one sound's override: update that row instead of reading everything again,
+        unless the catalog had changed since the table was read (`before`: its version just before this
+        write), which the next read then picks up."""
         table = self.sounds_if_loaded()
-        if table is None:
+        if table is None or table.version != before:
             return
         fresh = self.query(SOUNDS_SQL.replace("WHERE 1", "WHERE r.hash = :h"), {"h": digest})
         table.replace(digest, fresh[0] if fresh else None)
@@ -173,6 +177,11 @@ class ReviewServer:
 
     def sounds_if_loaded(self) -> SoundTable | None:
         return self._sounds
+
+    def forget_sounds(self) -> None:
+        """Read everything again at the next request (a learning round switched the views' model)."""
+        self._sounds = None
+        self._cache.clear()
 
     def sound_or_404(self, digest: str) -> dict[str, Any]:
         """A present sound by its content hash (one index lookup), or a 404."""
@@ -204,6 +213,7 @@ class ReviewServer:
 
     def set_label(self, digest: str, label: str | None) -> dict[str, Any]:
         """Set (or, with None, remove) the override of one sound; returns the label it had before."""
+        before = self.catalog_version()
         with self.catalog.connect() as conn:
             previous = conn.exec_driver_sql("SELECT label FROM overrides WHERE hash = ?", (digest,)).scalar()
             if label is None:
@@ -212,7 +222,7 @@ class ReviewServer:
                 if label not in known_labels(conn) | {MISC}:
                     raise HTTPException(400, f"unknown label {label!r}: use one of the classes or misc")
                 write_overrides(conn, [{"hash": digest, "correct_label": label, "note": REVIEW_NOTE}])
-        self.after_own_write(digest)
+        self.after_own_write(digest, before)
         if self.learner is not None:
             self.learner.after_decision()
         return {"hash": digest, "label": label, "previous": previous, "learning": self.learning()}
