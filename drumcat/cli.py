@@ -599,6 +599,8 @@ def serve(
     server = ReviewServer(catalog, read_only=read_only, changes=state.rule_changes(), learner=learner)
     console.out.print(f"drumcat review page: http://{host}:{port}/  ({'read-only, ' if read_only else ''}"
                       "Ctrl-C stops it)")
+    if learner is not None:
+        console.out.print(f"learning: {learner.status()['message']}")
     try:
         uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
     except OSError as exc:
