@@ -736,6 +736,9 @@ def train(
     = None,
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
+    kit_folds: Annotated[int, typer.Option(
+        help="With --validation-only: grouped cross-validation over the training + validation kits in this "
+             "many folds, instead of the validation kits (first seed).")] = 0,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.train.train import train as run_train
@@ -746,6 +749,8 @@ def train(
         raise DrumcatError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 1,2,3") from exc
     if not (dataset / "manifest.csv").is_file():
         raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
+    if kit_folds and (kit_folds < 2 or not validation_only):
+        raise DrumcatError(f"--kit-folds {kit_folds}: use 2 or more, with --validation-only")
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
     if core_weight is not None:
         recipe["core_weight"] = core_weight
@@ -755,7 +760,7 @@ def train(
             from drumcat.model.train.train import candidate_on_validation
 
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
-                                              teacher_targets_path=teacher_targets, **recipe)
+                                              teacher_targets_path=teacher_targets, kit_folds=kit_folds, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
                              teacher_path=teacher, teacher_targets_path=teacher_targets, **recipe)

@@ -210,3 +210,25 @@ def test_the_core_loss_adds_the_cross_entropy_of_the_summed_core_probabilities()
     core_part = np.asarray(training_loss(1.0)(china, taken_for_crash)) - np.asarray(training_loss(0.0)(china,
                                                                                                          taken_for_crash))
     assert float(core_part.sum()) < 0.01
+
+
+def test_kit_folds_hold_every_kit_out_once_in_folds_of_even_size() -> None:
+    from drumcat.model.train.train import Split, kit_folds
+
+    sizes = {"a": 9, "b": 7, "c": 5, "d": 5, "e": 3, "f": 1}
+    kits = [kit for kit, n in sizes.items() for _ in range(n)]
+    split = Split([np.zeros(1)] * len(kits), np.zeros(len(kits), int), kits, ["s"] * len(kits), kits)
+    folds = kit_folds(split, 3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(kits)))  # every row held out once
+    assert all(len({kits[i] for i in fold} & {kits[i] for i in other}) == 0
+               for n, fold in enumerate(folds) for other in folds[n + 1:])  # no kit in two folds
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1  # 10 rows each here
+
+
+def test_kit_fold_cross_validation_reports_every_fold(tmp_path: Path) -> None:
+    from drumcat.model.train.train import Setup, compare_on_kit_folds
+
+    dataset = small_dataset(tmp_path / "dataset")
+    summary = compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1)
+    assert summary["folds"] == 2 and len(summary["core_accuracy"]["per_seed"]) == 2
+    assert set(summary["per_source_core_accuracy"]) == {"synth"}

@@ -69,6 +69,23 @@ def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
     return Split(clips, np.asarray(labels), kits, sources, paths)
 
 
+def subset(split: Split, rows: np.ndarray) -> Split:
+    return Split([split.clips[i] for i in rows], split.labels[rows], [split.kits[i] for i in rows],
+                 [split.sources[i] for i in rows], [split.paths[i] for i in rows])
+
+
+def kit_folds(split: Split, folds: int) -> list[np.ndarray]:
+    """The rows of each of `folds` held-out folds, every kit's clips in exactly one: kits taken largest
+    first, each into the fold with the fewest clips so far (deterministic, and folds of even size)."""
+    kits: dict[str, list[int]] = {}
+    for row, (source, kit) in enumerate(zip(split.sources, split.kits, strict=True)):
+        kits.setdefault(f"{source}/{kit}", []).append(row)
+    held: list[list[int]] = [[] for _ in range(folds)]
+    for _, members in sorted(kits.items(), key=lambda item: (-len(item[1]), item[0])):
+        min(held, key=len).extend(members)
+    return [np.array(sorted(rows), dtype=int) for rows in held]
+
+
 def joined(first: Split, second: Split) -> Split:
     return Split([*first.clips, *second.clips], np.concatenate([first.labels, second.labels]),
                  [*first.kits, *second.kits], [*first.sources, *second.sources], [*first.paths, *second.paths])
@@ -510,14 +527,43 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
     return seed_summary(runs)
 
 
+def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1
+                         ) -> dict[str, Any]:
+    """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
+    kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
+    One split of about a thousand clips moves a figure by some ±0.04 (bench/probe.py --kit-folds); the
+    mean over folds moves less. The test kits are never read."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    classes = list(FINE_CLASSES)
+    whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
+    runs = {}
+    for number, held in enumerate(kit_folds(whole, folds), start=1):
+        fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
+        x_held = features_of(held_split.clips, setup.recipe)
+        chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
+        probabilities = apply_temperature(chosen.validation_probabilities, chosen.temperature)
+        runs[number] = {**evaluate_split(probabilities, held_split.labels, classes),
+                        "per_source": per_source(probabilities, held_split, classes)}
+        core = runs[number]["core"]
+        print(f"fold {number} of {folds} ({len(held)} clips held out): core accuracy {core['accuracy']:.4f}, "
+              f"macro-F1 {core['macro_f1']:.4f}")
+    return {"folds": folds, "seed": seed, **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
+
+
 def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
-    core_weight: float = CORE_WEIGHT,
+    core_weight: float = CORE_WEIGHT, kit_folds: int = 0,
 ) -> dict[str, Any]:
-    """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation."""
+    """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
+    (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight)
+    if kit_folds:
+        return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0])
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
 
 
