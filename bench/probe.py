@@ -82,17 +82,17 @@ def kit_cross_validation(x: np.ndarray, rows: list[dict[str, str]], c: float, fo
     """Core accuracy (mean, spread over folds) and macro-F1 over the training and validation kits, each
     fold's kits held out of the fit: a selection figure less bound to one split than the validation kits."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
 
     from drumcat.model.metrics import accuracy, macro_f1, per_class_table
+    from drumcat.model.train.train import kit_folds
     from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
     labels, split = np.array([r["label"] for r in rows]), np.array([r["split"] for r in rows])
-    kits, held = np.array([f"{r['source']}/{r['kit']}" for r in rows]), np.flatnonzero(split != "test")
+    held = np.flatnonzero(split != "test")
     scores = []
-    for fit_rows, predict_rows in GroupKFold(n_splits=folds).split(held, groups=kits[held]):
-        fit_rows, predict_rows = held[fit_rows], held[predict_rows]
+    for fold in kit_folds([f"{rows[i]['source']}/{rows[i]['kit']}" for i in held], folds):  # the CNN's folds
+        fit_rows, predict_rows = np.delete(held, fold), held[fold]
         scaler = StandardScaler().fit(x[fit_rows])
         model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(
             scaler.transform(x[fit_rows]), labels[fit_rows])

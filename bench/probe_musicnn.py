@@ -16,8 +16,8 @@ Measured (dataset of 6,236 clips, 2 cores, 199 s to embed). On the validation ki
 CNN's 0.881 / 0.858 (mean of three seeds, core loss) and aisfx's 0.917 / 0.905. Judged there, musicnn
 does not beat the CNN, so it was not distilled. The test kits, read once after that decision, disagree:
 0.881 / 0.854, against the CNN's 0.845 / 0.787 and aisfx's 0.850 / 0.806 (README, "The default model").
-`--kit-folds 5` (grouped cross-validation over the training + validation kits) sides with validation:
-0.870 ± 0.043, against aisfx's 0.888 ± 0.039.
+`--kit-folds 5` (grouped cross-validation over the training + validation kits, in the folds of
+`drumcat train --kit-folds 5`) sides with validation: 0.873 ± 0.041, against aisfx's 0.888 ± 0.041.
 """
 
 from __future__ import annotations

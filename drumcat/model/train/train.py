@@ -74,12 +74,13 @@ def subset(split: Split, rows: np.ndarray) -> Split:
                  [split.sources[i] for i in rows], [split.paths[i] for i in rows])
 
 
-def kit_folds(split: Split, folds: int) -> list[np.ndarray]:
+def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     """The rows of each of `folds` held-out folds, every kit's clips in exactly one: kits taken largest
-    first, each into the fold with the fewest clips so far (deterministic, and folds of even size)."""
+    first, each into the fold with the fewest clips so far (deterministic, and folds of even size). The
+    CNN's cross-validation and the probes' (bench/probe.py) use the same folds."""
     kits: dict[str, list[int]] = {}
-    for row, (source, kit) in enumerate(zip(split.sources, split.kits, strict=True)):
-        kits.setdefault(f"{source}/{kit}", []).append(row)
+    for row, kit in enumerate(kit_of_row):
+        kits.setdefault(kit, []).append(row)
     held: list[list[int]] = [[] for _ in range(folds)]
     for _, members in sorted(kits.items(), key=lambda item: (-len(item[1]), item[0])):
         min(held, key=len).extend(members)
@@ -540,7 +541,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     classes = list(FINE_CLASSES)
     whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
     runs = {}
-    for number, held in enumerate(kit_folds(whole, folds), start=1):
+    kit_of_row = [f"{source}/{kit}" for source, kit in zip(whole.sources, whole.kits, strict=True)]
+    for number, held in enumerate(kit_folds(kit_of_row, folds), start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
         chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
