@@ -231,3 +231,15 @@ def test_kit_fold_cross_validation_reports_every_fold(tmp_path: Path) -> None:
     summary = compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1)
     assert summary["folds"] == 2 and len(summary["core_accuracy"]["per_seed"]) == 2
     assert set(summary["per_source_core_accuracy"]) == {"synth"}
+
+
+def test_per_source_figures_average_over_the_folds_that_hold_the_source() -> None:
+    from drumcat.model.train.train import seed_summary
+
+    def run(accuracy: float, sources: dict[str, float]) -> dict:
+        level = {"accuracy": accuracy, "macro_f1": accuracy, "ece": 0.0}
+        return {"fine": level, "core": level,
+                "per_source": {"sources": {name: {"accuracy": value} for name, value in sources.items()}}}
+
+    summary = seed_summary({1: run(0.9, {"a": 0.9}), 2: run(0.7, {"a": 0.5, "b": 0.8})})
+    assert summary["per_source_core_accuracy"] == {"a": 0.7, "b": 0.8}
