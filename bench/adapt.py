@@ -110,7 +110,7 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
         base_id = conn.execute("SELECT model_id FROM active_model").fetchone()[0]
     base = predictions(db)
     catalog = Catalog(db)
-    learner = Learner(catalog, every=min(round_size, size))
+    learner = Learner(catalog, every=min(round_size, size)) if order == "page" else None
     chosen: list[str] = []
     seconds = 0.0
     while len(chosen) < size:
@@ -122,7 +122,7 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
         correct(db, batch, truth)
         chosen += batch
         started = time.perf_counter()
-        if order == "page":
+        if learner is not None:
             learner.after_decision(len(batch) if len(chosen) < size else learner.every)  # the last round too
             learner.wait()
         else:

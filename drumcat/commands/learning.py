@@ -120,7 +120,7 @@ class Learner:
     # --- the round ---------------------------------------------------------------------------------------
 
     def _round(self) -> None:
-        previous = self.last.model_id if self.last else None
+        previous = self.last
         try:
             corrections = self.corrections()
             report = adapt(self.catalog, base=str(self.root), mapping=self.mapping,
@@ -134,7 +134,7 @@ class Learner:
         if self.paused_by() is None:  # else the user chose a model while this round ran: theirs stays
             set_active_model(self.catalog, report.model_id)
         if previous is not None:  # (kept if the user made it active or an ensemble's member meanwhile)
-            retire_learned(self.catalog, previous, self.last_path_of(previous))
+            retire_learned(self.catalog, previous.model_id, previous.out.resolve())
         self.last, self.error = report, None
         for listener in self.after_round:  # before the page can see the new generation
             listener()
@@ -158,11 +158,6 @@ class Learner:
         own = self.last.model_id if self.last else None
         return None if active in (self.root, own) else name
 
-    def last_path_of(self, model_id: int) -> Path | None:
-        with self.catalog.read() as conn:
-            path = conn.exec_driver_sql("SELECT path FROM models WHERE id = ?", (model_id,)).scalar()
-        return Path(path) if path else None
-
     def _state(self) -> tuple[str, str]:
         if self.off is not None:
             return "off", self.off
@@ -181,7 +176,7 @@ class Learner:
         return "waiting", f"learns from your corrections after {more}"
 
 
-def retire_learned(catalog: Catalog, model_id: int, path: Path | None) -> None:
+def retire_learned(catalog: Catalog, model_id: int, path: Path) -> None:
     """A superseded round's model: its results, its cached index and its files (drumcat wrote them all).
     A model the user made active or put in an ensemble meanwhile is theirs now, and stays."""
     try:
@@ -189,6 +184,5 @@ def retire_learned(catalog: Catalog, model_id: int, path: Path | None) -> None:
     except DrumcatError:
         return
     forget_index(catalog, model_id)
-    if path is not None:
-        for file in (path, lite_path_for(path), card_path_for(path)):
-            file.unlink(missing_ok=True)
+    for file in (path, lite_path_for(path), card_path_for(path)):
+        file.unlink(missing_ok=True)

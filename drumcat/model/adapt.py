@@ -259,6 +259,10 @@ def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius
             return rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT :n",
                         {"m": model_id, "last": last, "n": PAGE})
 
+    def closest(found: list[dict[str, Any]], closeness: list[float]) -> tuple[list[dict[str, Any]], list[float]]:
+        keep = sorted(np.argsort(closeness, kind="stable")[::-1][:limit])
+        return [found[i] for i in keep], [closeness[i] for i in keep]
+
     corrections, found, closeness = unit_rows(over), [], []
     for batch in pages_by_hash(page):
         similarity = (unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T).max(axis=1)
@@ -266,10 +270,8 @@ def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius
         found += [batch[i] for i in near]
         closeness += similarity[near].tolist()
         if len(found) > 2 * limit:  # keep the closest `limit` so far: memory stays bounded too
-            keep = np.argsort(closeness, kind="stable")[::-1][:limit]
-            found, closeness = [found[i] for i in keep], [closeness[i] for i in keep]
-    keep = np.argsort(closeness, kind="stable")[::-1][:limit]
-    return _pool_of([found[i] for i in sorted(keep)], n_labels)
+            found, closeness = closest(found, closeness)
+    return _pool_of(closest(found, closeness)[0], n_labels)
 
 
 def propagated(pool: Pool, over: np.ndarray, over_labels: list[str], labels: list[str], radius: float) -> np.ndarray:
