@@ -74,6 +74,11 @@ def subset(split: Split, rows: np.ndarray) -> Split:
                  [split.sources[i] for i in rows], [split.paths[i] for i in rows])
 
 
+def kit_key(source: str, kit: str) -> str:
+    """A kit's identity across sources (two sources may both name a kit "808")."""
+    return f"{source}/{kit}"
+
+
 def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     """The rows of each of `folds` held-out folds, every kit's clips in exactly one: kits taken largest
     first, each into the fold with the fewest clips so far (deterministic, and folds of even size). The
@@ -542,7 +547,7 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     classes = list(FINE_CLASSES)
     whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
     runs = {}
-    kit_of_row = [f"{source}/{kit}" for source, kit in zip(whole.sources, whole.kits, strict=True)]
+    kit_of_row = [kit_key(source, kit) for source, kit in zip(whole.sources, whole.kits, strict=True)]
     for number, held in enumerate(kit_folds(kit_of_row, folds), start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
