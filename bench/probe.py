@@ -54,12 +54,12 @@ def out_of_kit_probabilities(x: np.ndarray, labels: np.ndarray, kits: np.ndarray
 
 
 def write_teacher(path: Path, rows: list[dict[str, str]], x: np.ndarray, c: float, name: str) -> None:
-    from drumcat.model.train.train import kit_key
+    from drumcat.model.train.dataset import holdout_group
     from drumcat.taxonomy import FINE_CLASSES
 
     classes = list(FINE_CLASSES)
     labels = np.array([r["label"] for r in rows])
-    split, kits = np.array([r["split"] for r in rows]), np.array([kit_key(r["source"], r["kit"]) for r in rows])
+    split, kits = np.array([r["split"] for r in rows]), np.array([holdout_group(r["kit"]) for r in rows])
     selection = out_of_kit_probabilities(x, labels, kits, split == "train", c, classes)
     refit = out_of_kit_probabilities(x, labels, kits, (split == "train") | (split == "validation"), c, classes)
     np.savez_compressed(path, paths=np.array([r["path"] for r in rows]), classes=np.array(classes),
@@ -86,13 +86,13 @@ def kit_cross_validation(x: np.ndarray, rows: list[dict[str, str]], c: float, fo
     from sklearn.preprocessing import StandardScaler
 
     from drumcat.model.metrics import accuracy, macro_f1, per_class_table
-    from drumcat.model.train.train import kit_folds, kit_key
+    from drumcat.model.train.train import kit_folds
     from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
 
     labels, split = np.array([r["label"] for r in rows]), np.array([r["split"] for r in rows])
     held = np.flatnonzero(split != "test")
     scores = []
-    for fold in kit_folds([kit_key(rows[i]["source"], rows[i]["kit"]) for i in held], folds):  # the CNN's folds
+    for fold in kit_folds([rows[i]["kit"] for i in held], folds):  # the CNN's folds
         fit_rows, predict_rows = np.delete(held, fold), held[fold]
         scaler = StandardScaler().fit(x[fit_rows])
         model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(

@@ -676,18 +676,19 @@ def evaluate(
 ) -> None:
     """Measure a model on your own hand-sorted samples: accuracy, macro-F1, per class, confusion, ECE."""
     from drumcat.model.evaluate import evaluate as run_evaluate
-    from drumcat.model.evaluate import evaluate_ensemble, plot_confusion, read_labeled
+    from drumcat.model.evaluate import evaluate_ensemble, plot_confusion, read_groups, read_labeled
 
     state: State = ctx.obj
     pairs = read_labeled(labeled)
+    groups = read_groups(labeled, pairs)
     mapping = state.canonical_map()
     bundles = [state.load_model(path, trust_model) for path in (model or [None])]
     with console.progress_bar("evaluating", quiet=quiet or json_output) as (set_total, advance):
         set_total(len(pairs) * len(bundles))
         if len(bundles) == 1:
-            report = run_evaluate(bundles[0], pairs, mapping=mapping, on_progress=advance)
+            report = run_evaluate(bundles[0], pairs, mapping=mapping, groups=groups, on_progress=advance)
         else:
-            both = evaluate_ensemble(bundles, pairs, mapping=mapping, on_progress=advance)
+            both = evaluate_ensemble(bundles, pairs, mapping=mapping, groups=groups, on_progress=advance)
             report = {**both["ensemble"], "members": both["models"], "files": both["files"],
                       "decoded": both["decoded"], "errors": both["errors"]}
     if len(bundles) > 1 and not json_output:
@@ -708,6 +709,12 @@ def evaluate(
         section = report[level]
         console.out.print(f"[bold]{level}[/]: accuracy {section['accuracy']:.3f}, macro-F1 {section['macro_f1']:.3f}, "
                           f"ECE {section['ece']:.3f} on {section['samples']} files")
+        if "interval" in section:
+            interval = section["interval"]
+            drawn = "files" if interval["kits"] == section["samples"] else f"{interval['kits']} kits"
+            console.out.print(f"  95% interval over draws of the {drawn}: accuracy {interval['accuracy'][0]:.3f}–"
+                              f"{interval['accuracy'][1]:.3f}, macro-F1 {interval['macro_f1'][0]:.3f}–"
+                              f"{interval['macro_f1'][1]:.3f}")
         console.out.print(console.table(f"{level} per class", section["per_class"]))
         classes, matrix = section["confusion"]["classes"], section["confusion"]["matrix"]
         confusion_rows = [{"true \\ predicted": name, **dict(zip(classes, row, strict=True))}
@@ -734,6 +741,8 @@ def train(
     core_weight: Annotated[float | None, typer.Option(
         help="Weight of a core-class cross-entropy beside the fine-class one (0: none) [default: the recipe's]")]
     = None,
+    kit_balance: Annotated[bool, typer.Option(
+        help="Weigh each clip by its kit's size too (inverse square root), so big fonts count less.")] = False,
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
     kit_folds: Annotated[int, typer.Option(
@@ -754,6 +763,8 @@ def train(
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
     if core_weight is not None:
         recipe["core_weight"] = core_weight
+    if kit_balance:
+        recipe["kit_balance"] = True
     # Keras prints its epoch lines to stdout: they are progress, so they go to stderr with the rest.
     with contextlib.redirect_stdout(sys.stderr):
         if validation_only:

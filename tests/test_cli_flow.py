@@ -68,14 +68,17 @@ def test_evaluate_on_a_labeled_folder(demo: Path, tmp_path: Path) -> None:
     from drumcat.audio.synth import render, write_sample
 
     for instrument in ("Kick", "Snare", "Hihat"):
-        for seed in range(3):
-            write_sample(tmp_path / "sorted" / instrument / f"{seed}.wav", render(instrument, seed=500 + seed))
+        for seed in range(3):  # two vendor packs below each label folder, and one loose file
+            pack = f"pack-{seed}" if seed < 2 else ""
+            write_sample(tmp_path / "sorted" / instrument / pack / f"{seed}.wav", render(instrument, seed=500 + seed))
     plot = tmp_path / "confusion.png"
     result = drumcat("evaluate", str(tmp_path / "sorted"), "--json", "--plot", str(plot), cwd=demo)
     report = json.loads(result.stdout)
     assert report["decoded"] == 9 and report["core"]["samples"] == 9
     matrix = report["core"]["confusion"]["matrix"]
     assert report["core"]["accuracy"] == round(sum(matrix[i][i] for i in range(len(matrix))) / 9, 4)
+    interval = report["core"]["interval"]  # drawn over pack-0, pack-1 and the three loose files
+    assert interval["kits"] == 5 and interval["accuracy"][0] <= report["core"]["accuracy"] <= interval["accuracy"][1]
     assert {row["class"] for row in report["core"]["per_class"]} >= {"Kick", "Snare", "Hihat"}
     assert plot.stat().st_size > 1000
 

@@ -53,6 +53,9 @@ def test_train_selects_refits_and_writes_a_loadable_card(tmp_path: Path) -> None
     assert "refit on train + validation" in card.training["selection"]
     assert card.training["clips_per_split"]["validation"] == {"Hihat": 6, "Kick": 6, "Snare": 6}
     assert 0.25 <= card.temperature <= 5.0
+    interval = test["core"]["kit_interval"]  # one test kit here: every draw is that kit
+    assert interval["kits"] == 1 and interval["accuracy"] == [test["core"]["accuracy"]] * 2
+    assert card.metrics["seeds"]["core_kit_interval"]["accuracy"] == interval["accuracy"]
 
 
 def test_identical_clips_are_dropped_once() -> None:
@@ -222,6 +225,28 @@ def test_kit_folds_hold_every_kit_out_once_in_folds_of_even_size() -> None:
     assert all(len({kits[i] for i in fold} & {kits[i] for i in other}) == 0
                for n, fold in enumerate(folds) for other in folds[n + 1:])  # no kit in two folds
     assert max(map(len, folds)) - min(map(len, folds)) <= 1  # 10 rows each here
+
+
+def test_kit_folds_hold_a_family_of_kits_that_share_samples_out_together() -> None:
+    from drumcat.model.train.train import kit_folds
+
+    kits = ["hydrogen:Millo_MultiLayered2"] * 2 + ["hydrogen:Millo-Drums_v.1"] * 2 + ["machine:a", "machine:b",
+                                                                                      "machine:c", "machine:d"]
+    folds = kit_folds(kits, 3)
+    assert any(set(fold) >= {0, 1, 2, 3} for fold in folds)
+
+
+def test_kit_weights_let_a_big_kit_count_by_the_square_root_of_its_size() -> None:
+    from drumcat.model.train.train import Setup, Split, kit_weights
+
+    kits = ["big"] * 16 + ["small"] * 4
+    weights = kit_weights(kits)
+    assert abs(weights.mean() - 1) < 1e-6
+    assert abs(weights[:16].sum() / weights[16:].sum() - 2.0) < 1e-5  # sqrt(16) : sqrt(4)
+    split = Split([np.zeros(4)] * 20, np.array([0] * 10 + [1] * 10), kits, ["s"] * 20, ["p"] * 20)
+    labels = np.tile(split.labels, 3)  # the clips and two augmented copies, as training_set stacks them
+    plain, by_kit = Setup().sample_weights(split, labels, 2), Setup(kit_balance=True).sample_weights(split, labels, 2)
+    np.testing.assert_allclose(by_kit, plain * np.tile(weights, 3))
 
 
 def test_kit_fold_cross_validation_reports_every_fold(tmp_path: Path) -> None:

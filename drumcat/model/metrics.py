@@ -40,6 +40,29 @@ def accuracy(truth: list[str], predicted: list[str]) -> float:
     return round(float(np.mean(np.asarray(truth) == np.asarray(predicted))), 4) if truth else 0.0
 
 
+def kit_bootstrap_interval(
+    truth: list[str], predictions: list[list[str]], kits: list[str], classes: list[str], *,
+    draws: int = 2000, level: float = 0.95, seed: int = 0,
+) -> dict[str, list[float]]:
+    """How far core accuracy and macro-F1 could move with another draw of test kits: a percentile
+    bootstrap that resamples whole kits (clips of one kit are not independent), scoring the mean over
+    `predictions` (one list per seed) in each draw, as the headline figure is a mean over seeds."""
+    truth_arr, kit_arr = np.asarray(truth), np.asarray(kits)
+    predicted = [np.asarray(p) for p in predictions]
+    members = [np.flatnonzero(kit_arr == kit) for kit in sorted(set(kits))]
+    rng = np.random.default_rng(seed)
+    scores = np.zeros((draws, 2))
+    for draw in range(draws):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        t = truth_arr[rows].tolist()
+        scores[draw] = np.mean([(accuracy(t, p[rows].tolist()), macro_f1(per_class_table(t, p[rows].tolist(), classes)))
+                                for p in predicted], axis=0)
+    low, high = np.percentile(scores, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    return {"accuracy": [round(float(low[0]), 4), round(float(high[0]), 4)],
+            "macro_f1": [round(float(low[1]), 4), round(float(high[1]), 4)],
+            "level": level, "kits": len(members), "draws": draws}
+
+
 def confusion(truth: list[str], predicted: list[str], classes: list[str]) -> list[list[int]]:
     index = {name: i for i, name in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=int)

@@ -31,11 +31,12 @@ from drumcat.model.metrics import (
     classification_report,
     expected_calibration_error,
     fit_temperature,
+    kit_bootstrap_interval,
 )
 from drumcat.model.runtime import quiet_tensorflow
 from drumcat.model.train import synth_kits
-from drumcat.model.train.dataset import DEBIAN_PACKAGES
-from drumcat.taxonomy import FINE_CLASSES, canonical, core_membership
+from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group
+from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_membership
 from drumcat.times import utc_now
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
@@ -74,18 +75,13 @@ def subset(split: Split, rows: np.ndarray) -> Split:
                  [split.sources[i] for i in rows], [split.paths[i] for i in rows])
 
 
-def kit_key(source: str, kit: str) -> str:
-    """A kit's identity across sources (two sources may both name a kit "808")."""
-    return f"{source}/{kit}"
-
-
 def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
-    """The rows of each of `folds` held-out folds, every kit's clips in exactly one: kits taken largest
-    first, each into the fold with the fewest clips so far (deterministic, and folds of even size). The
-    CNN's cross-validation and the probes' (bench/probe.py) use the same folds."""
+    """The rows of each of `folds` held-out folds, every kit's clips (with its `holdout_group`) in exactly
+    one: groups taken largest first, each into the fold with the fewest clips so far (deterministic, and
+    folds of even size). The CNN's cross-validation and the probes' (bench/probe.py) use the same folds."""
     kits: dict[str, list[int]] = {}
     for row, kit in enumerate(kit_of_row):
-        kits.setdefault(kit, []).append(row)
+        kits.setdefault(holdout_group(kit), []).append(row)
     held: list[list[int]] = [[] for _ in range(folds)]
     for _, members in sorted(kits.items(), key=lambda item: (-len(item[1]), item[0])):
         min(held, key=len).extend(members)
@@ -259,6 +255,16 @@ def balanced(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.array([weights[c] for c in labels], dtype=np.float32)
 
 
+def kit_weights(kits: list[str]) -> np.ndarray:
+    """Per-clip weights that let a kit count by the square root of its size, not its size (mean 1, clipped
+    to 0.25..4): FluidR3 alone is 1,630 of the 4,403 training clips, so without them one font's timbre is
+    most of what the model learns."""
+    groups = [holdout_group(kit) for kit in kits]
+    sizes = Counter(groups)
+    weights = np.array([sizes[g] ** -0.5 for g in groups])
+    return np.clip(weights / weights.mean(), 0.25, 4.0).astype(np.float32)
+
+
 @dataclass
 class Teacher:
     """Distillation: a trained model whose softened probabilities are blended into the targets, so a
@@ -335,16 +341,20 @@ class Setup:
     teacher_targets: TeacherTargets | None = None
     core_weight: float = CORE_WEIGHT
     """Weight of the core-class cross-entropy beside the fine one (`training_loss`)."""
+    kit_balance: bool = False
+    """Weigh clips by `kit_weights` as well as by class."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
-           teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT) -> Setup:
+           teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
+           kit_balance: bool = False) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
-                                    if teacher_targets_path else None), core_weight=core_weight)
+                                    if teacher_targets_path else None), core_weight=core_weight,
+                   kit_balance=kit_balance)
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -357,6 +367,13 @@ class Setup:
     def model(self, num_classes: int) -> Any:
         return compiled_model(num_classes, self.widths, self.recipe, self.core_weight)
 
+    def sample_weights(self, split: Split, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Each row of `training_set(split)`'s weight: its class's, times its kit's with `kit_balance`."""
+        weights = balanced(labels, num_classes)
+        if self.kit_balance:  # training_set stacks the clips, then each augmented copy, in split order
+            weights *= np.tile(kit_weights(split.kits), len(labels) // len(split.kits))
+        return weights
+
 
 def refit_on_train_and_validation(
     train_split: Split, val_split: Split, seed: int, num_classes: int, learning_rates: list[float], setup: Setup,
@@ -366,11 +383,12 @@ def refit_on_train_and_validation(
     validation kits are five more; the test kits stay unseen."""
     import keras
 
-    x, targets, labels = setup.training_set(joined(train_split, val_split), seed, num_classes, "refit")
+    both = joined(train_split, val_split)
+    x, targets, labels = setup.training_set(both, seed, num_classes, "refit")
     model = setup.model(num_classes)
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch: float(learning_rates[epoch]))
-    model.fit(x, targets, sample_weight=balanced(labels, num_classes), epochs=len(learning_rates), batch_size=64,
-              callbacks=[schedule], verbose=2)
+    model.fit(x, targets, sample_weight=setup.sample_weights(both, labels, num_classes), epochs=len(learning_rates),
+              batch_size=64, callbacks=[schedule], verbose=2)
     return model
 
 
@@ -444,6 +462,7 @@ class SeedRun:
     test_before_refit: dict[str, Any] | None
     epochs_run: int
     best_epochs: int
+    test_core_predictions: list[str]  # per test clip, for `kit_interval_on_test`
 
 
 @dataclass
@@ -476,7 +495,7 @@ def select_on_validation(
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
-    history = model.fit(x_train, t_train, sample_weight=balanced(y_train, len(classes)),
+    history = model.fit(x_train, t_train, sample_weight=setup.sample_weights(train_split, y_train, len(classes)),
                         validation_data=(x_val, t_val), epochs=epochs, batch_size=64, callbacks=callbacks, verbose=2)
     del x_train, t_train
     val_probs = model.predict(x_val, batch_size=256, verbose=0)
@@ -507,7 +526,16 @@ def fit_seed(
         test_probs.max(axis=1), test_probs.argmax(axis=1) == test_split.labels)
     test["per_source"] = per_source(calibrated, test_split, classes)
     validation = evaluate_split(apply_temperature(chosen.validation_probabilities, temperature), y_val, classes)
-    return SeedRun(model, temperature, test, validation, before_refit, chosen.epochs_run, chosen.best_epochs)
+    return SeedRun(model, temperature, test, validation, before_refit, chosen.epochs_run, chosen.best_epochs,
+                   [canonical(classes[i]) for i in calibrated.argmax(axis=1)])
+
+
+def kit_interval_on_test(test_split: Split, runs: list[SeedRun], classes: list[str]) -> dict[str, Any]:
+    """The 95% interval of the runs' mean core figures over draws of the test kits (`kit_bootstrap_interval`):
+    with some 25 test kits, which kits were drawn moves a figure more than the seed does."""
+    truth = [canonical(classes[i]) for i in test_split.labels]
+    return kit_bootstrap_interval(truth, [run.test_core_predictions for run in runs],
+                                  [holdout_group(kit) for kit in test_split.kits], [*CORE_CLASSES, MISC])
 
 
 def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seeds: tuple[int, ...] = (1,)
@@ -547,8 +575,7 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     classes = list(FINE_CLASSES)
     whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
     runs = {}
-    kit_of_row = [kit_key(source, kit) for source, kit in zip(whole.sources, whole.kits, strict=True)]
-    for number, held in enumerate(kit_folds(kit_of_row, folds), start=1):
+    for number, held in enumerate(kit_folds(whole.kits, folds), start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
         chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
@@ -564,12 +591,12 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
 def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
-    core_weight: float = CORE_WEIGHT, kit_folds: int = 0,
+    core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
-                     core_weight=core_weight)
+                     core_weight=core_weight, kit_balance=kit_balance)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0])
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
@@ -578,7 +605,7 @@ def candidate_on_validation(
 def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
-    tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT,
+    tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -591,7 +618,7 @@ def train(
     classes = list(FINE_CLASSES)
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
-                     teacher_targets_path=teacher_targets_path, core_weight=core_weight)
+                     teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance)
     teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -606,8 +633,10 @@ def train(
         "test_kits": sorted(set(test_split.kits)),
         "test": shipped.test,
         "validation": shipped.validation,
-        "seeds": seed_summary({seed: run.test for seed, run in runs.items()}),
+        "seeds": {**seed_summary({seed: run.test for seed, run in runs.items()}),
+                  "core_kit_interval": kit_interval_on_test(test_split, list(runs.values()), classes)},
     }
+    metrics["test"]["core"]["kit_interval"] = kit_interval_on_test(test_split, [shipped], classes)
     if shipped.test_before_refit:  # what the refit changed, on the same test kits
         metrics["test_before_refit"] = shipped.test_before_refit
     counts = {split: dict(sorted(Counter(classes[i] for i in s.labels).items()))
@@ -630,7 +659,9 @@ def train(
             "augmentation": f"{copies} copies per clip: pitch +-2.5 semitones, onset shift 0-20 ms, synthetic "
                             "room reverb, low/high/band-pass, soft-clip drive, gain -18..0 dB over a noise "
                             "floor, early fade-out; SpecAugment band and time masks",
-            "class_balancing": "class weights, inverse square root of frequency, clipped to 0.3..4",
+            "class_balancing": "class weights, inverse square root of frequency, clipped to 0.3..4"
+                               + ("; kit weights, inverse square root of the kit's size, clipped to 0.25..4"
+                                  if kit_balance else ""),
             "regularization": "mixup (power domain, Beta(0.4, 0.4)) on half the augmented copies, label "
                               "smoothing 0.05, AdamW weight decay 1e-3, dropout 0.4"
                               + (f"; loss: fine cross-entropy + {core_weight:g} x core-class cross-entropy"
