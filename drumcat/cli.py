@@ -748,6 +748,8 @@ def train(
     kit_folds: Annotated[int, typer.Option(
         help="With --validation-only: grouped cross-validation over the training + validation kits in this "
              "many folds, instead of the validation kits (first seed).")] = 0,
+    fold_probabilities: Annotated[Path | None, typer.Option(
+        help="With --kit-folds: write every clip's out-of-fold probabilities here (.npz).")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.train.train import train as run_train
@@ -760,6 +762,8 @@ def train(
         raise DrumcatError(f"{dataset}: no manifest.csv there; build the training set with `make dataset`")
     if kit_folds and (kit_folds < 2 or not validation_only):
         raise DrumcatError(f"--kit-folds {kit_folds}: use 2 or more, with --validation-only")
+    if fold_probabilities and not kit_folds:
+        raise DrumcatError(f"--fold-probabilities {fold_probabilities}: add --kit-folds K (and --validation-only)")
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
     if core_weight is not None:
         recipe["core_weight"] = core_weight
@@ -771,7 +775,8 @@ def train(
             from drumcat.model.train.train import candidate_on_validation
 
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
-                                              teacher_targets_path=teacher_targets, kit_folds=kit_folds, **recipe)
+                                              teacher_targets_path=teacher_targets, kit_folds=kit_folds,
+                                              fold_probabilities=fold_probabilities, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
                              teacher_path=teacher, teacher_targets_path=teacher_targets, **recipe)

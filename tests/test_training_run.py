@@ -13,6 +13,7 @@ from drumcat.model.bundle import load_bundle
 from drumcat.model.metrics import apply_temperature
 from drumcat.model.train.dataset import Clip, without_duplicates
 from drumcat.model.train.train import STUDENT_WIDTHS, Teacher, evaluate_split, features_of, load_split, train
+from drumcat.taxonomy import canonical
 
 KITS = {"kit-a": "train", "kit-b": "train", "kit-c": "validation", "kit-d": "test"}
 
@@ -253,9 +254,18 @@ def test_kit_fold_cross_validation_reports_every_fold(tmp_path: Path) -> None:
     from drumcat.model.train.train import Setup, compare_on_kit_folds
 
     dataset = small_dataset(tmp_path / "dataset")
-    summary = compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1)
+    saved = tmp_path / "folds.npz"
+    summary = compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1, probabilities_out=saved)
     assert summary["folds"] == 2 and len(summary["core_accuracy"]["per_seed"]) == 2
     assert set(summary["per_source_core_accuracy"]) == {"synth"}
+    kept = np.load(saved)  # every training + validation clip, scored by the fold that held its kit out
+    assert kept["probabilities"].shape == (54, 34) and set(kept["fold"].tolist()) == {1, 2}
+    np.testing.assert_allclose(kept["probabilities"].sum(axis=1), 1.0, rtol=1e-4)
+    assert all(len(set(kept["fold"][kept["kits"] == kit].tolist())) == 1 for kit in ("kit-a", "kit-b", "kit-c"))
+    held = kept["fold"] == 1
+    accuracy = float(np.mean([canonical(str(p)) == canonical(str(c)) for c, p in zip(
+        kept["labels"][held], kept["classes"][kept["probabilities"][held].argmax(axis=1)], strict=True)]))
+    assert round(accuracy, 4) == summary["core_accuracy"]["per_seed"][0]
 
 
 def test_per_source_figures_average_over_the_folds_that_hold_the_source() -> None:

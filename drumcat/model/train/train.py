@@ -562,12 +562,14 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
     return seed_summary(runs)
 
 
-def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1
-                         ) -> dict[str, Any]:
+def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1,
+                         probabilities_out: Path | None = None) -> dict[str, Any]:
     """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
     kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
     One split of about a thousand clips moves a figure by some ±0.04 (bench/probe.py --kit-folds); the
-    mean over folds moves less. The test kits are never read."""
+    mean over folds moves less. The test kits are never read. `probabilities_out` keeps every clip's
+    calibrated out-of-fold probabilities (.npz), so a decision rule or an ensemble of runs can be judged
+    later on the same folds without training again."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -575,16 +577,24 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     classes = list(FINE_CLASSES)
     whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
     runs = {}
+    out_of_fold = np.zeros((len(whole.labels), len(classes)), dtype=np.float32)
+    fold_of_row = np.zeros(len(whole.labels), dtype=int)
     for number, held in enumerate(kit_folds(whole.kits, folds), start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
         chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
         probabilities = apply_temperature(chosen.validation_probabilities, chosen.temperature)
+        out_of_fold[held], fold_of_row[held] = probabilities, number
         runs[number] = {**evaluate_split(probabilities, held_split.labels, classes),
                         "per_source": per_source(probabilities, held_split, classes)}
         core = runs[number]["core"]
         print(f"fold {number} of {folds} ({len(held)} clips held out): core accuracy {core['accuracy']:.4f}, "
               f"macro-F1 {core['macro_f1']:.4f}")
+    if probabilities_out:
+        probabilities_out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(probabilities_out, probabilities=out_of_fold, fold=fold_of_row, classes=np.array(classes),
+                            labels=np.array([classes[i] for i in whole.labels]), kits=np.array(whole.kits),
+                            sources=np.array(whole.sources), paths=np.array(whole.paths))
     return {"folds": folds, "seed": seed, **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
 
 
@@ -592,13 +602,15 @@ def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
+    fold_probabilities: Path | None = None,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance)
     if kit_folds:
-        return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0])
+        return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
+                                    probabilities_out=fold_probabilities)
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
 
 
