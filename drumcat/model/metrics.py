@@ -51,12 +51,15 @@ def kit_bootstrap_interval(
     predicted = [np.asarray(p) for p in predictions]
     members = [np.flatnonzero(kit_arr == kit) for kit in sorted(set(kits))]
     rng = np.random.default_rng(seed)
-    scores = np.zeros((draws, 2))
-    for draw in range(draws):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+
+    def scores_of(rows: np.ndarray) -> tuple[float, float]:
         t = truth_arr[rows].tolist()
-        scores[draw] = np.mean([(accuracy(t, p[rows].tolist()), macro_f1(per_class_table(t, p[rows].tolist(), classes)))
-                                for p in predicted], axis=0)
+        each = [(accuracy(t, p[rows].tolist()), macro_f1(per_class_table(t, p[rows].tolist(), classes)))
+                for p in predicted]
+        return tuple(np.mean(each, axis=0))
+
+    scores = np.array([scores_of(np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))]))
+                       for _ in range(draws)])
     low, high = np.percentile(scores, [50 * (1 - level), 50 * (1 + level)], axis=0)
     return {"accuracy": [round(float(low[0]), 4), round(float(high[0]), 4)],
             "macro_f1": [round(float(low[1]), 4), round(float(high[1]), 4)],
