@@ -15,13 +15,16 @@ from drumcat.errors import DrumcatError
 def per_class_table(truth: list[str], predicted: list[str], classes: list[str]) -> list[dict[str, Any]]:
     """Precision, recall, F1 and support for each class that occurs in the truth or the predictions."""
     truth_arr, pred_arr = np.asarray(truth), np.asarray(predicted)
+    return table_of_counts(classes, [(int((truth_arr == name).sum()), int((pred_arr == name).sum()),
+                                      int(((truth_arr == name) & (pred_arr == name)).sum())) for name in classes])
+
+
+def table_of_counts(classes: list[str], counts: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+    """`per_class_table` from each class's (support, predicted count, hits)."""
     table = []
-    for name in classes:
-        support = int((truth_arr == name).sum())
-        predicted_count = int((pred_arr == name).sum())
+    for name, (support, predicted_count, hits) in zip(classes, counts, strict=True):
         if support == 0 and predicted_count == 0:
             continue
-        hits = int(((truth_arr == name) & (pred_arr == name)).sum())
         precision = hits / predicted_count if predicted_count else 0.0
         recall = hits / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -46,24 +49,39 @@ def kit_bootstrap_interval(
 ) -> dict[str, list[float]]:
     """How far core accuracy and macro-F1 could move with another draw of test kits: a percentile
     bootstrap that resamples whole kits (clips of one kit are not independent), scoring the mean over
-    `predictions` (one list per seed) in each draw, as the headline figure is a mean over seeds."""
-    truth_arr, kit_arr = np.asarray(truth), np.asarray(kits)
-    predicted = [np.asarray(p) for p in predictions]
-    members = [np.flatnonzero(kit_arr == kit) for kit in sorted(set(kits))]
+    `predictions` (one list per seed) in each draw, as the headline figure is a mean over seeds.
+
+    A draw's figures depend only on its confusion matrix, the sum of its kits' own (each kit counted as
+    often as it was drawn): so each kit's matrix is counted once, not each draw's clips gathered again
+    (25 s instead of 1 s for 10,000 files)."""
+    names = [*classes, *sorted(set(truth).union(*predictions) - set(classes))]  # accuracy counts them all
+    index = {name: i for i, name in enumerate(names)}
+    kit_names, kit_of = np.unique(np.asarray(kits), return_inverse=True)
+    per_kit = np.zeros((len(kit_names), len(predictions), len(names), len(names)))
+    truth_codes = [index[name] for name in truth]
+    for run, predicted in enumerate(predictions):
+        np.add.at(per_kit, (kit_of, run, truth_codes, [index[name] for name in predicted]), 1)
+    per_kit = per_kit.reshape(len(kit_names), -1)
     rng = np.random.default_rng(seed)
-
-    def scores_of(rows: np.ndarray) -> tuple[float, float]:
-        t = truth_arr[rows].tolist()
-        each = [(accuracy(t, p[rows].tolist()), macro_f1(per_class_table(t, p[rows].tolist(), classes)))
-                for p in predicted]
-        return tuple(np.mean(each, axis=0))
-
-    scores = np.array([scores_of(np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))]))
-                       for _ in range(draws)])
-    low, high = np.percentile(scores, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    scores = []
+    for start in range(0, draws, 100):  # a block of draws at a time keeps the (draws, kits) counts small
+        drawn = np.stack([np.bincount(rng.integers(0, len(kit_names), len(kit_names)), minlength=len(kit_names))
+                          for _ in range(min(100, draws - start))])
+        for matrices in (drawn @ per_kit).reshape(len(drawn), len(predictions), len(names), len(names)):
+            scores.append(np.mean([confusion_scores(matrix, classes) for matrix in matrices], axis=0))
+    low, high = np.percentile(np.array(scores), [50 * (1 - level), 50 * (1 + level)], axis=0)
     return {"accuracy": [round(float(low[0]), 4), round(float(high[0]), 4)],
             "macro_f1": [round(float(low[1]), 4), round(float(high[1]), 4)],
-            "level": level, "kits": len(members), "draws": draws}
+            "level": level, "kits": len(kit_names), "draws": draws}
+
+
+def confusion_scores(matrix: np.ndarray, classes: list[str]) -> tuple[float, float]:
+    """`accuracy` and `macro_f1` over `per_class_table`, from a confusion matrix (rows: truth, columns:
+    prediction) whose first rows and columns are `classes`."""
+    total = float(matrix.sum())
+    table = table_of_counts(classes, [(int(matrix[c].sum()), int(matrix[:, c].sum()), int(matrix[c, c]))
+                                      for c in range(len(classes))])
+    return (round(float(np.trace(matrix)) / total, 4) if total else 0.0), macro_f1(table)
 
 
 def confusion(truth: list[str], predicted: list[str], classes: list[str]) -> list[list[int]]:
