@@ -66,9 +66,9 @@ def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | 
 
 
 def predictions(db: Path) -> dict[str, str]:
-    """hash -> fine label, as the views' active model gives it."""
+    """hash -> core folder, as the views' active model decides it (model_decisions: overrides left out)."""
     with sqlite3.connect(db) as conn:
-        return dict(conn.execute("SELECT hash, label FROM latest_predictions"))
+        return dict(conn.execute("SELECT hash, core_label FROM model_decisions"))
 
 
 def measure(predicted: dict[str, str], held: set[str], truth: dict[str, str]) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def measure(predicted: dict[str, str], held: set[str], truth: dict[str, str]) ->
 
     others = [h for h in truth if h not in held and h in predicted]
     core_truth = [canonical(truth[h]) for h in others]
-    core_pred = [canonical(predicted[h]) for h in others]
+    core_pred = [predicted[h] for h in others]
     return accuracy(core_truth, core_pred), macro_f1(per_class_table(core_truth, core_pred, [*CORE_CLASSES, MISC]))
 
 

@@ -5,8 +5,9 @@ validation clip's probabilities from the fold model that never saw its kit. This
 files (seeds or recipes on the same folds) and prints, fold by fold and as the mean over folds, the core
 accuracy and macro-F1 of:
 
-  fine argmax   the folder the views file a sound under today: the top fine class, mapped to its core class
-  core sum      the core class whose fine classes' probabilities add up to the most
+  fine argmax   the top fine class, mapped to its core class (the views' rule before migration 11)
+  core sum      the core class whose fine classes' probabilities add up to the most (`core_decisions`,
+                the views' rule since migration 11)
   ensemble      with several files, the mean of their vectors (as `drumcat model use A B` classifies)
 
     python bench/fold_decisions.py build/runs/a/folds.npz [build/runs/b/folds.npz ...]
@@ -25,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drumcat.model.metrics import accuracy, macro_f1, per_class_table  # noqa: E402
-from drumcat.taxonomy import CORE_CLASSES, MISC, canonical, core_membership  # noqa: E402
+from drumcat.taxonomy import CORE_CLASSES, MISC, canonical, core_decisions  # noqa: E402
 
 CORE = [*CORE_CLASSES, MISC]
 
@@ -35,7 +36,7 @@ def fine_argmax(probabilities: np.ndarray, classes: list[str]) -> list[str]:
 
 
 def core_sum(probabilities: np.ndarray, classes: list[str]) -> list[str]:
-    return [CORE[i] for i in (probabilities @ core_membership(classes)).argmax(axis=1)]
+    return core_decisions(probabilities, classes).labels
 
 
 def fold_scores(truth: list[str], predicted: list[str], fold: np.ndarray) -> list[tuple[float, float]]:

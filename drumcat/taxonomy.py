@@ -2,13 +2,14 @@
 
 The catalog holds these as tables (`classes`, `canonical_map`) that the views read; this module is the
 default they are filled from, the reader of the reference design's `label_mapping.json` and
-`canonical_mapping.json`, and the one fine-to-core matrix (`core_membership`) that training's core loss
-and the review order's core margin both sum probabilities with.
+`canonical_mapping.json`, the one fine-to-core matrix (`core_membership`) that training's core loss sums
+probabilities with, and the one rule that files a sound under a core class (`core_decisions`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,25 +44,44 @@ def canonical(label: str, mapping: dict[str, str] | None = None) -> str:
     return (mapping or default_canonical_map()).get(label, MISC)
 
 
-def core_membership(labels: list[str], mapping: dict[str, str] | None = None) -> np.ndarray:
-    """(labels, core classes + misc) 0/1 matrix: probabilities @ it sums each core class's fine classes."""
+def core_groups(labels: list[str], mapping: dict[str, str] | None = None) -> list[str]:
+    """The folders a model's labels are filed under: the core classes, misc, then any a mapping adds."""
     groups = [*CORE_CLASSES, MISC]
+    return groups + sorted({canonical(label, mapping) for label in labels} - set(groups))
+
+
+def core_membership(labels: list[str], mapping: dict[str, str] | None = None) -> np.ndarray:
+    """(labels, core_groups) 0/1 matrix: probabilities @ it sums each core class's fine classes."""
+    groups = core_groups(labels, mapping)
     targets = [canonical(label, mapping) for label in labels]
-    groups += sorted(set(targets) - set(groups))  # a mapping may name folders of its own
     return np.eye(len(groups), dtype=np.float32)[[groups.index(target) for target in targets]]
 
 
-def core_margins(probabilities: np.ndarray, labels: list[str], mapping: dict[str, str] | None = None) -> np.ndarray:
-    """Per row: the probability of the core class the top fine label files the sound under, summed over
-    its fine classes, minus the largest other core class's. China at 0.5 against Crash at 0.4 is a small
-    top-two margin but no doubt about the folder; a negative margin means the folder is likely wrong."""
-    membership = core_membership(labels, mapping)
-    by_core = np.asarray(probabilities, dtype=np.float64) @ membership
+@dataclass(frozen=True)
+class CoreDecisions:
+    """Per sound, the folder the views file it under and how sure the model is of that folder."""
+
+    labels: list[str]
+    """The core class (or misc) whose fine classes' probabilities add up to the most."""
+    probabilities: np.ndarray
+    """That sum: the threshold compares it, in a tree of core folders."""
+    margins: np.ndarray
+    """It minus the next core class's sum, in [0, 1]: the review order ranks by it."""
+
+
+def core_decisions(probabilities: np.ndarray, labels: list[str], mapping: dict[str, str] | None = None
+                   ) -> CoreDecisions:
+    """The decision rule of every core figure drumcat shows: a sound goes to the core class its fine classes'
+    probabilities add up to the most, not to the top fine class's. China 0.3, Crash 0.25 and Ride 0.4 file it
+    under Crash (0.55). On five kit folds, two seeds, this was right 0.012 and 0.017 more often (README)."""
+    by_core = np.asarray(probabilities, dtype=np.float64) @ core_membership(labels, mapping)
     rows = np.arange(len(by_core))
-    filed = membership[np.argmax(probabilities, axis=1)].argmax(axis=1)
-    own = by_core[rows, filed].copy()
-    by_core[rows, filed] = -np.inf
-    return own - np.maximum(by_core.max(axis=1), 0.0)
+    chosen = by_core.argmax(axis=1)
+    own = by_core[rows, chosen].copy()
+    by_core[rows, chosen] = -np.inf
+    groups = core_groups(labels, mapping)
+    return CoreDecisions(labels=[groups[i] for i in chosen], probabilities=own,
+                         margins=own - np.maximum(by_core.max(axis=1), 0.0))
 
 
 def read_label_mapping(path: Path) -> list[str]:

@@ -106,16 +106,16 @@ def test_upgrade_keeps_the_model_and_the_threshold_the_views_used(tmp_path: Path
         assert db.execute("SELECT count(*) FROM settings WHERE key = 'misc_threshold'").fetchone() == (0,)
 
 
-def test_upgrade_computes_the_core_margin_of_every_stored_prediction(tmp_path: Path) -> None:
-    """Migration 10's SQL gives the stored predictions the margins drumcat computes for new ones."""
+def test_upgrade_decides_the_core_folder_of_every_stored_prediction(tmp_path: Path) -> None:
+    """Migration 11's SQL gives the stored predictions the core decisions drumcat computes for new ones."""
     import numpy as np
 
-    from drumcat.taxonomy import core_margins, default_canonical_map
+    from drumcat.taxonomy import core_decisions, default_canonical_map
 
     path = tmp_path / "old.db"
-    _catalog_at_version(path, 9)
+    _catalog_at_version(path, 10)
     labels = ["China", "Crash", "Kick", "Tom", "Bongo"]
-    vectors = {"a" * 64: [0.45, 0.40, 0.15, 0.0, 0.0], "b" * 64: [0.0, 0.0, 0.3, 0.2, 0.5]}
+    vectors = {"a" * 64: [0.30, 0.25, 0.45, 0.0, 0.0], "b" * 64: [0.0, 0.0, 0.3, 0.2, 0.5]}
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO models VALUES (1, 'm', 'h', 'm.keras', ?, '{}', 'now')", (json.dumps(labels),))
         db.execute("INSERT INTO inference_runs (id, model_id, started_at, config) VALUES (1, 1, 'now', '{}')")
@@ -124,12 +124,17 @@ def test_upgrade_computes_the_core_margin_of_every_stored_prediction(tmp_path: P
             db.execute("INSERT INTO predictions (model_id, hash, run_id, label, confidence, predicted_at, "
                        "probabilities) VALUES (1, ?, 1, ?, ?, 'now', ?)",
                        (digest, top, max(vector), json.dumps(vector)))
+        db.execute("UPDATE settings SET value = '1' WHERE key = 'active_model'")
 
     Catalog(path).close()
 
     with sqlite3.connect(path) as db:
-        stored = dict(db.execute("SELECT hash, margin FROM core_margins ORDER BY hash"))
-    expected = core_margins(np.array(list(vectors.values())), labels, default_canonical_map(labels))
-    assert list(stored) == list(vectors)
-    np.testing.assert_allclose(list(stored.values()), expected, atol=1e-9)
-    np.testing.assert_allclose(expected, [0.70, 0.20], atol=1e-9)  # Bongo (misc) 0.5 against Kick 0.3
+        stored = db.execute("SELECT core_label, probability, margin FROM core_decisions ORDER BY hash").fetchall()
+        routed = db.execute("SELECT label, core_label, folder FROM routed ORDER BY hash").fetchall()
+    expected = core_decisions(np.array(list(vectors.values())), labels, default_canonical_map(labels))
+    assert [label for label, _, _ in stored] == expected.labels == ["Crash", "misc"]
+    np.testing.assert_allclose([row[1:] for row in stored],
+                               np.stack([expected.probabilities, expected.margins], axis=1), atol=1e-9)
+    np.testing.assert_allclose(expected.margins, [0.1, 0.2], atol=1e-9)  # Bongo (misc) 0.5 against Kick 0.3
+    # The fine label stays the model's top class; the folder is the core class that adds up to the most.
+    assert routed == [("Kick", "Crash", "Crash"), ("Bongo", "misc", "misc")]

@@ -109,6 +109,17 @@ def test_core_metrics_collapse_with_the_mapping_given() -> None:
     assert users["accuracy"] == 1.0
 
 
+def test_core_metrics_measure_the_views_rule_not_the_top_fine_class() -> None:
+    """A cymbal split between China and Crash is a Crash, though its top fine class is Ride: the figures
+    evaluate and the cards report are those of the folders the views make."""
+    labels = list(FINE_CLASSES)
+    probabilities = np.zeros((1, len(labels)))
+    for label, p in {"Ride": 0.4, "China": 0.35, "Crash": 0.25}.items():
+        probabilities[0, labels.index(label)] = p
+    report = core_report(["Crash"], probabilities, labels)
+    assert report["accuracy"] == 1.0 and report["confusion"]["matrix"][0][0] == 1
+
+
 def test_evaluate_collapses_labels_with_the_catalogs_canonical_map(tmp_path: Path) -> None:
     """`drumcat evaluate` reads canonical_map from the catalog when there is one (it used the built-in map)."""
     labeled = tmp_path / "labeled"
@@ -131,16 +142,21 @@ def test_rule_changes_for_one_command_are_rolled_back(classified: Path) -> None:
         assert stored_rules(conn) == Rules()
 
 
-def test_core_margins_sum_fine_classes_into_the_folder_a_sound_is_filed_under() -> None:
-    from drumcat.taxonomy import core_margins
+def test_core_decisions_file_a_sound_under_the_core_class_its_fine_classes_add_up_to() -> None:
+    from drumcat.taxonomy import core_decisions
 
     labels = ["China", "Crash", "Kick", "Clap", "Snare"]
     vectors = np.array([[0.5, 0.4, 0.1, 0.0, 0.0],    # Crash 0.9 against Kick 0.1
-                        [0.0, 0.0, 0.2, 0.35, 0.45],  # filed under Snare 0.45, misc 0.35
-                        [0.0, 0.0, 0.0, 0.4, 0.6]])
-    np.testing.assert_allclose(core_margins(vectors, labels), [0.8, 0.1, 0.2])
+                        [0.0, 0.0, 0.2, 0.35, 0.45],  # Snare 0.45 against misc 0.35
+                        [0.3, 0.25, 0.45, 0.0, 0.0]]) # the top fine class is Kick, but Crash adds up to 0.55
+    decided = core_decisions(vectors, labels)
+    assert decided.labels == ["Crash", "Snare", "Crash"]
+    np.testing.assert_allclose(decided.probabilities, [0.9, 0.45, 0.55])
+    np.testing.assert_allclose(decided.margins, [0.8, 0.1, 0.1])
     # A mapping may file a fine class under a folder of its own, or merge two: the sums follow it.
-    np.testing.assert_allclose(core_margins(vectors, labels, {**default_canonical_map(labels), "Clap": "Snare"}),
-                               [0.8, 0.6, 1.0])
-    np.testing.assert_allclose(core_margins(vectors, labels, {**default_canonical_map(labels), "China": "China"}),
-                               [0.1, 0.1, 0.2])
+    merged = core_decisions(vectors, labels, {**default_canonical_map(labels), "Clap": "Snare"})
+    assert merged.labels == ["Crash", "Snare", "Crash"]
+    np.testing.assert_allclose(merged.margins, [0.8, 0.6, 0.1])
+    split = core_decisions(vectors, labels, {**default_canonical_map(labels), "China": "China"})
+    assert split.labels == ["China", "Snare", "Kick"]
+    np.testing.assert_allclose(split.margins, [0.1, 0.1, 0.15])

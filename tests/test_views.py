@@ -48,10 +48,36 @@ def test_canonical_collapse_and_misc(catalog: Catalog, sounds: dict[str, str]) -
     assert tree["bongo"] == "misc"  # not a core class
 
 
-def test_threshold_sends_low_confidence_to_misc(catalog: Catalog, sounds: dict[str, str]) -> None:
-    assert folders(catalog)["quiet"] == "misc"  # 0.4 < 0.5
-    assert folders(catalog, changes=RuleChanges(threshold=0.3))["quiet"] == "Snare"
-    assert folders(catalog, changes=RuleChanges(threshold=0.85))["china"] == "misc"
+def test_threshold_compares_the_probability_of_the_class_a_folder_is_named_for(
+    catalog: Catalog, sounds: dict[str, str]
+) -> None:
+    assert folders(catalog)["quiet"] == "Snare"  # Snare 0.4 + Rim 0.25 = 0.65 >= 0.5
+    assert folders(catalog, changes=RuleChanges(threshold=0.7))["quiet"] == "misc"
+    assert folders(catalog, changes=RuleChanges(threshold=0.85))["china"] == "Crash"  # China 0.8 + Crash 0.2
+    # A folder per fine class compares the fine class's own probability.
+    assert folders(catalog, "organized_full")["quiet"] == "misc"  # Snare 0.4 < 0.5
+    assert folders(catalog, "organized_full", RuleChanges(threshold=0.3))["quiet"] == "Snare"
+    assert folders(catalog, changes=RuleChanges(allow_all=True, threshold=0.85))["china"] == "misc"
+
+
+def test_a_sound_goes_to_the_core_class_its_fine_classes_add_up_to(tmp_path: Path, catalog: Catalog) -> None:
+    write_sample(tmp_path / "archive" / "cymbal.wav", render("Crash", seed=1))
+    scan(catalog, [tmp_path / "archive"], ScanConfig(workers=1))
+    with catalog.read() as conn:
+        digest = conn.exec_driver_sql("SELECT hash FROM files").scalar()
+    record_predictions(catalog, {digest: {"Ride": 0.4, "China": 0.35, "Crash": 0.25}})
+
+    def routed(changes: RuleChanges | None = None) -> dict:
+        with rules_for_this_command(catalog, changes) as conn:
+            return rows(conn, "SELECT label, core_label, core_confidence, folder, model_folder FROM routed")[0]
+
+    # The top fine class is Ride, but China and Crash add up to 0.6.
+    assert routed() == {"label": "Ride", "core_label": "Crash", "core_confidence": pytest.approx(0.6),
+                        "folder": "Crash", "model_folder": "Crash"}
+    # drumcat.toml's map for one command files China elsewhere: Ride 0.4 now leads, under the threshold.
+    assert routed(RuleChanges(canonical_map={"China": "misc"}))["folder"] == "misc"
+    assert routed(RuleChanges(canonical_map={"China": "misc"}, threshold=0.3))["folder"] == "Ride"
+    assert routed()["folder"] == "Crash"  # nothing of it was kept
 
 
 def test_target_label_filter(catalog: Catalog, sounds: dict[str, str]) -> None:

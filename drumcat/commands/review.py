@@ -1,6 +1,6 @@
 """Close neighbours: how many other sounds lie near each sound in embedding space, for the review queue.
 
-The views rank the review queue by the core margin (storage/core_margins.py, migration 10): the least
+The views rank the review queue by the core margin (storage/core_decisions.py, migrations 10-11): the least
 sure folder first. The neighbour count is shown beside it (`review_queue.neighbours`), a hint of how
 many sounds like it a correction may move; weighting the priority by it, as migration 7 did, ranked
 worse on held-out kits. This module counts the neighbours, for the sounds that have none counted yet,

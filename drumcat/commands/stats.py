@@ -71,7 +71,7 @@ def _prediction_stats(conn: Connection) -> dict[str, Any]:
         "active_model": active_model_name(conn),
         "labels": rows(conn, """
             SELECT label, core_label, count(*) AS sounds, round(avg(confidence), 3) AS mean_confidence
-            FROM classified GROUP BY label ORDER BY sounds DESC, label"""),
+            FROM classified GROUP BY label, core_label ORDER BY sounds DESC, label, core_label"""),
         "confidence": confidence,
         "inference_errors": scalar(conn, "SELECT count(*) FROM inference_errors"),
     }

@@ -32,6 +32,7 @@ import numpy as np
 
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
+from drumcat.model.metrics import accuracy
 from drumcat.resources import models_dir
 from drumcat.storage.catalog import Catalog, pages_by_hash, rows
 from drumcat.storage.results import (
@@ -45,7 +46,7 @@ from drumcat.storage.results import (
     unit_rows,
     write_results,
 )
-from drumcat.taxonomy import MISC, canonical
+from drumcat.taxonomy import MISC, canonical, core_decisions
 from drumcat.times import utc_now
 
 MIN_OVERRIDES = 20
@@ -304,21 +305,22 @@ def cross_validate(start: Head, over: np.ndarray, over_labels: list[str], pool: 
     held-out override's label carries over to no other sound)."""
     order = np.random.default_rng(0).permutation(len(over))
     folds = np.array_split(order, min(FOLDS, len(over)))
-    truth, base_pred, adapted_pred = [], [], []
+    truth, base_probs, adapted_probs = [], [], []
     for held in folds:
         kept = np.setdiff1d(order, held)
         head = fit_head(start, examples_of(over[kept], [over_labels[i] for i in kept], pool, labels, radius))
         truth += [over_labels[i] for i in held]
-        base_pred += [labels[i] for i in start.probabilities(over[held]).argmax(axis=1)]
-        adapted_pred += [labels[i] for i in head.probabilities(over[held]).argmax(axis=1)]
+        base_probs.append(start.probabilities(over[held]))
+        adapted_probs.append(head.probabilities(over[held]))
+    core_truth = [canonical(label, mapping) for label in truth]
 
-    def accuracy(predicted: list[str], core: bool) -> float:
-        collapse = (lambda x: canonical(x, mapping)) if core else (lambda x: x)
-        return round(float(np.mean([collapse(t) == collapse(p) for t, p in zip(truth, predicted, strict=True)])), 4)
+    def accuracies(probabilities: np.ndarray) -> dict[str, float]:
+        fine = [labels[i] for i in probabilities.argmax(axis=1)]
+        core = core_decisions(probabilities, labels, mapping).labels  # as the views file a sound
+        return {"fine_accuracy": accuracy(truth, fine), "core_accuracy": accuracy(core_truth, core)}
 
     return {"folds": len(folds), "overrides": len(truth),
-            "base": {"fine_accuracy": accuracy(base_pred, False), "core_accuracy": accuracy(base_pred, True)},
-            "adapted": {"fine_accuracy": accuracy(adapted_pred, False), "core_accuracy": accuracy(adapted_pred, True)}}
+            "base": accuracies(np.concatenate(base_probs)), "adapted": accuracies(np.concatenate(adapted_probs))}
 
 
 def default_out(catalog: Catalog, base_name: str) -> Path:

@@ -18,7 +18,7 @@ from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle
 from drumcat.model.metrics import classification_report, confusion, kit_bootstrap_interval
 from drumcat.model.pipeline import featurize
-from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
+from drumcat.taxonomy import CORE_CLASSES, MISC, canonical, core_decisions, core_groups
 
 AUDIO_EXTENSIONS = {"wav", "aif", "aiff", "flac", "ogg", "mp3"}
 
@@ -164,15 +164,13 @@ def core_report(
     core_truth: list[str], probabilities: np.ndarray, labels: list[str], mapping: dict[str, str] | None = None,
     groups: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Core + misc metrics: a prediction's core probability is the sum over the fine classes mapping to it.
-    With `groups` (each file's kit), also the 95% interval of accuracy and macro-F1 over draws of kits."""
-    core_of = [canonical(name, mapping) for name in labels]
-    core_classes = [*CORE_CLASSES, *sorted(set(core_of) - set(CORE_CLASSES) - {MISC}), MISC]
-    core_probs = np.zeros((probabilities.shape[0], len(core_classes)))
-    for i, core in enumerate(core_of):
-        core_probs[:, core_classes.index(core)] += probabilities[:, i]
-    core_pred = [core_of[i] for i in probabilities.argmax(axis=1)]
-    report = classification_report(core_truth, core_pred, core_probs.max(axis=1), core_classes)
+    """Core + misc metrics of the views' decision rule (`taxonomy.core_decisions`): a sound's core class is
+    the one its fine classes' probabilities add up to the most, and that sum is its confidence. With
+    `groups` (each file's kit), also the 95% interval of accuracy and macro-F1 over draws of kits."""
+    decided = core_decisions(probabilities, labels, mapping)
+    core_pred, confidence = decided.labels, decided.probabilities
+    core_classes = [*CORE_CLASSES, *sorted(set(core_groups(labels, mapping)) - set(CORE_CLASSES) - {MISC}), MISC]
+    report = classification_report(core_truth, core_pred, confidence, core_classes)
     report["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
     if groups:
         report["interval"] = kit_bootstrap_interval(core_truth, [core_pred], groups, core_classes)

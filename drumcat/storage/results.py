@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from drumcat.errors import DrumcatError
 from drumcat.storage.catalog import Catalog, execute_many, rows
-from drumcat.storage.core_margins import recompute_core_margins, write_core_margins
+from drumcat.storage.core_decisions import recompute_core_decisions, write_core_decisions
 from drumcat.storage.rules import set_setting
 from drumcat.times import utc_now
 
@@ -70,7 +70,7 @@ def write_results(
     catalog: Catalog, model_id: int, run_id: int, labels: list[str], hashes: list[str],
     probabilities: np.ndarray, embeddings: np.ndarray, errors: list[tuple],
 ) -> None:
-    """Store one batch (top-1 and runner-up, the full probability vector, its core margin, the embedding, the
+    """Store one batch (top-1 and runner-up, the full probability vector, its core decision, the embedding, the
     errors) in one transaction, so a run interrupted at any point has either all of a batch or none of it."""
     now = utc_now()
     order = np.argsort(-probabilities, axis=1)
@@ -92,7 +92,7 @@ def write_results(
         execute_many(conn, """INSERT OR REPLACE INTO predictions (model_id, hash, run_id, label, confidence,
             second_label, second_confidence, embedding, predicted_at, probabilities)
             VALUES (:m, :h, :r, :label, :conf, :label2, :conf2, :emb, :now, :probs)""", prediction_rows)
-        write_core_margins(conn, model_id, labels, hashes, probabilities)
+        write_core_decisions(conn, model_id, labels, hashes, probabilities)
         execute_many(conn, """INSERT OR REPLACE INTO inference_errors
             VALUES (:m, :h, :path, :e, :r, :now)""", error_rows)
         conn.exec_driver_sql(
@@ -187,7 +187,7 @@ def refresh_ensemble(catalog: Catalog, ensemble_id: int) -> int:
             FROM ensemble_ranked r1
             LEFT JOIN ensemble_ranked r2 ON r2.ensemble_id = r1.ensemble_id AND r2.hash = r1.hash AND r2.rank = 2
             WHERE r1.ensemble_id = :e AND r1.rank = 1""", {"run": run_id, "now": utc_now(), "e": ensemble_id})
-        recompute_core_margins(conn, ensemble_id)
+        recompute_core_decisions(conn, ensemble_id)
         count = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id = ?", (ensemble_id,)).scalar()
         conn.exec_driver_sql("UPDATE inference_runs SET predicted = ? WHERE id = ?", (count, run_id))
     end_run(catalog, run_id, "finished")
@@ -203,7 +203,7 @@ def refresh_ensembles_with(catalog: Catalog, model_id: int) -> None:
         refresh_ensemble(catalog, ensemble_id)
 
 
-RESULT_TABLES = ("core_margins", "review_density", "inference_errors", "predictions", "inference_runs")
+RESULT_TABLES = ("core_decisions", "review_density", "inference_errors", "predictions", "inference_runs")
 """Every table holding a model's results, in an order that deletes rows before what they refer to."""
 
 

@@ -32,7 +32,8 @@ class Rules:
     `target_labels` table), in drumcat.toml's [taxonomy] section and in the command-line flags."""
 
     threshold: float = 0.5
-    """Below this confidence a sound is routed to misc (an override never is)."""
+    """Below this probability of the class its folder is named for, a sound is routed to misc (an override
+    never is): the summed probability of its core class, or the fine class's in a folder-per-fine-class tree."""
     uncertain_margin: float = 0.15
     """A top-two probability gap under this lists a sound in the `uncertain` view."""
     dedup: str = "exact"
@@ -99,6 +100,13 @@ def effective_rules(conn: Connection, layers: list[tuple[str, RuleChanges]]) -> 
 def canonical_map(conn: Connection) -> dict[str, str]:
     """The catalog's fine -> canonical mapping, the one the views apply."""
     return {r["fine"]: r["canonical"] for r in rows(conn, "SELECT fine, canonical FROM canonical_map")}
+
+
+def changes_stored_map(conn: Connection, mapping: dict[str, str]) -> bool:
+    """Whether `mapping` files any fine class elsewhere than the catalog's map does (a drumcat.toml map
+    already stored with `drumcat rules apply` costs a command nothing)."""
+    stored = canonical_map(conn)
+    return any(stored.get(fine) != target for fine, target in mapping.items())
 
 
 def known_labels(conn: Connection) -> set[str]:
@@ -180,12 +188,12 @@ def config_rule_changes(config: Config) -> RuleChanges:
 
 def store_rules(catalog: Catalog, changes: RuleChanges, where: str = "") -> list[str]:
     """Keep rule changes in the catalog for good (`drumcat rules set` / `rules apply`); returns their names."""
-    from drumcat.storage.core_margins import recompute_core_margins  # it reads the map this module writes
+    from drumcat.storage.core_decisions import recompute_core_decisions  # it reads the map this module writes
 
     with catalog.connect() as conn:
         apply_rules(conn, changes, where)
-        if changes.canonical_map:  # the review order follows the stored map
-            recompute_core_margins(conn)
+        if changes.canonical_map:  # every model's core folders follow the stored map
+            recompute_core_decisions(conn)
     return changes.set_names()
 
 
@@ -197,10 +205,16 @@ def rules_for_this_command(catalog: Catalog, changes: RuleChanges | None = None)
         with catalog.read() as conn:
             yield conn
         return
+    from drumcat.storage.core_decisions import recompute_core_decisions
+
     with catalog.engine.connect() as conn:
         transaction = conn.begin()
         try:
+            decide_again = bool(changes.canonical_map) and changes_stored_map(conn, changes.canonical_map)
             apply_rules(conn, changes)
+            active = conn.exec_driver_sql("SELECT model_id FROM active_model").scalar()
+            if decide_again and active is not None:  # the folders this command sees follow its map
+                recompute_core_decisions(conn, active)
             yield conn
         finally:
             transaction.rollback()

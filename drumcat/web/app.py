@@ -59,7 +59,8 @@ SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 SOUNDS_SQL = """
-    SELECT r.hash, r.label, r.core_label, r.confidence, r.second_label, r.second_confidence, r.folder,
+    SELECT r.hash, r.label, r.core_label, r.confidence, r.core_confidence, r.second_label, r.second_confidence,
+           r.folder,
            r.model_folder, r.overridden, u.path, u.name, a.duration
     FROM routed r JOIN unique_files u ON u.hash = r.hash LEFT JOIN audio a ON a.hash = r.hash
     WHERE 1"""
@@ -255,17 +256,17 @@ def overview_facts(server: ReviewServer) -> dict[str, Any]:
 def overview_counts(table: SoundTable) -> dict[str, Any]:
     """Sounds per folder and class, the confidence histogram, what the corrections change."""
     folders = Counter(row["folder"] for row in table.rows)
-    classes: dict[str, list] = {}
+    classes: dict[tuple[str, str], list] = {}  # a fine label's sounds may add up to more than one core class
     for row in table.rows:
-        classes.setdefault(row["label"], [row["core_label"], 0, 0.0])
-        classes[row["label"]][1] += 1
-        classes[row["label"]][2] += row["confidence"]
+        counted = classes.setdefault((row["label"], row["core_label"]), [0, 0.0])
+        counted[0] += 1
+        counted[1] += row["confidence"]
     bins = Counter(min(int(row["confidence"] * 10), 9) for row in table.rows)
     top = max(bins.values(), default=1)
     return {
         "folders": [{"folder": f, "sounds": n} for f, n in sorted(folders.items())],
         "classes": [{"label": label, "core_label": core, "sounds": n, "mean": round(total / n, 3)}
-                    for label, (core, n, total) in sorted(classes.items(), key=lambda kv: (-kv[1][1], kv[0]))],
+                    for (label, core), (n, total) in sorted(classes.items(), key=lambda kv: (-kv[1][0], kv[0]))],
         "bars": [{"low": b / 10, "sounds": bins.get(b, 0), "height": round(60 * bins.get(b, 0) / top)}
                  for b in range(10)],
         "counts": {"sounds": len(table.rows), "uncertain": len(table.uncertain)},

@@ -36,7 +36,7 @@ from drumcat.model.metrics import (
 from drumcat.model.runtime import quiet_tensorflow
 from drumcat.model.train import synth_kits
 from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group
-from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_membership
+from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
@@ -527,7 +527,7 @@ def fit_seed(
     test["per_source"] = per_source(calibrated, test_split, classes)
     validation = evaluate_split(apply_temperature(chosen.validation_probabilities, temperature), y_val, classes)
     return SeedRun(model, temperature, test, validation, before_refit, chosen.epochs_run, chosen.best_epochs,
-                   [canonical(classes[i]) for i in calibrated.argmax(axis=1)])
+                   core_decisions(calibrated, classes).labels)
 
 
 def kit_interval_on_test(test_split: Split, runs: list[SeedRun], classes: list[str]) -> dict[str, Any]:
