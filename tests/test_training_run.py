@@ -237,6 +237,20 @@ def test_kit_folds_hold_a_family_of_kits_that_share_samples_out_together() -> No
     assert any(set(fold) >= {0, 1, 2, 3} for fold in folds)
 
 
+def test_kit_folds_spread_the_noise_bursts_so_every_fold_trains_on_some() -> None:
+    """The synthesized noise bursts are independent draws: held out whole, one fold's model would never
+    see the Noise class."""
+    from drumcat.model.train.train import kit_folds
+
+    kits = ["synth:train"] * 30 + ["synth:validation"] * 10 + [f"machine:{n}" for n in range(20) for _ in range(4)]
+    folds = kit_folds(kits, 5)
+    noise = [sum(kits[i].startswith("synth:") for i in fold) for fold in folds]
+    assert all(count >= 4 for count in noise), noise
+    assert all(len({kits[i] for i in fold if kits[i].startswith("machine:")} &
+                   {kits[i] for i in other if kits[i].startswith("machine:")}) == 0
+               for n, fold in enumerate(folds) for other in folds[n + 1:])  # real kits still held out whole
+
+
 def test_kit_weights_let_a_big_kit_count_by_the_square_root_of_its_size() -> None:
     from drumcat.model.train.train import Setup, Split, kit_weights
 

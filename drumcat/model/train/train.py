@@ -35,7 +35,7 @@ from drumcat.model.metrics import (
 )
 from drumcat.model.runtime import quiet_tensorflow
 from drumcat.model.train import synth_kits
-from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group
+from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group, independent_draws
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
@@ -77,11 +77,12 @@ def subset(split: Split, rows: np.ndarray) -> Split:
 
 def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     """The rows of each of `folds` held-out folds, every kit's clips (with its `holdout_group`) in exactly
-    one: groups taken largest first, each into the fold with the fewest clips so far (deterministic, and
-    folds of even size). The CNN's cross-validation and the probes' (bench/probe.py) use the same folds."""
+    one, except `independent_draws`, spread like kits of one clip: groups taken largest first, each into
+    the fold with the fewest clips so far (deterministic, and folds of even size). The CNN's
+    cross-validation and the probes' (bench/probe.py) use the same folds."""
     kits: dict[str, list[int]] = {}
     for row, kit in enumerate(kit_of_row):
-        kits.setdefault(holdout_group(kit), []).append(row)
+        kits.setdefault(f"{kit}#{row}" if independent_draws(kit) else holdout_group(kit), []).append(row)
     held: list[list[int]] = [[] for _ in range(folds)]
     for _, members in sorted(kits.items(), key=lambda item: (-len(item[1]), item[0])):
         min(held, key=len).extend(members)
