@@ -596,7 +596,16 @@ def serve(
     catalog = state.open_catalog()
     learner = None if read_only else Learner(catalog, mapping=state.canonical_map(),
                                              **({} if learn_every is None else {"every": learn_every}))
-    server = ReviewServer(catalog, read_only=read_only, changes=state.rule_changes(), learner=learner)
+    changes = state.rule_changes()
+    if changes.canonical_map:
+        from drumcat.storage.rules import changes_stored_map
+
+        with catalog.read() as conn:
+            if changes_stored_map(conn, changes.canonical_map):
+                console.warn_line(f"{state.config.source}: its canonical mapping is not the catalog's, so every "
+                                  "page files the sounds again (slow in a large catalog); `drumcat rules apply` "
+                                  "stores it once")
+    server = ReviewServer(catalog, read_only=read_only, changes=changes, learner=learner)
     console.out.print(f"drumcat review page: http://{host}:{port}/  ({'read-only, ' if read_only else ''}"
                       "Ctrl-C stops it)")
     if learner is not None:
