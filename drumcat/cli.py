@@ -752,6 +752,8 @@ def train(
     = None,
     kit_balance: Annotated[bool, typer.Option(
         help="Weigh each clip by its kit's size too (inverse square root), so big fonts count less.")] = False,
+    ema: Annotated[float | None, typer.Option(
+        help="Momentum of a moving average of the weights, validated and kept (e.g. 0.998; 0: none).")] = None,
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
     kit_folds: Annotated[int, typer.Option(
@@ -778,6 +780,10 @@ def train(
         recipe["core_weight"] = core_weight
     if kit_balance:
         recipe["kit_balance"] = True
+    if ema is not None:
+        if not 0 <= ema < 1:
+            raise DrumcatError(f"--ema {ema}: use a momentum between 0 and 1, e.g. 0.998 (0: none)")
+        recipe["ema"] = ema
     # Keras prints its epoch lines to stdout: they are progress, so they go to stderr with the rest.
     with contextlib.redirect_stdout(sys.stderr):
         if validation_only:

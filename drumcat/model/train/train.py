@@ -240,11 +240,14 @@ def training_loss(core_weight: float) -> Any:
 
 
 def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                   core_weight: float = CORE_WEIGHT) -> Any:
+                   core_weight: float = CORE_WEIGHT, ema: float = 0.0) -> Any:
+    """With `ema`, the optimizer also keeps an exponential moving average of the weights (that momentum
+    per step), which the model is validated with and ends with (`ema_callbacks`)."""
     import keras
 
     model = build_model(num_classes, widths, recipe)
-    model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3),
+    model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3, use_ema=ema > 0,
+                                                   ema_momentum=ema if ema > 0 else 0.99),
                   loss=training_loss(core_weight),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     return model
@@ -344,18 +347,20 @@ class Setup:
     """Weight of the core-class cross-entropy beside the fine one (`training_loss`)."""
     kit_balance: bool = False
     """Weigh clips by `kit_weights` as well as by class."""
+    ema: float = 0.0
+    """Momentum of a moving average of the weights, validated and kept instead of the last ones (0: none)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
-           kit_balance: bool = False) -> Setup:
+           kit_balance: bool = False, ema: float = 0.0) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
-                   kit_balance=kit_balance)
+                   kit_balance=kit_balance, ema=ema)
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -366,7 +371,14 @@ class Setup:
         return x, targets, labels
 
     def model(self, num_classes: int) -> Any:
-        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight)
+        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema)
+
+    def ema_callbacks(self) -> list[Any]:
+        """With `ema`: validate with the averaged weights, and let early stopping keep those (it must come
+        after this callback)."""
+        import keras
+
+        return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if self.ema else []
 
     def sample_weights(self, split: Split, labels: np.ndarray, num_classes: int) -> np.ndarray:
         """Each row of `training_set(split)`'s weight: its class's, times its kit's with `kit_balance`."""
@@ -493,6 +505,7 @@ def select_on_validation(
     print(f"seed {seed}: train {len(x_train)} (with {setup.copies} augmented copies), validation {len(x_val)}")
     model = setup.model(len(classes))
     callbacks = [
+        *setup.ema_callbacks(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
@@ -603,12 +616,12 @@ def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
-    fold_probabilities: Path | None = None,
+    fold_probabilities: Path | None = None, ema: float = 0.0,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
-                     core_weight=core_weight, kit_balance=kit_balance)
+                     core_weight=core_weight, kit_balance=kit_balance, ema=ema)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities)
@@ -619,6 +632,7 @@ def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
+    ema: float = 0.0,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -631,7 +645,8 @@ def train(
     classes = list(FINE_CLASSES)
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
-                     teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance)
+                     teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
+                     ema=ema)
     teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -678,7 +693,9 @@ def train(
             "regularization": "mixup (power domain, Beta(0.4, 0.4)) on half the augmented copies, label "
                               "smoothing 0.05, AdamW weight decay 1e-3, dropout 0.4"
                               + (f"; loss: fine cross-entropy + {core_weight:g} x core-class cross-entropy"
-                                 if core_weight else ""),
+                                 if core_weight else "")
+                              + (f"; weights averaged (EMA, momentum {ema:g} per step), validated and kept"
+                                 if ema else ""),
             "epochs_run": shipped.epochs_run, "seed": seeds[0], "seeds_measured": list(seeds),
             "determinism": "tf.config.experimental.enable_op_determinism(); keras.utils.set_random_seed(seed)",
             "selection": f"early stopping on validation loss chose epoch {shipped.best_epochs}; the temperature "
