@@ -43,8 +43,7 @@ FROM ranked first
 LEFT JOIN ranked second ON second.model_id = first.model_id AND second.hash = first.hash AND second.rank = 2
 WHERE first.rank = 1;
 
-DROP VIEW uncertain;
-DROP VIEW review_queue;
+DROP VIEW review_queue;  -- uncertain reads it by name, so it stays as migration 10 made it
 DROP VIEW organized_full;
 DROP VIEW organized_default;
 DROP VIEW routed;
@@ -134,14 +133,6 @@ JOIN unique_files u ON u.hash = r.hash
 LEFT JOIN review_density d ON d.hash = r.hash AND d.model_id = (SELECT model_id FROM embedding_model)
 WHERE NOT r.overridden
 ORDER BY priority DESC, u.path;
-
--- Samples worth a human look (below the threshold, or a small top-two or core margin), in review order.
-CREATE VIEW uncertain AS
-SELECT src, dest, label, confidence, second_label, second_confidence, margin, hash, neighbours, core_margin, priority
-FROM review_queue
-WHERE below_threshold OR margin < (SELECT uncertain_margin FROM rules)
-   OR core_margin < (SELECT uncertain_margin FROM rules)
-ORDER BY priority DESC, src;
 
 UPDATE settings SET note = 'below this probability of the class a folder is named for (a core class''s summed '
                            || 'probability; the fine class''s with allow_all) a sample is routed to misc'
