@@ -18,8 +18,8 @@ does not beat the CNN, so it was not distilled. The test kits, read once after t
 0.881 / 0.854, against the CNN's 0.845 / 0.787 and aisfx's 0.850 / 0.806 (README, "The default model").
 `--kit-folds 5` (grouped cross-validation over the training + validation kits, in the folds of
 `drumcat train --kit-folds 5`) sides with validation: 0.782 ± 0.091 at C = 0.01, against aisfx's 0.825 ±
-0.084 and the CNN's 0.818 ± 0.095 (folds that hold out what the splits hold out; README, "Cross-validation
-over kits").
+0.084 and the CNN's 0.818 ± 0.095 (folds that hold out what the splits hold out, before the noise bursts
+were spread over them; README, "Cross-validation over kits").
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def core_decisions(probabilities: np.ndarray, labels: list[str], mapping: dict[s
                    ) -> CoreDecisions:
     """The decision rule of every core figure drumcat shows: a sound goes to the core class its fine classes'
     probabilities add up to the most, not to the top fine class's. China 0.3, Crash 0.25 and Ride 0.4 file it
-    under Crash (0.55). On five kit folds, two seeds, this was right 0.012 and 0.017 more often (README)."""
+    under Crash (0.55), with 0.55 as the confidence the threshold compares: on five kit folds, at the default
+    threshold, the trees were right 0.014 more often and sent 7% of the sounds to misc instead of 16% (README)."""
     by_core = np.asarray(probabilities, dtype=np.float64) @ core_membership(labels, mapping)
     rows = np.arange(len(by_core))
     chosen = by_core.argmax(axis=1)
