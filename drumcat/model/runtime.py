@@ -103,11 +103,25 @@ class LiteRuntime:
         return outputs[_OUTPUTS[0]], outputs[_OUTPUTS[1]]
 
 
-def export_lite(two_outputs: Any, path: Path) -> None:
-    """Write the two-output Keras model as a LiteRT flatbuffer (built-in operators only)."""
+LITE_WEIGHTS = ("float32", "int8", "float16")
+"""How a LiteRT export stores its weights: as trained, or quantized (dynamic-range int8, float16)."""
+
+
+def lite_flatbuffer(two_outputs: Any, weights: str = "float32") -> bytes:
+    """The two-output Keras model as a LiteRT flatbuffer (built-in operators only), its weights stored as
+    `weights` says (`bench/quantize.py` measures what each costs)."""
     # TensorFlow and the converter log to file descriptor 2; Keras prints the traced signature to stdout.
     with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
         import tensorflow as tf
 
-        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(two_outputs).convert()
-    path.write_bytes(flatbuffer)
+        converter = tf.lite.TFLiteConverter.from_keras_model(two_outputs)
+        if weights != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if weights == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def export_lite(two_outputs: Any, path: Path) -> None:
+    """Write the two-output Keras model as a LiteRT flatbuffer, weights as trained."""
+    path.write_bytes(lite_flatbuffer(two_outputs))
