@@ -212,9 +212,10 @@ def rules_for_this_command(catalog: Catalog, changes: RuleChanges | None = None)
         try:
             decide_again = bool(changes.canonical_map) and changes_stored_map(conn, changes.canonical_map)
             apply_rules(conn, changes)
-            active = conn.exec_driver_sql("SELECT model_id FROM active_model").scalar()
-            if decide_again and active is not None:  # the folders this command sees follow its map
-                recompute_core_decisions(conn, active)
+            if decide_again:  # the folders this command sees follow its map
+                active = conn.exec_driver_sql("SELECT model_id FROM active_model").scalar()
+                if active is not None:
+                    recompute_core_decisions(conn, active)
             yield conn
         finally:
             transaction.rollback()

@@ -97,7 +97,12 @@ def holdout_group(kit: str) -> str:
     return "hydrogen:Millo" if kit.startswith("hydrogen:Millo") else kit
 
 
-NOISE_KITS = ("synth:train", "synth:validation", "synth:test")
+def noise_kit(split: str) -> str:
+    """The kit name of a split's synthesized noise bursts (TEST_KITS and VALIDATION_KITS name two)."""
+    return f"synth:{split}"
+
+
+NOISE_KITS = tuple(noise_kit(split) for split in ("train", "validation", "test"))
 
 
 def independent_draws(kit: str) -> bool:
@@ -267,7 +272,7 @@ def noise_clips() -> Iterator[Clip]:
                 burst -= np.linspace(burst[0], burst[-1], burst.size)
             clip = to_clip(resample(burst.astype(np.float32), 44_100, CLIP_RATE))
             if clip is not None:
-                yield Clip(clip, "Noise", "synthesized", "synth:" + split, f"noise seed {seed}")
+                yield Clip(clip, "Noise", "synthesized", noise_kit(split), f"noise seed {seed}")
 
 
 def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Clip]:
