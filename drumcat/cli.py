@@ -754,6 +754,10 @@ def train(
         help="Weigh each clip by its kit's size too (inverse square root), so big fonts count less.")] = False,
     ema: Annotated[float | None, typer.Option(
         help="Momentum of a moving average of the weights, validated and kept (e.g. 0.998; 0: none).")] = None,
+    members: Annotated[int, typer.Option(
+        help="Networks trained per seed (seeds s, s+1000, ...) and shipped as one model averaging them.")] = 1,
+    lite_weights: Annotated[str, typer.Option(
+        help="How the LiteRT export infer runs stores its weights: float32, int8 or float16.")] = "float32",
     validation_only: Annotated[bool, typer.Option(
         help="Print the candidate's figures on the validation kits only: no refit, no test, nothing saved.")] = False,
     kit_folds: Annotated[int, typer.Option(
@@ -763,6 +767,7 @@ def train(
         help="With --kit-folds: write every clip's out-of-fold probabilities here (.npz).")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
+    from drumcat.model.runtime import LITE_WEIGHTS
     from drumcat.model.train.train import train as run_train
 
     try:
@@ -784,6 +789,13 @@ def train(
         if not 0 <= ema < 1:
             raise DrumcatError(f"--ema {ema}: use a momentum between 0 and 1, e.g. 0.998 (0: none)")
         recipe["ema"] = ema
+    if members < 1:
+        raise DrumcatError(f"--members {members}: use 1 (one network) or more")
+    if lite_weights not in LITE_WEIGHTS:
+        raise DrumcatError(f"--lite-weights {lite_weights}: use one of {', '.join(LITE_WEIGHTS)}")
+    if validation_only and members > 1:
+        raise DrumcatError("--members compares on validation as separate seeds: run --validation-only per seed, "
+                           "then bench/fold_decisions.py on their --fold-probabilities")
     # Keras prints its epoch lines to stdout: they are progress, so they go to stderr with the rest.
     with contextlib.redirect_stdout(sys.stderr):
         if validation_only:
@@ -794,7 +806,8 @@ def train(
                                               fold_probabilities=fold_probabilities, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
-                             teacher_path=teacher, teacher_targets_path=teacher_targets, **recipe)
+                             teacher_path=teacher, teacher_targets_path=teacher_targets, members=members,
+                             lite_weights=lite_weights, **recipe)
     if validation_only:
         console.out.print_json(data=summary)
         return

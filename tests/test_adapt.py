@@ -106,12 +106,12 @@ def test_an_interrupted_write_leaves_no_bundle(tmp_path: Path, bundle: ModelBund
 
 def test_with_nothing_to_learn_the_head_is_the_base_model(bundle: ModelBundle) -> None:
     """The new output layer starts as the base one with its temperature folded in."""
-    rng = np.random.default_rng(0)
-    embeddings = np.maximum(rng.standard_normal((4, 128)), 0)
-    start = base_head(bundle, list(bundle.card.labels))
     import keras
 
     base = bundle.keras_model
+    rng = np.random.default_rng(0)
+    embeddings = np.maximum(rng.standard_normal((4, base.get_layer("embedding").output.shape[-1])), 0)
+    start = base_head(bundle, list(bundle.card.labels))
     to_probabilities = keras.Model(base.get_layer("embedding").output, base.outputs[0])
     raw = to_probabilities.predict(embeddings.astype(np.float32), verbose=0)
     from drumcat.model.metrics import apply_temperature

@@ -27,7 +27,7 @@ from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import pending_sounds, register_model
 from drumcat.taxonomy import FINE_CLASSES
 from drumcat.workers import pool_context
-from tests.helpers import librosa_features, tiny_model
+from tests.helpers import EXPORT_PROBABILITY_TOLERANCE, librosa_features, tiny_model
 
 
 def test_predictions_equal_a_direct_model_call(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:
@@ -43,9 +43,12 @@ def test_predictions_equal_a_direct_model_call(catalog: Catalog, scanned: Path, 
     direct_inputs = np.stack([librosa_features(r["path"], recipe) for r in stored])
     keras_probabilities = bundle.keras_model.predict(direct_inputs.astype(np.float32), verbose=0)
     direct = apply_temperature(keras_probabilities.astype(np.float64), bundle.card.temperature)
+    tolerance = max(2e-3, EXPORT_PROBABILITY_TOLERANCE[bundle.card.lite_weights])
     for row, expected in zip(stored, direct, strict=True):
-        assert row["label"] == bundle.card.labels[int(expected.argmax())]
-        assert row["confidence"] == pytest.approx(float(expected.max()), abs=2e-3)
+        top, second = np.sort(expected)[::-1][:2]
+        if top - second > 2 * tolerance:  # a near tie may go either way with quantized weights
+            assert row["label"] == bundle.card.labels[int(expected.argmax())]
+        assert row["confidence"] == pytest.approx(float(expected.max()), abs=tolerance)
         assert len(vectors[row["hash"]]["v"].split(",")) == len(bundle.card.labels)
 
 

@@ -36,7 +36,7 @@ def test_card_whose_labels_do_not_match_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DrumcatError, match="outputs but its card lists 33 labels"):
         load_bundle(model)  # no export beside it: checked on Keras
     lite_path_for(model).write_bytes(lite_path_for(default_model_path()).read_bytes())
-    with pytest.raises(DrumcatError, match=r"gives outputs \[34, 128\], but the card says .* 33 labels"):
+    with pytest.raises(DrumcatError, match=r"gives outputs \[34, \d+\], but the card says .* 33 labels"):
         load_bundle(model)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from drumcat.model.bundle import ModelBundle, load_bundle
 from drumcat.model.runtime import KerasRuntime
-from tests.helpers import librosa_features
+from tests.helpers import EXPORT_PROBABILITY_TOLERANCE, librosa_features
 
 
 def test_lite_and_keras_runtimes_give_the_same_results(scanned: Path, bundle: ModelBundle) -> None:
@@ -18,5 +18,11 @@ def test_lite_and_keras_runtimes_give_the_same_results(scanned: Path, bundle: Mo
     assert isinstance(keras_bundle.runtime, KerasRuntime)
     lite_probabilities, lite_embeddings = bundle.predict(features)
     keras_probabilities, keras_embeddings = keras_bundle.predict(features)
-    np.testing.assert_allclose(lite_probabilities, keras_probabilities, atol=1e-4)
-    np.testing.assert_allclose(lite_embeddings, keras_embeddings, rtol=1e-3, atol=1e-3)
+    weights = bundle.card.lite_weights
+    np.testing.assert_allclose(lite_probabilities, keras_probabilities, atol=EXPORT_PROBABILITY_TOLERANCE[weights])
+    if weights == "float32":
+        np.testing.assert_allclose(lite_embeddings, keras_embeddings, rtol=1e-3, atol=1e-3)
+    else:  # quantized weights move every coordinate a little; the direction, which `similar` ranks by, stays
+        cosine = (lite_embeddings * keras_embeddings).sum(axis=1) / (
+            np.linalg.norm(lite_embeddings, axis=1) * np.linalg.norm(keras_embeddings, axis=1))
+        assert cosine.min() > 0.99

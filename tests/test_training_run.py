@@ -12,7 +12,18 @@ from drumcat.audio.synth import render, write_sample
 from drumcat.model.bundle import load_bundle
 from drumcat.model.metrics import apply_temperature
 from drumcat.model.train.dataset import Clip, without_duplicates
-from drumcat.model.train.train import STUDENT_WIDTHS, Teacher, evaluate_split, features_of, load_split, train
+from drumcat.model.train.train import (
+    RECIPE,
+    STUDENT_WIDTHS,
+    Teacher,
+    build_model,
+    ensemble_of,
+    evaluate_split,
+    features_of,
+    load_split,
+    member_seeds,
+    train,
+)
 from drumcat.taxonomy import canonical, core_decisions
 
 KITS = {"kit-a": "train", "kit-b": "train", "kit-c": "validation", "kit-d": "test"}
@@ -190,6 +201,17 @@ def test_drumcat_train_validation_only_prints_validation_figures_and_writes_noth
     assert not (tmp_path / "never.keras").exists()
 
 
+def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp_path: Path) -> None:
+    from tests.helpers import drumcat
+
+    dataset = small_dataset(tmp_path / "dataset")
+    for options, message in ((["--lite-weights", "int4"], "--lite-weights int4: use one of float32, int8, float16"),
+                             (["--members", "0"], "--members 0: use 1"),
+                             (["--members", "2", "--validation-only"], "--members compares on validation")):
+        result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
+        assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_the_core_loss_adds_the_cross_entropy_of_the_summed_core_probabilities() -> None:
     """`training_loss(w)` = fine cross-entropy (label smoothing 0.05) + w x the core-class cross-entropy,
     checked against numpy; a China taken for a Crash costs next to no core loss."""
@@ -305,3 +327,39 @@ def test_per_source_figures_average_over_the_folds_that_hold_the_source() -> Non
 
     summary = seed_summary({1: run(0.9, {"a": 0.9}), 2: run(0.7, {"a": 0.5, "b": 0.8})})
     assert summary["per_source_core_accuracy"] == {"a": 0.7, "b": 0.8}
+
+
+def test_an_ensemble_averages_its_members_logits_behind_one_dense_softmax() -> None:
+    import keras
+
+    members = [build_model(34) for _ in range(2)]
+    for index, member in enumerate(members):  # distinct weights, as two seeds give
+        rng = np.random.default_rng(index)
+        member.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in member.get_weights()])
+    ensemble = ensemble_of(members, 34)
+    x = np.random.default_rng(9).normal(0, 1, (5, *RECIPE.input_shape)).astype(np.float32)
+    log_members = [np.log(m.predict(x, verbose=0).astype(np.float64)) for m in members]
+    expected = np.exp(np.mean(log_members, axis=0))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-3, atol=1e-6)
+    last = ensemble.layers[-1]  # what `drumcat adapt` retrains: a Dense softmax over the joined embeddings
+    assert isinstance(last, keras.layers.Dense) and ensemble.get_layer("embedding").output.shape[-1] == 256
+    assert member_seeds(3, 2) == [3, 1003]
+
+
+def test_train_ships_an_ensemble_with_a_quantized_export_and_its_own_figures(tmp_path: Path) -> None:
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "models" / "pair.keras"
+    card = train(dataset, out, epochs=2, copies=1, members=2, lite_weights="int8")
+
+    assert card.training["member_seeds"] == [1, 1001] and len(card.training["epochs_run"]) == 2
+    assert card.training["litert_weights"] == "int8"
+    bundle = load_bundle(out)  # runs the int8 export, checked against the card
+    clips = load_split(dataset, "test", card.labels)
+    probabilities, embeddings = bundle.predict(features_of(clips.clips))
+    assert embeddings.shape == (18, 256)
+    lite = card.metrics["test_litert"]  # measured on the export itself, beside the Keras model's figures
+    again = evaluate_split(probabilities, clips.labels, card.labels)["core"]
+    assert lite["weights"] == "int8" and lite["core_accuracy"] == again["accuracy"]
+    assert 0 <= lite["same_core_folder_as_keras"] <= 1
+    assert (out.with_suffix(".tflite").stat().st_size < 0.5 * out.stat().st_size)  # int8: a quarter of float32

@@ -428,6 +428,7 @@ def adapt(
             "overrides_skipped": dict(skipped), "replay_sounds": len(pool.hashes),
             "close_to_a_correction": {"sounds": len(near.hashes), "cosine_similarity_at_least": round(radius, 4)},
             "new_labels": new,
+            "litert_weights": bundle.card.lite_weights,  # the base's: its stored embeddings came from that export
             "recipe": f"the base network up to its embedding, frozen; a new softmax output layer started from the "
                       f"base one (temperature {bundle.card.temperature:g} folded in), fitted by full-batch Adam "
                       f"({steps} steps) on the overrides (weight {OVERRIDE_WEIGHT:g} each) and a replay sample of "

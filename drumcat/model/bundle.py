@@ -25,7 +25,7 @@ from drumcat.model.runtime import (
     KerasRuntime,
     LiteRuntime,
     Runtime,
-    export_lite,
+    lite_flatbuffer,
     native_stderr_silenced,
     quiet_tensorflow,
     two_output_model,
@@ -71,6 +71,11 @@ class ModelCard:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.features.input_shape
+
+    @property
+    def lite_weights(self) -> str:
+        """How the LiteRT export stores its weights (`LITE_WEIGHTS`): written by training, float32 before."""
+        return str(self.training.get("litert_weights", "float32"))
 
     def to_json(self) -> str:
         data = {
@@ -273,12 +278,13 @@ def _resolve(future: Future, work: Callable[[], Any]) -> None:
         future.set_exception(exc)
 
 
-def write_lite_export(model: Any, card: ModelCard, model_path: Path) -> bool:
-    """Export the model to LiteRT beside it and record the export's hash in the card (not written here).
-    A model LiteRT cannot express (e.g. an operator it lacks) keeps running on Keras: returns False."""
+def write_lite_export(model: Any, card: ModelCard, model_path: Path, weights: str = "float32") -> bool:
+    """Export the model to LiteRT beside it, its weights stored as `weights` says (`LITE_WEIGHTS`), and record
+    the export's hash in the card (not written here). A model LiteRT cannot express (e.g. an operator it
+    lacks) keeps running on Keras: returns False."""
     lite_path = lite_path_for(model_path)
     try:
-        export_lite(two_output_model(model, card.embedding_layer), lite_path)
+        lite_path.write_bytes(lite_flatbuffer(two_output_model(model, card.embedding_layer), weights))
         _checked_lite_runtime(lite_path, card)
     except Exception:  # the converter raises many kinds; the Keras runtime remains, so nothing is lost
         lite_path.unlink(missing_ok=True)
@@ -316,10 +322,11 @@ def add_model(
 
 
 def save_bundle(model: Any, card: ModelCard, model_path: Path) -> ModelCard:
-    """Save a Keras model, its LiteRT export and its card with both hashes (used by training)."""
+    """Save a Keras model, its LiteRT export (weights as `card.lite_weights` says) and its card with both
+    hashes (used by training and adapt)."""
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(model_path))
     card.weights_sha256 = file_sha256(model_path)
-    write_lite_export(model, card, model_path)
+    write_lite_export(model, card, model_path, card.lite_weights)
     card_path_for(model_path).write_text(card.to_json(), encoding="utf-8")
     return card

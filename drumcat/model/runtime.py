@@ -90,7 +90,7 @@ class LiteRuntime:
                 self.input_name = next(iter(details))
                 self.input_shape = tuple(int(d) for d in details[self.input_name]["shape"][1:])
                 outputs = self.signature.get_output_details()
-                # Outputs in the Keras model's order: probabilities, then the embedding (export_lite).
+                # Outputs in the Keras model's order: probabilities, then the embedding (lite_flatbuffer).
                 self.output_widths = [int(outputs[name]["shape"][-1]) for name in _OUTPUTS if name in outputs]
                 if len(outputs) == len(_OUTPUTS) == len(self.output_widths):
                     self.run(np.zeros((1, *self.input_shape), dtype=np.float32))
@@ -121,7 +121,3 @@ def lite_flatbuffer(two_outputs: Any, weights: str = "float32") -> bytes:
             converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
 
-
-def export_lite(two_outputs: Any, path: Path) -> None:
-    """Write the two-output Keras model as a LiteRT flatbuffer, weights as trained."""
-    path.write_bytes(lite_flatbuffer(two_outputs))

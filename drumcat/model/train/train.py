@@ -24,7 +24,7 @@ import numpy as np
 
 from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.audio.files import fit_length, resample
-from drumcat.model.bundle import ModelCard, load_bundle, save_bundle
+from drumcat.model.bundle import ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.model.evaluate import core_report
 from drumcat.model.metrics import (
     apply_temperature,
@@ -33,7 +33,7 @@ from drumcat.model.metrics import (
     fit_temperature,
     kit_bootstrap_interval,
 )
-from drumcat.model.runtime import quiet_tensorflow
+from drumcat.model.runtime import LiteRuntime, quiet_tensorflow
 from drumcat.model.train import synth_kits
 from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group, independent_draws
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
@@ -194,30 +194,82 @@ STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student dist
 CORE_WEIGHT = 1.0  # the core-class cross-entropy beside the fine one (`training_loss`; README, run 22)
 
 
-def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE) -> Any:
+def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
+                members: int = 1) -> Any:
     """A small CNN over log-mel patches (~0.2 M parameters, well under 5 MB). The first convolution
     strides by 2: at full resolution its 24 feature maps cost more memory traffic than all later layers,
-    and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7)."""
+    and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7).
+
+    With `members` > 1, that many such networks side by side on the same input (`ensemble_of` fills
+    them): their embeddings are concatenated into one, named `embedding`, and a single Dense softmax
+    reads it. Its weights are the members' output layers stacked and divided by `members`, so its logits
+    are the mean of theirs. The ensemble is then still "an embedding, then a Dense softmax", the shape
+    `drumcat adapt` and `similar` rely on."""
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=recipe.input_shape, name="features")
-    x = layers.BatchNormalization(name="input_norm")(inputs)
+    if members == 1:
+        x = layers.Dropout(0.4, name="dropout")(_member_embedding(inputs, widths, prefix=""))
+    else:
+        x = layers.Concatenate(name="embedding")([_member_embedding(inputs, widths, prefix=member_prefix(k))
+                                                  for k in range(members)])
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="drumcat_cnn" if members == 1 else f"drumcat_ensemble{members}")
+
+
+def _member_embedding(inputs: Any, widths: tuple[int, ...], prefix: str) -> Any:
+    """One network from its input to its 128-wide embedding; `prefix` keeps the members' layer names apart."""
+    from keras import layers
+
+    x = layers.BatchNormalization(name=f"{prefix}input_norm")(inputs)
     for index, width in enumerate(widths[:3]):
         x = layers.Conv2D(width, 3, strides=2 if index == 0 else 1, padding="same", use_bias=False,
-                          name=f"conv{index}")(x)
-        x = layers.BatchNormalization(name=f"bn{index}")(x)
-        x = layers.Activation("relu", name=f"relu{index}")(x)
-        x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
-    x = layers.Conv2D(widths[3], 3, padding="same", use_bias=False, name="conv3")(x)
-    x = layers.BatchNormalization(name="bn3")(x)
-    x = layers.Activation("relu", name="relu3")(x)
-    pooled = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="avg")(x),
-                                              layers.GlobalMaxPooling2D(name="max")(x)])
-    embedding = layers.Dense(128, activation="relu", name="embedding")(pooled)
-    x = layers.Dropout(0.4, name="dropout")(embedding)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="drumcat_cnn")
+                          name=f"{prefix}conv{index}")(x)
+        x = layers.BatchNormalization(name=f"{prefix}bn{index}")(x)
+        x = layers.Activation("relu", name=f"{prefix}relu{index}")(x)
+        x = layers.MaxPooling2D(2, name=f"{prefix}pool{index}")(x)
+    x = layers.Conv2D(widths[3], 3, padding="same", use_bias=False, name=f"{prefix}conv3")(x)
+    x = layers.BatchNormalization(name=f"{prefix}bn3")(x)
+    x = layers.Activation("relu", name=f"{prefix}relu3")(x)
+    pooled = layers.Concatenate(name=f"{prefix}pool")([layers.GlobalAveragePooling2D(name=f"{prefix}avg")(x),
+                                                       layers.GlobalMaxPooling2D(name=f"{prefix}max")(x)])
+    return layers.Dense(128, activation="relu", name=f"{prefix}embedding")(pooled)
+
+
+def member_prefix(index: int) -> str:
+    return f"member{index}_"
+
+
+MODEL_VERSION = "3.0.0"
+"""The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
+a model may be an ensemble (2.2: the core-class loss; README, "The default model")."""
+
+MEMBER_SEED_STEP = 1000
+"""Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
+network seed s gives, and no two members of seeds 1..999 share a seed."""
+
+
+def member_seeds(seed: int, members: int) -> list[int]:
+    return [seed + MEMBER_SEED_STEP * k for k in range(members)]
+
+
+def ensemble_of(models: list[Any], num_classes: int, widths: tuple[int, ...] = WIDTHS,
+                recipe: FeatureRecipe = RECIPE) -> Any:
+    """A fresh, uncompiled model holding trained networks' weights (`build_model`): one network's copy
+    (nothing of its optimizer kept), or the ensemble of several whose logits are averaged."""
+    ensemble = build_model(num_classes, widths, recipe, members=len(models))
+    if len(models) == 1:
+        ensemble.set_weights(models[0].get_weights())
+        return ensemble
+    for index, model in enumerate(models):
+        for layer in model.layers:
+            if layer.weights and layer.name != "probabilities":
+                ensemble.get_layer(member_prefix(index) + layer.name).set_weights(layer.get_weights())
+    heads = [model.get_layer("probabilities").get_weights() for model in models]
+    ensemble.get_layer("probabilities").set_weights([np.concatenate([kernel for kernel, _ in heads]) / len(models),
+                                                     np.mean([bias for _, bias in heads], axis=0)])
+    return ensemble
 
 
 def training_loss(core_weight: float) -> Any:
@@ -349,18 +401,20 @@ class Setup:
     """Weigh clips by `kit_weights` as well as by class."""
     ema: float = 0.0
     """Momentum of a moving average of the weights, validated and kept instead of the last ones (0: none)."""
+    members: int = 1
+    """Networks trained per seed (`member_seeds`) and shipped as one model that averages them (`ensemble_of`)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
-           kit_balance: bool = False, ema: float = 0.0) -> Setup:
+           kit_balance: bool = False, ema: float = 0.0, members: int = 1) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
-                   kit_balance=kit_balance, ema=ema)
+                   kit_balance=kit_balance, ema=ema, members=members)
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -372,6 +426,9 @@ class Setup:
 
     def model(self, num_classes: int) -> Any:
         return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema)
+
+    def ensemble(self, models: list[Any], num_classes: int) -> Any:
+        return ensemble_of(models, num_classes, self.widths, self.recipe)
 
     def ema_callbacks(self) -> list[Any]:
         """With `ema`: validate with the averaged weights, and let early stopping keep those (it must come
@@ -473,8 +530,8 @@ class SeedRun:
     test: dict[str, Any]
     validation: dict[str, Any]
     test_before_refit: dict[str, Any] | None
-    epochs_run: int
-    best_epochs: int
+    epochs_run: list[int]  # per member
+    best_epochs: list[int]  # per member
     test_core_predictions: list[str]  # per test clip, for `kit_interval_on_test`
 
 
@@ -522,13 +579,21 @@ def fit_seed(
     seed: int, train_split: Split, val_split: Split, test_split: Split, x_val: np.ndarray, x_test: np.ndarray,
     classes: list[str], *, epochs: int, refit: bool, setup: Setup,
 ) -> SeedRun:
-    """Select an epoch count and a temperature on the validation kits, optionally refit, measure on test."""
-    chosen = select_on_validation(seed, train_split, val_split, x_val, classes, epochs=epochs, setup=setup)
-    selection, temperature, y_val = chosen.model, chosen.temperature, val_split.labels
+    """Select an epoch count per member on the validation kits, fit the temperature of the members'
+    average there, optionally refit each member, measure on test."""
+    seeds = member_seeds(seed, setup.members)
+    chosen = [select_on_validation(s, train_split, val_split, x_val, classes, epochs=epochs, setup=setup)
+              for s in seeds]
+    selection = setup.ensemble([c.model for c in chosen], len(classes))
+    val_probs = (chosen[0].validation_probabilities if len(chosen) == 1
+                 else selection.predict(x_val, batch_size=256, verbose=0))
+    y_val = val_split.labels
+    temperature = fit_temperature(val_probs, y_val)
     model, before_refit = selection, None
     if refit:
-        model = refit_on_train_and_validation(train_split, val_split, seed, len(classes), chosen.learning_rates,
-                                              setup)
+        model = setup.ensemble([refit_on_train_and_validation(train_split, val_split, s, len(classes),
+                                                              c.learning_rates, setup)
+                                for s, c in zip(seeds, chosen, strict=True)], len(classes))
         selection_test = evaluate_split(apply_temperature(selection.predict(x_test, batch_size=256, verbose=0),
                                                           temperature), test_split.labels, classes)
         before_refit = {level: {k: selection_test[level][k] for k in ("accuracy", "macro_f1", "ece")}
@@ -539,9 +604,9 @@ def fit_seed(
     test["fine"]["ece_before_calibration"] = expected_calibration_error(
         test_probs.max(axis=1), test_probs.argmax(axis=1) == test_split.labels)
     test["per_source"] = per_source(calibrated, test_split, classes)
-    validation = evaluate_split(apply_temperature(chosen.validation_probabilities, temperature), y_val, classes)
-    return SeedRun(model, temperature, test, validation, before_refit, chosen.epochs_run, chosen.best_epochs,
-                   core_decisions(calibrated, classes).labels)
+    validation = evaluate_split(apply_temperature(val_probs, temperature), y_val, classes)
+    return SeedRun(model, temperature, test, validation, before_refit, [c.epochs_run for c in chosen],
+                   [c.best_epochs for c in chosen], core_decisions(calibrated, classes).labels)
 
 
 def kit_interval_on_test(test_split: Split, runs: list[SeedRun], classes: list[str]) -> dict[str, Any]:
@@ -632,12 +697,14 @@ def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
-    ema: float = 0.0,
+    ema: float = 0.0, members: int = 1, lite_weights: str = "float32",
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
     With `teacher_path`, half-size students distilled from that model; with `teacher_targets_path`, the
-    same network distilled from precomputed probabilities (TeacherTargets)."""
+    same network distilled from precomputed probabilities (TeacherTargets). With `members`, each seed's
+    model is that many networks averaged (`build_model`); `lite_weights` is how the LiteRT export that
+    `infer` runs stores its weights, and the card gives that export's own test figures too."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -646,7 +713,7 @@ def train(
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
-                     ema=ema)
+                     ema=ema, members=members)
     teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -671,7 +738,7 @@ def train(
               for split, s in (("train", train_split), ("validation", val_split), ("test", test_split))}
     summary = json.loads((dataset / "summary.json").read_text())
     card = ModelCard(
-        name=out.stem, version="2.2.0", labels=classes, features=recipe, weights_sha256="",
+        name=out.stem, version=MODEL_VERSION, labels=classes, features=recipe, weights_sha256="",
         temperature=shipped.temperature, embedding_layer="embedding", metrics=metrics, created_at=utc_now(),
         training={
             "sources": {"debian_packages": package_versions(),
@@ -696,24 +763,48 @@ def train(
                                  if core_weight else "")
                               + (f"; weights averaged (EMA, momentum {ema:g} per step), validated and kept"
                                  if ema else ""),
-            "epochs_run": shipped.epochs_run, "seed": seeds[0], "seeds_measured": list(seeds),
+            "epochs_run": shipped.epochs_run[0] if members == 1 else shipped.epochs_run,
+            "seed": seeds[0], "seeds_measured": list(seeds),
+            **({"ensemble": f"{members} networks per seed, trained with seeds s + {MEMBER_SEED_STEP} x k "
+                            f"(k = 0..{members - 1}); the shipped model averages their logits",
+                "member_seeds": member_seeds(seeds[0], members)} if members > 1 else {}),
             "determinism": "tf.config.experimental.enable_op_determinism(); keras.utils.set_random_seed(seed)",
-            "selection": f"early stopping on validation loss chose epoch {shipped.best_epochs}; the temperature "
-                         "is fitted on the validation kits with that model"
+            "selection": f"early stopping on validation loss chose epoch "
+                         f"{' / '.join(map(str, shipped.best_epochs))}"
+                         + (" (per member)" if members > 1 else "")
+                         + "; the temperature is fitted on the validation kits with "
+                         + ("that model" if members == 1 else "the members' average")
                          + ("; the shipped model is then refit on train + validation kits for that many epochs "
                             "with the same learning rates (metrics.validation is the selection model's)"
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
-            "architecture": f"CNN, convolution widths {list(setup.widths)}",
+            "architecture": f"CNN, convolution widths {list(setup.widths)}"
+                            + (f"; an ensemble of {members} of them" if members > 1 else ""),
+            "litert_weights": lite_weights,
             "distillation": (teacher.describe() if teacher else
                              setup.teacher_targets.describe() if setup.teacher_targets else None),
         },
     )
-    # Save a fresh copy without optimizer state: smaller file, nothing but what inference needs.
-    clean = build_model(len(classes), setup.widths, recipe)
-    clean.set_weights(shipped.model.get_weights())
-    return save_bundle(clean, card, out)
+    # fit_seed's models are fresh copies without optimizer state (`ensemble_of`): what inference needs.
+    save_bundle(shipped.model, card, out)
+    card.metrics["test_litert"] = litert_on_test(out, x_test, test_split, card, shipped.test_core_predictions)
+    card_path_for(out).write_text(card.to_json(), encoding="utf-8")
+    return card
+
+
+def litert_on_test(model_path: Path, x_test: np.ndarray, test_split: Split, card: ModelCard,
+                   keras_core_predictions: list[str]) -> dict[str, Any]:
+    """The test figures of the LiteRT export `infer` runs (it may store its weights quantized), and the
+    share of test clips it files under the same core folder as the Keras model."""
+    lite_path = lite_path_for(model_path)
+    lite = LiteRuntime(lite_path.read_bytes(), lite_path, threads=1)
+    lite_probs = apply_temperature(np.concatenate([lite.run(x_test[i:i + 256])[0]
+                                                   for i in range(0, len(x_test), 256)]), card.temperature)
+    core = evaluate_split(lite_probs, test_split.labels, card.labels)["core"]
+    same = np.mean(np.array(core_decisions(lite_probs, card.labels).labels) == np.array(keras_core_predictions))
+    return {"weights": card.lite_weights, "core_accuracy": core["accuracy"],
+            "core_macro_f1": core["macro_f1"], "same_core_folder_as_keras": round(float(same), 4)}
 
 
 def main() -> None:
