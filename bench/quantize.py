@@ -1,5 +1,6 @@
-"""LiteRT quantization benchmark: the shipped network exported as float32 (the reference, as `infer` runs
-it today), with dynamic-range int8 weights and with float16 weights; per export its size, its forward pass
+"""LiteRT quantization benchmark: the shipped model exported as float32 (the reference: the weights as
+trained), with dynamic-range int8 weights (what the shipped export stores, `--lite-weights int8`) and with
+float16 weights; per export its size, its forward pass
 per clip (batches of 256, one thread, median of 5) and how often its core decisions agree with float32's
 on the validation kits' clips. The test kits are never read.
 
