@@ -788,8 +788,9 @@ def train(
     )
     # fit_seed's models are fresh copies without optimizer state (`ensemble_of`): what inference needs.
     save_bundle(shipped.model, card, out)
-    card.metrics["test_litert"] = litert_on_test(out, x_test, test_split, card, shipped.test_core_predictions)
-    card_path_for(out).write_text(card.to_json(), encoding="utf-8")
+    if card.litert_sha256:  # exported (a network LiteRT cannot express runs on Keras, and has no such figures)
+        card.metrics["test_litert"] = litert_on_test(out, x_test, test_split, card, shipped.test_core_predictions)
+        card_path_for(out).write_text(card.to_json(), encoding="utf-8")
     return card
 
 
