@@ -101,22 +101,13 @@ def nested_core_bias(probabilities: np.ndarray, classes: list[str], truth: list[
     return predicted, biases
 
 
-def fine_fold_scores(truth: list[str], predicted: list[str], fold: np.ndarray, classes: list[str]
-                     ) -> list[tuple[float, float]]:
+def fold_scores(truth: list[str], predicted: list[str], fold: np.ndarray, classes: list[str] = CORE
+                ) -> list[tuple[float, float]]:
     scores = []
     for number in sorted(set(fold.tolist())):
         rows = np.flatnonzero(fold == number)
         t, p = [truth[i] for i in rows], [predicted[i] for i in rows]
         scores.append((accuracy(t, p), macro_f1(per_class_table(t, p, classes))))
-    return scores
-
-
-def fold_scores(truth: list[str], predicted: list[str], fold: np.ndarray) -> list[tuple[float, float]]:
-    scores = []
-    for number in sorted(set(fold.tolist())):
-        rows = np.flatnonzero(fold == number)
-        t, p = [truth[i] for i in rows], [predicted[i] for i in rows]
-        scores.append((accuracy(t, p), macro_f1(per_class_table(t, p, CORE))))
     return scores
 
 
@@ -157,7 +148,7 @@ def main() -> None:
         if args.fine:
             for rule in (fine_top, fine_within_core):
                 print(line(f"  fine-34, {rule.__name__.replace('_', ' ')}",
-                           fine_fold_scores(fine_truth, rule(probabilities, classes), fold, classes), "fine"))
+                           fold_scores(fine_truth, rule(probabilities, classes), fold, classes), "fine"))
         if args.core_bias:
             predicted, biases = nested_core_bias(probabilities, classes, truth, fold)
             print(line("  core sum + nested bias", fold_scores(truth, predicted, fold)))
