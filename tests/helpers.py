@@ -39,6 +39,17 @@ weights (`ModelCard.lite_weights`): rounding alone for float32; int8 weights mov
 model's test probabilities by more than 0.02 (README, "Performance")."""
 
 
+def assert_embeddings_close(actual: np.ndarray, desired: np.ndarray, weights: str, tolerance: float = 1e-3) -> None:
+    """Embeddings from two paths through one model agree: to `tolerance` where the export stores float32
+    weights; where its weights are quantized every coordinate moves a little (int8: up to 3% seen in CI), and
+    the direction, which `similar` ranks by, is what must stay."""
+    if weights == "float32":
+        np.testing.assert_allclose(actual, desired, rtol=tolerance, atol=tolerance)
+        return
+    cosine = (actual * desired).sum(axis=1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(desired, axis=1))
+    assert cosine.min() > 0.99
+
+
 def librosa_features(path: str, recipe: FeatureRecipe) -> np.ndarray:
     """The recipe computed independently, the reference design's way: librosa.load + librosa features."""
     samples, _ = librosa.load(path, sr=recipe.sample_rate, mono=True)

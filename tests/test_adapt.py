@@ -18,6 +18,7 @@ from drumcat.resources import default_model_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import decode_embeddings
 from drumcat.storage.rules import write_overrides
+from tests.helpers import EXPORT_PROBABILITY_TOLERANCE, assert_embeddings_close
 
 
 def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected: Catalog, tmp_path: Path) -> None:
@@ -35,14 +36,17 @@ def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected:
                             "JOIN unique_files u ON u.hash = p.hash WHERE p.model_id = :m", {"m": report.model_id})
         total = conn.exec_driver_sql("SELECT count(*) FROM unique_files").scalar()
     assert len(stored) == total  # every sound classified, from the stored embeddings
-    # The stored results are what the bundle itself computes from the audio (float16 embeddings apart).
+    # The stored results are what the bundle itself computes from the audio (float16 embeddings and the
+    # export's quantized weights apart: the base and the adapted export quantize the shared layers alike only
+    # to within that tolerance).
     from drumcat.model.pipeline import featurize
 
     _, features, _ = featurize([(r["hash"], r["path"]) for r in stored[:6]], adapted.card.features)
     direct, embedding = adapted.predict(features)
-    np.testing.assert_allclose(np.array([json.loads(r["probabilities"]) for r in stored[:6]]), direct, atol=5e-3)
-    np.testing.assert_allclose(decode_embeddings([r["embedding"] for r in stored[:6]]), embedding, rtol=2e-3,
-                               atol=2e-3)
+    np.testing.assert_allclose(np.array([json.loads(r["probabilities"]) for r in stored[:6]]), direct,
+                               atol=max(5e-3, EXPORT_PROBABILITY_TOLERANCE[adapted.card.lite_weights]))
+    assert_embeddings_close(decode_embeddings([r["embedding"] for r in stored[:6]]), embedding,
+                            adapted.card.lite_weights, tolerance=2e-3)
     assert {p: file_sha256(p) for p in shipped} == shipped
 
 
