@@ -67,12 +67,15 @@ def fine_within_core(probabilities: np.ndarray, classes: list[str]) -> list[str]
     return [classes[i] for i in inside.argmax(axis=1)]
 
 
-def biased_core_labels(probabilities: np.ndarray, classes: list[str], bias: np.ndarray) -> list[str]:
-    sums = probabilities @ core_membership(classes)
-    return [CORE[i] for i in (np.log(np.clip(sums, 1e-12, 1.0)) + bias).argmax(axis=1)]
+def log_core_sums(probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
+    return np.log(np.clip(probabilities @ core_membership(classes), 1e-12, 1.0))
 
 
-def fit_core_bias(probabilities: np.ndarray, classes: list[str], truth: list[str], sweeps: int = 3) -> np.ndarray:
+def biased_core_labels(log_sums: np.ndarray, bias: np.ndarray) -> list[str]:
+    return [CORE[i] for i in (log_sums + bias).argmax(axis=1)]
+
+
+def fit_core_bias(log_sums: np.ndarray, truth: list[str], sweeps: int = 3) -> np.ndarray:
     """Coordinate search over BIAS_GRID for the per-folder bias with the best macro-F1 (ties: smaller |bias|)."""
     bias = np.zeros(len(CORE))
     for _ in range(sweeps):
@@ -81,7 +84,7 @@ def fit_core_bias(probabilities: np.ndarray, classes: list[str], truth: list[str
             for value in BIAS_GRID:
                 trial = bias.copy()
                 trial[k] = value
-                predicted = biased_core_labels(probabilities, classes, trial)
+                predicted = biased_core_labels(log_sums, trial)
                 scored.append((macro_f1(per_class_table(truth, predicted, CORE)), -abs(value), value))
             bias[k] = max(scored)[2]
     return bias
@@ -90,13 +93,14 @@ def fit_core_bias(probabilities: np.ndarray, classes: list[str], truth: list[str
 def nested_core_bias(probabilities: np.ndarray, classes: list[str], truth: list[str], fold: np.ndarray
                      ) -> tuple[list[str], list[np.ndarray]]:
     """Each fold's core labels under the bias fitted on the other folds; and those biases."""
+    log_sums = log_core_sums(probabilities, classes)  # once: the search scores hundreds of biases
     predicted: list[str] = [""] * len(truth)
     biases = []
     for number in sorted(set(fold.tolist())):
         held, rest = np.flatnonzero(fold == number), np.flatnonzero(fold != number)
-        bias = fit_core_bias(probabilities[rest], classes, [truth[i] for i in rest])
+        bias = fit_core_bias(log_sums[rest], [truth[i] for i in rest])
         biases.append(bias)
-        for i, label in zip(held, biased_core_labels(probabilities[held], classes, bias), strict=True):
+        for i, label in zip(held, biased_core_labels(log_sums[held], bias), strict=True):
             predicted[i] = label
     return predicted, biases
 
