@@ -754,6 +754,8 @@ def train(
         help="Weigh each clip by its kit's size too (inverse square root), so big fonts count less.")] = False,
     ema: Annotated[float | None, typer.Option(
         help="Momentum of a moving average of the weights, validated and kept (e.g. 0.998; 0: none).")] = None,
+    decay_reshape: Annotated[float | None, typer.Option(
+        help="Share of the augmented copies whose decay is made faster or slower (0..1; 0: none).")] = None,
     members: Annotated[int, typer.Option(
         help="Networks trained per seed (seeds s, s+1000, ...) and shipped as one model averaging them.")] = 1,
     lite_weights: Annotated[str, typer.Option(
@@ -789,6 +791,10 @@ def train(
         if not 0 <= ema < 1:
             raise DrumcatError(f"--ema {ema}: use a momentum between 0 and 1, e.g. 0.998 (0: none)")
         recipe["ema"] = ema
+    if decay_reshape is not None:
+        if not 0 <= decay_reshape <= 1:
+            raise DrumcatError(f"--decay-reshape {decay_reshape}: use a share between 0 and 1, e.g. 0.4 (0: none)")
+        recipe["decay_reshape"] = decay_reshape
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

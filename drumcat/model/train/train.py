@@ -106,8 +106,24 @@ def _room_impulse(rng: np.random.Generator, rate: int) -> np.ndarray:
     return (impulse / np.abs(impulse).sum()).astype(np.float32)
 
 
-def augment(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One random variation of a hit, imitating how kits differ: tuning, room, EQ, drive, level, length."""
+DECAY_SLOPES = (-3.0, 1.5)
+"""Range of `reshape_decay`'s slope, in nepers per second: at most +13 dB at the end of a 1 s clip."""
+
+
+def reshape_decay(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The hit's decay made faster or slower: after its onset (the first sample within 20 dB of its peak)
+    the clip is multiplied by exp(k t), k drawn from DECAY_SLOPES. A choked cymbal or a gated hit on one
+    side, a short machine crash heard ringing on the other: how long a sound lasts varies between kits
+    more than the augmentation's fade-out alone imitates."""
+    onset = int(np.argmax(np.abs(clip) > 0.1 * np.abs(clip).max()))
+    seconds = np.maximum(np.arange(clip.size) - onset, 0) / RECIPE.sample_rate
+    return (clip * np.exp(rng.uniform(*DECAY_SLOPES) * seconds)).astype(np.float32)
+
+
+def augment(clip: np.ndarray, rng: np.random.Generator, decay_reshape: float = 0.0) -> np.ndarray:
+    """One random variation of a hit, imitating how kits differ: tuning, room, EQ, drive, level, length;
+    with `decay_reshape`, that share of the variations also get `reshape_decay` (nothing is drawn for it
+    otherwise, so the recipe without it draws exactly the numbers it always drew)."""
     import scipy.signal
 
     rate = RECIPE.sample_rate
@@ -135,6 +151,8 @@ def augment(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         keep = int(rng.uniform(0.15, 0.6) * rate)
         if keep < out.size:
             out = out[:keep] * np.linspace(1, 0, keep) ** 2
+    if decay_reshape and rng.random() < decay_reshape:
+        out = reshape_decay(out, rng)
     return out.astype(np.float32)
 
 
@@ -159,15 +177,16 @@ def features_of(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.n
 
 def augmented_training_set(
     split: Split, copies: int, seed: int, num_classes: int, recipe: FeatureRecipe = RECIPE,
-    clip_targets: np.ndarray | None = None,
+    clip_targets: np.ndarray | None = None, decay_reshape: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, soft targets and primary labels: the clips, `copies` augmented variations of each, and
     mixup of half the variations with a random partner (mixed as power, the way two sounds add).
-    `clip_targets` (one row per clip) replaces the one-hot targets, for each copy of the clip."""
+    `clip_targets` (one row per clip) replaces the one-hot targets, for each copy of the clip;
+    `decay_reshape` is `augment`'s."""
     rng = np.random.default_rng(seed)
     features = [features_of(split.clips, recipe)]
     for _ in range(copies):
-        augmented = features_of([augment(c, rng) for c in split.clips], recipe)
+        augmented = features_of([augment(c, rng, decay_reshape) for c in split.clips], recipe)
         features.append(np.stack([mask_spectrogram(f, rng) for f in augmented]))
     x = np.concatenate(features)
     labels = np.tile(split.labels, copies + 1)
@@ -403,23 +422,26 @@ class Setup:
     """Momentum of a moving average of the weights, validated and kept instead of the last ones (0: none)."""
     members: int = 1
     """Networks trained per seed (`member_seeds`) and shipped as one model that averages them (`ensemble_of`)."""
+    decay_reshape: float = 0.0
+    """Share of the augmented copies whose decay is reshaped (`reshape_decay`; 0: none)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
-           kit_balance: bool = False, ema: float = 0.0, members: int = 1) -> Setup:
+           kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
-                   kit_balance=kit_balance, ema=ema, members=members)
+                   kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape)
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         clip_targets = self.teacher_targets.for_split(split, phase, num_classes) if self.teacher_targets else None
-        x, targets, labels = augmented_training_set(split, self.copies, seed, num_classes, self.recipe, clip_targets)
+        x, targets, labels = augmented_training_set(split, self.copies, seed, num_classes, self.recipe, clip_targets,
+                                                    self.decay_reshape)
         if self.teacher:
             targets = self.teacher.soft_targets(x, targets)
         return x, targets, labels
@@ -681,12 +703,12 @@ def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
-    fold_probabilities: Path | None = None, ema: float = 0.0,
+    fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
-                     core_weight=core_weight, kit_balance=kit_balance, ema=ema)
+                     core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities)
@@ -697,7 +719,7 @@ def train(
     dataset: Path, out: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
-    ema: float = 0.0, members: int = 1, lite_weights: str = "float32",
+    ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -713,7 +735,7 @@ def train(
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
-                     ema=ema, members=members)
+                     ema=ema, members=members, decay_reshape=decay_reshape)
     teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -753,7 +775,10 @@ def train(
                       "(drumcat/model/train/sources.py)",
             "augmentation": f"{copies} copies per clip: pitch +-2.5 semitones, onset shift 0-20 ms, synthetic "
                             "room reverb, low/high/band-pass, soft-clip drive, gain -18..0 dB over a noise "
-                            "floor, early fade-out; SpecAugment band and time masks",
+                            "floor, early fade-out"
+                            + (f", the decay reshaped by exp(k t), k in {list(DECAY_SLOPES)} per second, on "
+                               f"{decay_reshape:.0%} of them" if decay_reshape else "")
+                            + "; SpecAugment band and time masks",
             "class_balancing": "class weights, inverse square root of frequency, clipped to 0.3..4"
                                + ("; kit weights, inverse square root of the kit's size, clipped to 0.25..4"
                                   if kit_balance else ""),
