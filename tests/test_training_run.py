@@ -213,33 +213,6 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_a_reshaped_decay_scales_the_hit_after_its_onset_by_one_exponential() -> None:
-    from drumcat.model.train.train import DECAY_SLOPES, reshape_decay
-
-    rate, onset = RECIPE.sample_rate, 500
-    seconds = np.arange(rate) / rate
-    clip = np.concatenate([np.zeros(onset), np.sin(2 * np.pi * 3000 * seconds) * np.exp(-4 * seconds)])
-    clip = clip.astype(np.float32)
-    slope = np.random.default_rng(7).uniform(*DECAY_SLOPES)
-    out = reshape_decay(clip, np.random.default_rng(7))
-    loud = np.abs(clip) > 1e-3
-    gain = out[loud] / clip[loud]
-    expected = np.exp(slope * np.maximum(np.flatnonzero(loud) - onset, 0) / rate)
-    np.testing.assert_allclose(gain, expected, rtol=1e-4)
-    assert abs(np.log(gain[-1]) / (np.flatnonzero(loud)[-1] - onset) * rate - slope) < 1e-3
-
-
-def test_the_recipe_without_decay_reshaping_draws_the_variations_it_always_drew() -> None:
-    from drumcat.model.train.train import augment
-
-    clip = render("Crash", seed=3)[:RECIPE.sample_rate].astype(np.float32)
-    plain = [augment(clip, np.random.default_rng(seed)) for seed in range(8)]
-    unshaped = [augment(clip, np.random.default_rng(seed), 0.0) for seed in range(8)]
-    shaped = [augment(clip, np.random.default_rng(seed), 1.0) for seed in range(8)]
-    assert all(np.array_equal(a, b) for a, b in zip(plain, unshaped, strict=True))
-    assert not any(np.array_equal(a[:b.size], b) for a, b in zip(plain, shaped, strict=True))
-
-
 def test_the_core_loss_adds_the_cross_entropy_of_the_summed_core_probabilities() -> None:
     """`training_loss(w)` = fine cross-entropy (label smoothing 0.05) + w x the core-class cross-entropy,
     checked against numpy; a China taken for a Crash costs next to no core loss."""

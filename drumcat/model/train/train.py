@@ -35,6 +35,7 @@ from drumcat.model.metrics import (
 )
 from drumcat.model.runtime import LiteRuntime, quiet_tensorflow
 from drumcat.model.train import synth_kits
+from drumcat.model.train.augmentation import DECAY_SLOPES, augment, mask_spectrogram, mix_half_in_power
 from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group, independent_draws
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
@@ -94,80 +95,7 @@ def joined(first: Split, second: Split) -> Split:
                  [*first.kits, *second.kits], [*first.sources, *second.sources], [*first.paths, *second.paths])
 
 
-# --- augmentation ------------------------------------------------------------------------------------
-
-
-def _room_impulse(rng: np.random.Generator, rate: int) -> np.ndarray:
-    """A synthetic room: exponentially decaying noise, RT60 between 0.1 and 0.8 s."""
-    rt60 = rng.uniform(0.1, 0.8)
-    t = np.arange(int(rt60 * rate)) / rate
-    impulse = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
-    impulse[0] = 1.0
-    return (impulse / np.abs(impulse).sum()).astype(np.float32)
-
-
-DECAY_SLOPES = (-3.0, 1.5)
-"""Range of `reshape_decay`'s slope, in nepers per second: at most +13 dB at the end of a 1 s clip."""
-
-
-def reshape_decay(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The hit's decay made faster or slower: after its onset (the first sample within 20 dB of its peak)
-    the clip is multiplied by exp(k t), k drawn from DECAY_SLOPES. A choked cymbal or a gated hit on one
-    side, a short machine crash heard ringing on the other: how long a sound lasts varies between kits
-    more than the augmentation's fade-out alone imitates."""
-    onset = int(np.argmax(np.abs(clip) > 0.1 * np.abs(clip).max()))
-    seconds = np.maximum(np.arange(clip.size) - onset, 0) / RECIPE.sample_rate
-    return (clip * np.exp(rng.uniform(*DECAY_SLOPES) * seconds)).astype(np.float32)
-
-
-def augment(clip: np.ndarray, rng: np.random.Generator, decay_reshape: float = 0.0) -> np.ndarray:
-    """One random variation of a hit, imitating how kits differ: tuning, room, EQ, drive, level, length;
-    with `decay_reshape`, that share of the variations also get `reshape_decay` (nothing is drawn for it
-    otherwise, so the recipe without it draws exactly the numbers it always drew)."""
-    import scipy.signal
-
-    rate = RECIPE.sample_rate
-    factor = rng.uniform(0.85, 1.15)  # about +-2.5 semitones
-    out = resample(clip, int(rate * factor), rate) if abs(factor - 1) > 0.01 else clip.copy()
-    out = np.concatenate([np.zeros(int(rng.uniform(0, 0.02) * rate), np.float32), out])
-    if rng.random() < 0.5:  # room: convolve with a synthetic impulse response, mix wet and dry
-        wet = scipy.signal.fftconvolve(out, _room_impulse(rng, rate))[: out.size]
-        mix = rng.uniform(0.1, 0.5)
-        out = (1 - mix) * out + mix * wet * (np.abs(out).max() / max(np.abs(wet).max(), 1e-9))
-    kind = rng.choice(["none", "lowpass", "highpass", "bandpass"], p=[0.4, 0.2, 0.2, 0.2])
-    if kind == "bandpass":
-        low = rng.uniform(60, 600)
-        sos = scipy.signal.butter(2, [low, rng.uniform(low * 4, 10_000)], btype="bandpass", fs=rate, output="sos")
-        out = scipy.signal.sosfilt(sos, out)
-    elif kind != "none":
-        cutoff = rng.uniform(3000, 9000) if kind == "lowpass" else rng.uniform(40, 400)
-        out = scipy.signal.sosfilt(scipy.signal.butter(2, cutoff, btype=str(kind), fs=rate, output="sos"), out)
-    if rng.random() < 0.3:  # drive: soft clipping, as sample packs often are
-        drive = rng.uniform(1.5, 6.0)
-        out = np.tanh(drive * out / max(np.abs(out).max(), 1e-9))
-    out = out * 10 ** (rng.uniform(-18, 0) / 20)  # gain; matters relative to the noise floor below
-    out = out + rng.standard_normal(out.size) * 10 ** (rng.uniform(-90, -50) / 20)
-    if rng.random() < 0.2:  # a shorter sample: fade out early
-        keep = int(rng.uniform(0.15, 0.6) * rate)
-        if keep < out.size:
-            out = out[:keep] * np.linspace(1, 0, keep) ** 2
-    if decay_reshape and rng.random() < decay_reshape:
-        out = reshape_decay(out, rng)
-    return out.astype(np.float32)
-
-
-def mask_spectrogram(features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """SpecAugment: blank one band of up to 8 mel bins and one span of up to 10 frames."""
-    masked = features.copy()
-    floor = masked.min()
-    bands, frames = masked.shape[0], masked.shape[1]
-    band = int(rng.integers(0, 9))
-    start = int(rng.integers(0, bands - band + 1))
-    masked[start:start + band] = floor
-    span = int(rng.integers(0, 11))
-    start = int(rng.integers(0, frames - span + 1))
-    masked[:, start:start + span] = floor
-    return masked
+# --- training set ------------------------------------------------------------------------------------
 
 
 def features_of(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.ndarray:
@@ -186,7 +114,7 @@ def augmented_training_set(
     rng = np.random.default_rng(seed)
     features = [features_of(split.clips, recipe)]
     for _ in range(copies):
-        augmented = features_of([augment(c, rng, decay_reshape) for c in split.clips], recipe)
+        augmented = features_of([augment(c, rng, recipe.sample_rate, decay_reshape) for c in split.clips], recipe)
         features.append(np.stack([mask_spectrogram(f, rng) for f in augmented]))
     x = np.concatenate(features)
     labels = np.tile(split.labels, copies + 1)
@@ -194,14 +122,7 @@ def augmented_training_set(
         targets = np.eye(num_classes, dtype=np.float32)[labels]
     else:
         targets = np.tile(clip_targets.astype(np.float32), (copies + 1, 1))
-    mixed = rng.choice(np.arange(len(split.clips), len(x)), size=(len(x) - len(split.clips)) // 2, replace=False)
-    partners = rng.integers(0, len(x), size=mixed.size)
-    weight = rng.beta(0.4, 0.4, size=mixed.size).astype(np.float32)
-    weight = np.maximum(weight, 1 - weight)  # the primary sound stays the louder one
-    w = weight[:, None, None, None]
-    power = w * 10 ** (x[mixed] / 10) + (1 - w) * 10 ** (x[partners] / 10)
-    x[mixed] = 10 * np.log10(np.maximum(power, 1e-10))
-    targets[mixed] = weight[:, None] * targets[mixed] + (1 - weight[:, None]) * targets[partners]
+    mix_half_in_power(x, targets, len(split.clips), rng)
     return x, targets, labels
 
 
