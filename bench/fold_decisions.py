@@ -115,6 +115,12 @@ def fold_scores(truth: list[str], predicted: list[str], fold: np.ndarray, classe
     return scores
 
 
+def recall_line(truth: list[str], predicted: list[str]) -> str:
+    """Each core folder's recall, pooled over the folds (the out-of-fold clips together)."""
+    return "  core sum recall: " + ", ".join(f"{row['class']} {row['recall']:.3f}"
+                                           for row in per_class_table(truth, predicted, CORE) if row["support"])
+
+
 def line(name: str, scores: list[tuple[float, float]], level: str = "core") -> str:
     accuracies, f1s = np.array(scores).T
     folds = " / ".join(f"{a:.3f}" for a in accuracies)
@@ -127,6 +133,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="--fold-probabilities files on the same folds")
     parser.add_argument("--fine", action="store_true", help="also the fine label's two rules")
     parser.add_argument("--core-bias", action="store_true", help="also a per-folder bias, fitted fold by fold")
+    parser.add_argument("--recall", action="store_true", help="also each core folder's recall (core sum, pooled)")
     args = parser.parse_args()
     loaded = [np.load(path) for path in args.runs]
     first = loaded[0]
@@ -149,6 +156,8 @@ def main() -> None:
         print(name)
         for rule in (fine_argmax, core_sum):
             print(line(f"  {rule.__name__.replace('_', ' ')}", fold_scores(truth, rule(probabilities, classes), fold)))
+        if args.recall:
+            print(recall_line(truth, core_sum(probabilities, classes)))
         if args.fine:
             for rule in (fine_top, fine_within_core):
                 print(line(f"  fine-34, {rule.__name__.replace('_', ' ')}",
