@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from drumcat.model.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
-from drumcat.model.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
+from drumcat.model.train.labels import (
+    FONT_KEY_OVERRIDES,
+    GM_KEYS,
+    label_for_font_key,
+    label_for_instrument,
+    label_for_sonic_pi,
+)
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
 
 
@@ -35,8 +41,23 @@ def test_sonic_pi_names() -> None:
     assert label_for_sonic_pi("loop_amen") is None and label_for_sonic_pi("ambi_choir") is None
 
 
+def test_a_kit_that_departs_from_the_gm_map_is_labeled_by_what_it_plays() -> None:
+    # The Orchestra kit tunes timpani where GM has hi-hats and cymbals; the standard kit follows the map.
+    assert label_for_font_key("FluidR3_GM", 48, 42) == "Timpani" and label_for_font_key("FluidR3_GM", 0, 42) == "Hihat"
+    assert label_for_font_key("FluidR3_GM", 48, 59) == "Crash"  # an orchestral crash where GM has a ride
+    assert label_for_font_key("FluidR3_GM", 40, 39) == "Snare"  # a brush slap where GM has a clap
+    # AVL: a hat swish on GM's tom key and a choke on its vibraslap key are skipped; maracas on a bongo key.
+    assert label_for_font_key("Red_Zeppelin_4_LV2", 0, 48) is None
+    assert label_for_font_key("Black_Pearl_4_LV2", 0, 58) is None
+    assert label_for_font_key("Black_Pearl_4_LV2", 0, 61) == "Maracas"
+    assert label_for_font_key("Black_Pearl_4_LV2", 0, 49) == "Crash"
+    assert label_for_font_key("FluidR3_GM", 0, 71) is None  # whistles have no class anywhere
+
+
 def test_every_rule_targets_a_taxonomy_class() -> None:
     assert set(GM_KEYS.values()) <= set(FINE_CLASSES)
+    overridden = {label for keys in FONT_KEY_OVERRIDES.values() for label in keys.values()}
+    assert overridden - {None} <= set(FINE_CLASSES)
     assert len(FINE_CLASSES) == 34 == len(set(FINE_CLASSES))
     mapping = default_canonical_map()
     assert {mapping[c] for c in ("China", "Splash", "Cymbal", "Sizzle")} == {"Crash"}

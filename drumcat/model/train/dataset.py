@@ -5,7 +5,9 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - hydrogen-data: Hydrogen's own kits (GMRockKit, TR808EmulationKit), read the same way.
 - fluid-soundfont-gm, musescore-general-soundfont-small, timgm6mb-soundfont, csound-soundfont,
   avldrums.lv2-soundfont: General MIDI percussion keys rendered with fluidsynth, three velocities, every
-  GM drum kit preset; Timpani from FluidR3's melodic Timpani program.
+  GM drum kit preset, labeled by the GM map except where a kit puts something else on a key (its
+  instrument and sample names say so: labels.FONT_KEY_OVERRIDES); Timpani from FluidR3's melodic Timpani
+  program.
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
@@ -43,7 +45,7 @@ import soundfile as sf
 from drumcat.audio.files import AudioReadError, decode, resample
 from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
-from drumcat.model.train.labels import GM_KEYS, label_for_instrument, label_for_sonic_pi
+from drumcat.model.train.labels import GM_KEYS, label_for_font_key, label_for_instrument, label_for_sonic_pi
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",
@@ -216,9 +218,10 @@ def soundfont_clips(workdir: Path) -> Iterator[Clip]:
         for program in font.presets:
             rendered = _render(font.path, program, 9, notes, workdir)
             for key, velocity, audio in _sliced(rendered, notes):
-                clip = to_clip(audio)
+                label = label_for_font_key(font.path.stem, program, key)
+                clip = to_clip(audio) if label else None
                 if clip is not None:
-                    yield Clip(clip, GM_KEYS[key], font.package, font.kit,
+                    yield Clip(clip, label, font.package, font.kit,
                                f"{font.path.stem} preset {program} key {key} v{velocity}")
     timpani = [(key, velocity) for key in range(36, 60, 2) for velocity in VELOCITIES]
     for key, velocity, audio in _sliced(_render(FLUID_GM, 47, 0, timpani, workdir), timpani):
@@ -231,9 +234,10 @@ def soundfont_clips(workdir: Path) -> Iterator[Clip]:
         if font.stem.startswith("Black_Pearl"):
             kit = "hydrogen:The Black Pearl 1.0"  # same kit, same recordings: one unit for splits
         for key, velocity, audio in _sliced(_render(font, 0, 0, notes, workdir), notes):
-            clip = to_clip(audio)
+            label = label_for_font_key(font.stem, 0, key)
+            clip = to_clip(audio) if label else None
             if clip is not None:
-                yield Clip(clip, GM_KEYS[key], "avldrums.lv2-soundfont", kit, f"{font.stem} key {key} v{velocity}")
+                yield Clip(clip, label, "avldrums.lv2-soundfont", kit, f"{font.stem} key {key} v{velocity}")
 
 
 # --- sonic pi, espeak, synthesized -------------------------------------------------------------------

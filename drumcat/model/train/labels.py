@@ -21,6 +21,36 @@ GM_KEYS: dict[int, str] = {
     82: "Shaker", 83: "Bell", 84: "Bell",
 }
 
+# Kits whose keys depart from the GM map, read against each font's own instrument and sample names at
+# every rendered key (`python -m drumcat.model.train.soundfont_keys FONT PRESET` prints them). Keyed by the
+# font file's stem and the preset; None skips the key (a choke, a swish or swirl, layers of two
+# instruments, a cymbal the font does not name). Only presets the font really holds are listed: a missing
+# preset falls back to the standard kit, whose keys follow the map.
+_ORCHESTRA_TIMPANI = dict.fromkeys(range(41, 54), "Timpani")  # the GS Orchestra kit tunes timpani on 41-53
+_BRUSH_KIT = {39: "Snare", 40: None}  # 39 is a brush slap on the snare, 40 a brush swirl
+_AVL_KIT = {48: None, 50: None, 52: None, 58: None, 60: None, 61: "Maracas"}  # hat swish, crash and
+# ride chokes, "Paiste2002-22" (a 22-inch cymbal of unnamed kind) and maracas where GM has bongos
+FONT_KEY_OVERRIDES: dict[tuple[str, int], dict[int, str | None]] = {
+    ("FluidR3_GM", 48): {**_ORCHESTRA_TIMPANI, 59: "Crash"},  # 59: "Orchcrash"
+    ("FluidR3_GM", 40): _BRUSH_KIT, ("FluidR3_GM", 41): _BRUSH_KIT, ("FluidR3_GM", 42): _BRUSH_KIT,
+    ("MuseScore_General_Lite", 48): {**_ORCHESTRA_TIMPANI, 39: "Perc", 59: "Crash"},  # 39: "Castanet"
+    ("MuseScore_General_Lite", 40): _BRUSH_KIT, ("MuseScore_General_Lite", 41): _BRUSH_KIT,
+    ("MuseScore_General_Lite", 42): _BRUSH_KIT,
+    ("sf_GMbank", 48): {**_ORCHESTRA_TIMPANI, 36: None, 39: "Perc", 59: None},  # 36: taiko + timpani layers
+    ("sf_GMbank", 40): _BRUSH_KIT,  # 40: "Ocean Wave", a swirl
+    ("TimGM6mb", 48): {36: None, 59: None},  # layers of a timpani or a crash with other sounds
+    ("TimGM6mb", 40): _BRUSH_KIT,
+    ("Black_Pearl_4_LV2", 0): _AVL_KIT, ("Red_Zeppelin_4_LV2", 0): _AVL_KIT,
+}
+
+
+def label_for_font_key(font: str, preset: int, key: int) -> str | None:
+    """The fine class of `key` in a soundfont kit (font file stem, preset): the GM map's, unless the font
+    puts something else there (FONT_KEY_OVERRIDES); None when the key is skipped."""
+    overrides = FONT_KEY_OVERRIDES.get((font, preset), {})
+    return overrides[key] if key in overrides else GM_KEYS.get(key)
+
+
 # Hydrogen instrument names, first matching rule wins. Order matters: "ride bell" before "bell",
 # "snare rimshot" is still a snare, "side stick" is a rim, "crash/ride" is ambiguous and skipped.
 _NAME_RULES: list[tuple[str, str | None]] = [
