@@ -22,10 +22,10 @@ GM_KEYS: dict[int, str] = {
 }
 
 # Kits whose keys depart from the GM map, read against each font's own instrument and sample names at
-# every rendered key (`python -m drumcat.model.train.soundfont_keys FONT PRESET` prints them). Keyed by the
-# font file's stem and the preset; None skips the key (a choke, a swish or swirl, layers of two
-# instruments, a cymbal the font does not name). Only presets the font really holds are listed: a missing
-# preset falls back to the standard kit, whose keys follow the map.
+# every rendered key (`python -m drumcat.model.train.soundfont_keys FONT --preset N` prints them). Keyed by
+# the font file's stem and the preset; None skips the key (a choke, a swish or swirl, layers of two
+# instruments, a cymbal the font does not name). Every variant preset that plays the same sample on the key
+# is listed too (Brush 1 and 2 beside Brush): tests/test_soundfont_keys.py holds one label per sound and key.
 _ORCHESTRA_TIMPANI = dict.fromkeys(range(41, 54), "Timpani")  # the GS Orchestra kit tunes timpani on 41-53
 _BRUSH_KIT = {39: "Snare", 40: None}  # 39 is a brush slap on the snare, 40 a brush swirl
 _AVL_KIT = {48: None, 50: None, 52: None, 58: None, 60: None, 61: "Maracas"}  # hat swish, crash and
