@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import struct
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from drumcat.model.train.labels import label_for_font_key
@@ -31,8 +32,12 @@ def _chunks(data: bytes, offset: int, end: int, padded: bool) -> list[tuple[byte
     return found
 
 
-def _preset_data(data: bytes) -> dict[str, bytes]:
-    """The `pdta` sub-chunks. RIFF pads odd-sized chunks to even; some .sf3 writers do not, so try both."""
+@lru_cache(maxsize=4)
+def _preset_data(font: Path) -> dict[str, bytes]:
+    """The `pdta` sub-chunks (a few kB), read once per font: a review asks for every preset of a font, and
+    the font is tens of MB of samples. RIFF pads odd-sized chunks to even; some .sf3 writers do not, so
+    try both."""
+    data = font.read_bytes()
     for padded in (True, False):
         for kind, offset, size in _chunks(data, 12, len(data), padded):
             if kind == b"LIST" and data[offset:offset + 4] == b"pdta":
@@ -60,7 +65,7 @@ def _key_range(zone: dict[int, int]) -> range:
 
 def kit_keys(font: Path, bank: int, preset: int) -> dict[int, list[str]]:
     """Key -> sorted "instrument: sample" names the preset plays there (every velocity layer)."""
-    data = _preset_data(font.read_bytes())
+    data = _preset_data(font)
     presets = _records(data["phdr"], "<20sHHHIII")
     preset_bags, preset_gens = _records(data["pbag"], "<HH"), _records(data["pgen"], "<HH")
     instruments = _records(data["inst"], "<20sH")
