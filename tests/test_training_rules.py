@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from drumcat.model.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
 from drumcat.model.train.labels import (
@@ -12,6 +16,7 @@ from drumcat.model.train.labels import (
     label_for_font_key,
     label_for_instrument,
     label_for_sonic_pi,
+    name_contradicts,
 )
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
 
@@ -32,6 +37,38 @@ def test_instrument_names_map_to_fine_classes(name: str, label: str) -> None:
                                   "Sabian Hat Choke", "Drum 1", "17", "Finger Snaps", "redo super opaco"])
 def test_ambiguous_names_are_skipped_not_guessed(name: str) -> None:
     assert label_for_instrument(name) is None
+
+
+@pytest.mark.parametrize(("label", "stem"), [
+    ("Kick", "86335__zgump__tom-0105"), ("Ride", "Crash-03"), ("Ride", "Hat Open"), ("Crash", "crash16i__ride_cup4"),
+    ("Kick", "MPC1000_HH-BD_TL"), ("Hihat", "011_hh3snare1"), ("Cowbell", "Snarepop"),
+])
+def test_a_file_whose_name_names_another_core_class_contradicts_its_label(label: str, stem: str) -> None:
+    assert name_contradicts(label, stem)
+
+
+@pytest.mark.parametrize(("label", "stem"), [
+    ("Crash", "China"), ("Crash", "Cymbal-02"), ("Rim", "Rimshot"), ("Kick", "Bassdrum-02"), ("Hihat", "Hat Open-03"),
+    ("Tom", "Tom L"), ("Shaker", "Cabasa"), ("Clap", "Zap 1"), ("Snare", "SNAREDRUM_047"), ("Kick", "BT3A0D7"),
+])
+def test_a_name_of_the_same_core_class_generic_or_unknown_does_not(label: str, stem: str) -> None:
+    assert not name_contradicts(label, stem)
+
+
+def test_the_collection_readers_skip_a_file_whose_name_contradicts_its_folder(tmp_path: Path) -> None:
+    from drumcat.model.train.sources import dirt_files, tidal_files
+
+    tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
+    for relative in ["machines/Linn9000/linn9000-rd/Ride-01.wav", "machines/Linn9000/linn9000-rd/Crash-03.wav",
+                     "hh/000_hh3hit1.wav", "hh/011_hh3snare1.wav"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / relative, tone, 22050)
+    skipped: Counter = Counter()
+    tidal = [(item.path.name, item.label) for item in tidal_files(tmp_path, skipped)]
+    dirt = [(item.path.name, item.label) for item in dirt_files(tmp_path, skipped)]
+    assert tidal == [("Ride-01.wav", "Ride")] and dirt == [("000_hh3hit1.wav", "Hihat")]
+    assert sorted(skipped) == ["dirt: hh/011_hh3snare1.wav (its name says another class)",
+                               "tidal: linn9000-rd/Crash-03.wav (its name says another class)"]
 
 
 def test_sonic_pi_names() -> None:

@@ -45,7 +45,13 @@ import soundfile as sf
 from drumcat.audio.files import AudioReadError, decode, resample
 from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
-from drumcat.model.train.labels import GM_KEYS, label_for_font_key, label_for_instrument, label_for_sonic_pi
+from drumcat.model.train.labels import (
+    GM_KEYS,
+    label_for_font_key,
+    label_for_instrument,
+    label_for_sonic_pi,
+    name_contradicts,
+)
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
 DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "musescore-general-soundfont-small",
@@ -166,6 +172,9 @@ def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
                     skipped[f"{kit}: {name!r}"] += len(files)
                 continue
             for filename in files:
+                if name_contradicts(label, Path(filename).stem):
+                    skipped[f"{kit}: {filename} (its name says another class than {name!r})"] += 1
+                    continue
                 try:
                     clip = to_clip(decode(kit_xml.parent / filename, CLIP_RATE))
                 except AudioReadError as exc:  # a few kits name files the package does not ship

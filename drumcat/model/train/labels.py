@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from drumcat.taxonomy import MISC, canonical
+
 # General MIDI percussion keys (channel 10). Whistles (71, 72) have no class and are left out.
 GM_KEYS: dict[int, str] = {
     35: "Kick", 36: "Kick", 37: "Rim", 38: "Snare", 39: "Clap", 40: "Snare",
@@ -114,6 +116,22 @@ def _first_match(rules: list[tuple[str, str | None]], text: str) -> str | None:
 def label_for_instrument(name: str) -> str | None:
     """A Hydrogen drumkit.xml instrument name -> fine class, or None when ambiguous or unknown."""
     return _first_match(_NAME_RULES, name)
+
+
+# Names too broad to contradict a label: a crash is a cymbal, and anything can be an effect.
+_GENERIC_NAMES = {"Cymbal", "FX"}
+
+
+def name_contradicts(label: str, file_stem: str) -> bool:
+    """True when a file's own name names a class of another core folder than the label its folder or
+    instrument gave it: a kit's Kick playing `tom-0105.wav`, a ride folder holding `Crash-03.wav`, a
+    crash16 cymbal's `ride_cup4` layer, a hi-hat folder's `hh3snare1`. Such a file is skipped, not
+    relabeled: either name may be the right one."""
+    named = label_for_instrument(re.sub(r"[_-]", " ", file_stem))
+    if named is None or named in _GENERIC_NAMES:
+        return False
+    named_core = canonical(named)
+    return named_core != MISC and named_core != canonical(label)
 
 
 def label_for_sonic_pi(stem: str) -> str | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.model.train.labels import label_for_dirt, label_for_tidal
+from drumcat.model.train.labels import label_for_dirt, label_for_tidal, name_contradicts
 
 DEFAULT_SOURCES_DIR = Path("build/sources")
 
@@ -106,6 +106,9 @@ def tidal_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if label is None:
             skipped[f"tidal: {folder}"] += 1
             continue
+        if name_contradicts(label, path.stem):
+            skipped[f"tidal: {folder}/{path.name} (its name says another class)"] += 1
+            continue
         yield CollectionFile(path, label, machine_kit(machine), f"{machine}/{folder}/{path.name}")
 
 
@@ -117,6 +120,9 @@ def dirt_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         label = label_for_dirt(folder, path.stem)
         if label is None:
             skipped[f"dirt: {folder}"] += 1
+            continue
+        if name_contradicts(label, path.stem):
+            skipped[f"dirt: {folder}/{path.name} (its name says another class)"] += 1
             continue
         yield CollectionFile(path, label, machine_kit(folder), f"{folder}/{path.name}")
 
