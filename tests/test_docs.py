@@ -21,3 +21,22 @@ def test_every_example_block_is_marked_and_named() -> None:
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert sorted(name for name in EXAMPLES if f"<!-- example: {name} -->\n```\n" in readme) == sorted(EXAMPLES)
+
+
+def test_readme_model_tables_are_the_shipped_cards() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "docs" / "model_tables.py"), "--check"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, f"{result.stderr}\n{result.stdout}"
+
+
+def test_every_model_table_is_marked_and_a_stale_figure_is_caught() -> None:
+    import json
+
+    sys.path.insert(0, str(REPO / "docs"))
+    from model_tables import CARD, TABLES, rewritten
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    card = json.loads(CARD.read_text(encoding="utf-8"))
+    assert sorted(name for name in TABLES if f"<!-- model-table: {name} -->\n|" in readme) == sorted(TABLES)
+    card["metrics"]["test"]["core"]["accuracy"] += 0.01  # what the README would show of another model
+    assert "held_out" in rewritten(readme, card)[1]
