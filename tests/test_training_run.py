@@ -11,7 +11,7 @@ import numpy as np
 from drumcat.audio.synth import render, write_sample
 from drumcat.model.bundle import load_bundle
 from drumcat.model.metrics import apply_temperature
-from drumcat.model.train.dataset import Clip, without_duplicates
+from drumcat.model.train.dataset import Clip, without_duplicates, without_shared_recordings
 from drumcat.model.train.train import (
     RECIPE,
     STUDENT_WIDTHS,
@@ -78,6 +78,26 @@ def test_identical_clips_are_dropped_once() -> None:
     assert dropped == 1
     assert [c.origin for c in kept] == ["1", "3"]
     assert not np.shares_memory(kept[0].samples, kept[1].samples)
+
+
+def test_a_recording_two_kits_share_is_kept_once_in_the_held_out_kit() -> None:
+    crash, snare, tom, kick = (render(name, seed=1) for name in ("Crash", "Snare", "Tom", "Kick"))
+    clips = [
+        Clip(0.5 * crash, "Crash", "hydrogen-drumkits", "hydrogen:The Black Pearl 1.0", "train copy, read first"),
+        Clip(crash, "Crash", "avldrums.lv2-soundfont", "avldrums:Red_Zeppelin_4_LV2", "test copy"),
+        Clip(snare, "Snare", "timgm6mb-soundfont", "timgm6mb:all", "validation copy"),
+        Clip(np.concatenate([np.zeros(300, np.float32), 0.8 * snare]), "Snare", "csound-soundfont", "csound-gm:all",
+             "train copy, padded"),
+        Clip(tom, "Tom", "hydrogen-data", "hydrogen:GMRockKit", "first train kit"),
+        Clip(0.7 * tom, "Tom", "hydrogen-data", "hydrogen:TR808EmulationKit", "second train kit"),
+        Clip(kick, "Kick", "csound-soundfont", "csound-gm:all", "one kit, two presets"),
+        Clip(0.6 * kick, "Kick", "csound-soundfont", "csound-gm:all", "one kit, the other preset"),
+        Clip(render("Crash", seed=2), "Crash", "hydrogen-drumkits", "hydrogen:The Black Pearl 1.0", "another take"),
+    ]
+    kept, lost = without_shared_recordings(clips)
+    assert [clip.origin for clip in kept] == ["test copy", "validation copy", "first train kit", "one kit, two presets",
+                                              "one kit, the other preset", "another take"]
+    assert lost == {"hydrogen:The Black Pearl 1.0": 1, "csound-gm:all": 1, "hydrogen:TR808EmulationKit": 1}
 
 
 def test_a_student_distilled_from_a_trained_model(tmp_path: Path) -> None:

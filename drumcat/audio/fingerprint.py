@@ -28,6 +28,9 @@ RANGE_DB = 80.0
 STEP_DB = 1 / 3  # quantization: uint8 holds 0..80 dB in 240 steps
 AUDIBLE_DB = -50.0  # cells quieter than this in both fingerprints are not compared
 MAX_DISTANCE_DB = 1.0  # at or under: the same recording (distinct Hydrogen velocity layers: 1.06 dB and more)
+# Candidate pairs, before the full distance: the cosine of their coarse summaries, and their durations' ratio.
+CANDIDATE_COSINE = 0.95
+LENGTH_RATIO = 1.2
 
 
 def from_logmel(logmel: np.ndarray) -> np.ndarray:
@@ -77,3 +80,32 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
         if audible.any():
             best = min(best, float(np.abs(x - y)[audible].mean()))
     return best
+
+
+def coarse(prints: np.ndarray) -> np.ndarray:
+    """Unit vectors of an 8-band x 10-frame summary (in dB above the floor): the candidate search space."""
+    db = prints.reshape(len(prints), BANDS, FRAMES).astype(np.float32)
+    summary = db.reshape(len(prints), 8, BANDS // 8, 10, FRAMES // 10).mean(axis=(2, 4)).reshape(len(prints), -1)
+    norms = np.linalg.norm(summary, axis=1, keepdims=True)
+    return summary / np.where(norms > 0, norms, 1)
+
+
+def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block: int = 4096) -> list[tuple[int, int]]:
+    pairs = []
+    for start in range(0, len(vectors), block):
+        similar = vectors[start:start + block] @ vectors.T
+        for i, j in zip(*np.nonzero(similar >= CANDIDATE_COSINE), strict=True):
+            a, b = start + int(i), int(j)
+            if a < b and max(lengths[a], lengths[b]) <= LENGTH_RATIO * max(min(lengths[a], lengths[b]), 1e-3):
+                pairs.append((a, b))
+    return pairs
+
+
+def close_pairs(prints: np.ndarray, lengths: np.ndarray) -> tuple[dict[tuple[int, int], float], int]:
+    """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, and how many
+    candidates were checked; `lengths` in seconds (a pair's durations must be within LENGTH_RATIO)."""
+    if not len(prints):
+        return {}, 0
+    candidates = candidate_pairs(coarse(prints), lengths)
+    checked = ((a, b, distance(as_db(prints[a]), as_db(prints[b]))) for a, b in candidates)
+    return {(a, b): d for a, b, d in checked if d <= MAX_DISTANCE_DB}, len(candidates)

@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.audio.fingerprint import BANDS, FRAMES, MAX_DISTANCE_DB, RECIPE, as_db, distance, fingerprints
+from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, close_pairs, distance, fingerprints
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now
 from drumcat.workers import worker_count
 
 RECIPE_ID = json.dumps({"recipe": RECIPE.as_dict(), "bands": BANDS, "frames": FRAMES}, sort_keys=True)
-CANDIDATE_COSINE = 0.95
-LENGTH_RATIO = 1.2
 LOSSLESS = {"WAV", "AIFF", "FLAC"}
 # 24 bits and more are all transparent: among them, the oldest file (the source of the others) wins
 DEPTH = {"DOUBLE": 2, "FLOAT": 2, "PCM_32": 2, "PCM_24": 2, "PCM_16": 1}
@@ -79,25 +77,6 @@ def update_fingerprints(catalog: Catalog, *, workers: int = 0,
     return added
 
 
-def coarse(prints: np.ndarray) -> np.ndarray:
-    """Unit vectors of an 8-band x 10-frame summary (in dB above the floor): the candidate search space."""
-    db = prints.reshape(len(prints), BANDS, FRAMES).astype(np.float32)
-    summary = db.reshape(len(prints), 8, BANDS // 8, 10, FRAMES // 10).mean(axis=(2, 4)).reshape(len(prints), -1)
-    norms = np.linalg.norm(summary, axis=1, keepdims=True)
-    return summary / np.where(norms > 0, norms, 1)
-
-
-def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block: int = 4096) -> list[tuple[int, int]]:
-    pairs = []
-    for start in range(0, len(vectors), block):
-        similar = vectors[start:start + block] @ vectors.T
-        for i, j in zip(*np.nonzero(similar >= CANDIDATE_COSINE), strict=True):
-            a, b = start + int(i), int(j)
-            if a < b and max(lengths[a], lengths[b]) <= LENGTH_RATIO * max(min(lengths[a], lengths[b]), 1e-3):
-                pairs.append((a, b))
-    return pairs
-
-
 def groups_of(count: int, pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
     """Connected components of the pairs (union-find), only those of two or more members."""
     parent = list(range(count))
@@ -132,9 +111,7 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
                               LEFT JOIN audio a ON a.hash = u.hash ORDER BY u.path""", {"r": RECIPE_ID})
     prints = np.array([np.frombuffer(r["fingerprint"], dtype=np.uint8) for r in found]).reshape(len(found), -1)
     lengths = np.array([r["duration"] or 0.0 for r in found])
-    checked = [(a, b, distance(as_db(prints[a]), as_db(prints[b])))
-               for a, b in candidate_pairs(coarse(prints), lengths)] if len(found) else []
-    close = {(a, b): d for a, b, d in checked if d <= MAX_DISTANCE_DB}
+    close, candidates = close_pairs(prints, lengths)
     records = []
     for group_id, members in enumerate(groups_of(len(found), list(close)).values(), start=1):
         ordered = sorted(members, key=lambda i: quality(found[i]))
@@ -145,5 +122,5 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
     with catalog.connect() as conn:
         conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
-    return {"fingerprinted": added, "sounds": len(found), "candidates": len(checked),
+    return {"fingerprinted": added, "sounds": len(found), "candidates": candidates,
             "groups": len({r[1] for r in records}), "in_groups": len(records)}

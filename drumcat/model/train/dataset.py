@@ -43,6 +43,7 @@ import numpy as np
 import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode, resample
+from drumcat.audio.fingerprint import close_pairs, fingerprints
 from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
 from drumcat.model.train.labels import (
@@ -336,6 +337,32 @@ def without_duplicates(clips: list[Clip]) -> tuple[list[Clip], int]:
     return kept, len(clips) - len(kept)
 
 
+# Which copy of a recording two kits share is kept: the held-out one, so no held-out kit is scored on a
+# recording its model was trained on.
+SPLIT_PRECEDENCE = {"test": 0, "validation": 1, "train": 2}
+
+
+def without_shared_recordings(clips: list[Clip]) -> tuple[list[Clip], Counter]:
+    """Keep a recording that two kits share once (drumcat's near-duplicate fingerprints: the same take after
+    resampling, a gain change, trimming or re-encoding; another velocity layer is another take): in the
+    held-out split when the kits are in different splits (test, then validation, then train), else in the
+    kit read first. General MIDI fonts built from one sample set (timgm6mb, a validation font, and the
+    csound font) and kits that borrow another's cymbals (AVL's Red Zeppelin, a test kit, and Hydrogen's
+    Black Pearl) would otherwise score held-out kits, and cross-validation folds, on recordings their model
+    trained on (bench/split_overlap.py counts them). Returns the kept clips and, per kit, how many it lost."""
+    prints = np.concatenate([fingerprints([clip.samples for clip in clips[start:start + 512]], CLIP_RATE)
+                             for start in range(0, len(clips), 512)])
+    lengths = np.array([len(clip.samples) / CLIP_RATE for clip in clips])
+    close, _ = close_pairs(prints, lengths)
+    rank = [(SPLIT_PRECEDENCE[split_of(clip.kit)], index) for index, clip in enumerate(clips)]
+    dropped: set[int] = set()
+    for a, b in close:
+        if clips[a].kit != clips[b].kit:
+            dropped.add(max(a, b, key=rank.__getitem__))
+    lost = Counter(clips[i].kit for i in dropped)
+    return [clip for index, clip in enumerate(clips) if index not in dropped], lost
+
+
 # --- build -------------------------------------------------------------------------------------------
 
 
@@ -354,6 +381,7 @@ def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
         print(line)
     # tidal-drum-machines comes before Dirt-Samples: a file both hold (about 120) is kept once, as tidal's
     clips, duplicates = without_duplicates([*clips, *public])
+    clips, shared = without_shared_recordings(clips)
     clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
     if with_synth_kits:
         clips.extend(synth_kit_clips())  # last, so the clips before keep their names and reversals
@@ -383,6 +411,7 @@ def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
         "per_kit": dict(sorted(Counter(r["kit"] for r in rows).items())),
         "skipped_names": dict(sorted(skipped.items())),
         "duplicates_dropped": duplicates,
+        "shared_recordings_dropped": dict(sorted(shared.items())),
         "collections": commits,
         "collections_left_out": log,
     }
