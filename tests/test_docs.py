@@ -9,10 +9,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_readme_examples_are_what_drumcat_prints_today() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "docs" / "examples.py"), "--check"], capture_output=True,
-                            text=True, timeout=600)
+def assert_docs_script_finds_nothing_stale(script: str, timeout: int) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "docs" / script), "--check"], capture_output=True,
+                            text=True, timeout=timeout)
     assert result.returncode == 0, f"{result.stderr}\n{result.stdout}"
+
+
+def test_readme_examples_are_what_drumcat_prints_today() -> None:
+    assert_docs_script_finds_nothing_stale("examples.py", timeout=600)
 
 
 def test_every_example_block_is_marked_and_named() -> None:
@@ -24,9 +28,7 @@ def test_every_example_block_is_marked_and_named() -> None:
 
 
 def test_readme_model_tables_are_the_shipped_cards() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "docs" / "model_tables.py"), "--check"], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, f"{result.stderr}\n{result.stdout}"
+    assert_docs_script_finds_nothing_stale("model_tables.py", timeout=60)
 
 
 def test_every_model_table_is_marked_and_a_stale_figure_is_caught() -> None:
