@@ -19,12 +19,20 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "review-page.png"
 
 
+def review_key(label: str) -> str:
+    """The review page's key for a label's core folder: 1 to 6 in core-class order, 0 for misc."""
+    from drumcat.taxonomy import CORE_CLASSES, MISC, canonical
+
+    core = canonical(label)
+    return "0" if core == MISC else str(CORE_CLASSES.index(core) + 1)
+
+
 def main() -> None:
     sys.path.insert(0, str(REPO))
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from drumcat.commands.demo import build_demo_archive
+    from drumcat.commands.demo import build_demo_archive, instrument_of
     from drumcat.commands.infer import infer
     from drumcat.commands.learning import Learner
     from drumcat.commands.scan import scan
@@ -53,8 +61,9 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1100, "height": 560})
             page.goto(f"http://127.0.0.1:{port}/review")
-            for key in ("2", "5"):  # two sounds decided: Hihat, Snare
-                page.keyboard.press(key)
+            for _ in range(2):  # the queue's first two sounds decided as a user who knows them would
+                path = page.locator("tr.sound.current td.path").inner_text()
+                page.keyboard.press(review_key(instrument_of(path)))
             page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 reviewed')")
             page.screenshot(path=str(OUT))
             browser.close()

@@ -37,3 +37,10 @@ def build_demo_archive(target: Path) -> dict[str, int]:
     (target / "misc" / "empty.flac").write_bytes(b"")
     (target / "misc" / "readme.txt").write_text("not audio, not scanned\n")
     return {"samples": written, "duplicates": 1, "broken": 2}
+
+
+def instrument_of(path: Path | str) -> str:
+    """The instrument a demo sample was rendered from, read from its serial (`smp_0007.aif`): what a
+    user who knows the demo would label it."""
+    serial = int(Path(path).stem.removeprefix("smp_"))
+    return sorted(INSTRUMENTS)[serial // PER_INSTRUMENT]
