@@ -43,7 +43,7 @@ def near_duplicate_pairs(dataset: Path, rows: list[dict[str, str]]) -> list[tupl
     """Every pair of clips (row numbers) whose fingerprints are within the near-duplicate threshold."""
     kept = [i for i, row in enumerate(rows) if row["label"] not in LEFT_OUT_LABELS]
     clips = [decode(dataset / rows[i]["path"], RECIPE.sample_rate) for i in kept]
-    prints = np.concatenate([fingerprints(clips[i:i + 512], RECIPE.sample_rate) for i in range(0, len(clips), 512)])
+    prints = fingerprints(clips, RECIPE.sample_rate)
     lengths = np.array([len(clip) / RECIPE.sample_rate for clip in clips])
     close, _ = close_pairs(prints, lengths)
     return [(kept[a], kept[b], d) for (a, b), d in close.items()]

@@ -55,14 +55,19 @@ def from_onset(samples: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros(PRE_ROLL - onset, dtype=samples.dtype), samples])
 
 
+BATCH = 512  # clips whose features are computed at once: memory stays bounded for a whole training set
+
+
 def fingerprints(clips: list[np.ndarray], sample_rate: int) -> np.ndarray:
     """Fingerprints of mono clips decoded at RECIPE's rate (22,050 Hz), one row each."""
     if sample_rate != RECIPE.sample_rate:
         raise ValueError(f"fingerprints need clips decoded at {RECIPE.sample_rate} Hz, not {sample_rate}")
-    if not clips:
-        return np.zeros((0, BANDS * FRAMES), np.uint8)
-    features = compute_features(prepare_clips([from_onset(c) for c in clips], RECIPE), RECIPE)
-    return np.stack([from_logmel(f[..., 0]) for f in features])
+    rows = [np.zeros((0, BANDS * FRAMES), np.uint8)]
+    for start in range(0, len(clips), BATCH):
+        batch = [from_onset(clip) for clip in clips[start:start + BATCH]]
+        features = compute_features(prepare_clips(batch, RECIPE), RECIPE)
+        rows.append(np.stack([from_logmel(f[..., 0]) for f in features]))
+    return np.concatenate(rows)
 
 
 def as_db(fingerprint: bytes | np.ndarray) -> np.ndarray:

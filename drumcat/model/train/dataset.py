@@ -350,8 +350,7 @@ def without_shared_recordings(clips: list[Clip]) -> tuple[list[Clip], Counter]:
     csound font) and kits that borrow another's cymbals (AVL's Red Zeppelin, a test kit, and Hydrogen's
     Black Pearl) would otherwise score held-out kits, and cross-validation folds, on recordings their model
     trained on (bench/split_overlap.py counts them). Returns the kept clips and, per kit, how many it lost."""
-    prints = np.concatenate([fingerprints([clip.samples for clip in clips[start:start + 512]], CLIP_RATE)
-                             for start in range(0, len(clips), 512)])
+    prints = fingerprints([clip.samples for clip in clips], CLIP_RATE)
     lengths = np.array([len(clip.samples) / CLIP_RATE for clip in clips])
     close, _ = close_pairs(prints, lengths)
     rank = [(SPLIT_PRECEDENCE[split_of(clip.kit)], index) for index, clip in enumerate(clips)]
