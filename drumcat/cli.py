@@ -756,6 +756,8 @@ def train(
         help="Momentum of a moving average of the weights, validated and kept (e.g. 0.998; 0: none).")] = None,
     decay_reshape: Annotated[float | None, typer.Option(
         help="Share of the augmented copies whose decay is made faster or slower (0..1; 0: none).")] = None,
+    synth_train_kits: Annotated[int, typer.Option(
+        help="Add this many synthesized kits to what every model fits on (never validated or tested on).")] = 0,
     members: Annotated[int, typer.Option(
         help="Networks trained per seed (seeds s, s+1000, ...) and shipped as one model averaging them.")] = 1,
     lite_weights: Annotated[str, typer.Option(
@@ -795,6 +797,12 @@ def train(
         if not 0 <= decay_reshape <= 1:
             raise DrumcatError(f"--decay-reshape {decay_reshape}: use a share between 0 and 1, e.g. 0.4 (0: none)")
         recipe["decay_reshape"] = decay_reshape
+    if synth_train_kits:
+        from drumcat.model.train.synth_kits import TRAIN_KITS
+
+        if not 0 < synth_train_kits <= TRAIN_KITS:
+            raise DrumcatError(f"--synth-train-kits {synth_train_kits}: use 1 to {TRAIN_KITS} (0: none)")
+        recipe["synth_train_kits"] = synth_train_kits
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

@@ -187,7 +187,7 @@ def test_synthesized_kits_are_distinct_repeatable_and_held_out_whole() -> None:
         assert a.shape != c.shape or not np.allclose(a, c)  # another kit, another sound
         assert np.isfinite(a).all() and 0.5 < np.abs(a).max() <= 0.9
     counts = {split: sum(split_of(f"{synth_kits.PREFIX}{n}") == split
-                         for n in range(synth_kits.TRAIN_KITS + synth_kits.VALIDATION_KITS + synth_kits.TEST_KITS))
+                         for n in synth_kits.ALL_KITS)
               for split in ("train", "validation", "test")}
     assert counts == {"train": synth_kits.TRAIN_KITS, "validation": synth_kits.VALIDATION_KITS,
                       "test": synth_kits.TEST_KITS}
@@ -195,6 +195,28 @@ def test_synthesized_kits_are_distinct_repeatable_and_held_out_whole() -> None:
     late = slice(22_050, None)
     assert np.abs(crash[late]).max() > 0.01  # cymbals still ring, above -40 dB, after the first second
     assert kick.size < crash.size
+
+
+def test_synthesized_training_kits_join_every_fit_and_are_never_held_out(tmp_path: Path) -> None:
+    """`--synth-train-kits`: the same real clips are held out in the same folds with and without the
+    synthesized kits, none of those kits is scored, and they do change what the models learn."""
+    from drumcat.model.train import synth_kits
+    from drumcat.model.train.train import Setup, compare_on_kit_folds, synthesized_training_kits
+
+    kits = synthesized_training_kits(2)
+    assert set(kits.kits) == {f"{synth_kits.PREFIX}0", f"{synth_kits.PREFIX}1"}
+    assert set(kits.sources) == {synth_kits.SOURCE} and len(kits.clips) == 2 * len(list(synth_kits.kit_sounds(0, 8000)))
+    dataset = small_dataset(tmp_path / "dataset")
+    runs = {}
+    for count in (0, 1):
+        out = tmp_path / f"folds-{count}.npz"
+        compare_on_kit_folds(dataset, Setup(copies=1, synth_train_kits=count), folds=2, epochs=1,
+                             probabilities_out=out)
+        runs[count] = np.load(out)
+    for key in ("paths", "fold", "labels", "kits"):
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+    assert not any(kit.startswith(synth_kits.PREFIX) for kit in runs[1]["kits"])
+    assert not np.allclose(runs[0]["probabilities"], runs[1]["probabilities"])
 
 
 def test_a_candidate_compared_on_validation_is_the_model_train_selects(tmp_path: Path) -> None:
@@ -228,7 +250,8 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
     for options, message in ((["--lite-weights", "int4"], "--lite-weights int4: use one of float32, int8, float16"),
                              (["--members", "0"], "--members 0: use 1"),
                              (["--members", "2", "--validation-only"], "--members compares on validation"),
-                             (["--decay-reshape", "1.5"], "--decay-reshape 1.5: use a share between 0 and 1")):
+                             (["--decay-reshape", "1.5"], "--decay-reshape 1.5: use a share between 0 and 1"),
+                             (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 

@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,11 +301,14 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Cli
                 yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
 
 
-def synth_kit_clips() -> Iterator[Clip]:
-    for _, number, label, instrument, samples in synth_kits.all_kits(CLIP_RATE):
-        clip = to_clip(samples)
-        if clip is not None:
-            yield Clip(clip, label, synth_kits.SOURCE, f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
+def synth_kit_clips(numbers: Iterable[int] = synth_kits.ALL_KITS) -> Iterator[Clip]:
+    """The synthesized kits' sounds, cut as every clip is (`to_clip`): all of them for `--synth-kits`, or the
+    training kits `drumcat train --synth-train-kits` adds to what it fits on."""
+    for number in numbers:
+        for label, instrument, samples in synth_kits.kit_sounds(number, CLIP_RATE):
+            clip = to_clip(samples)
+            if clip is not None:
+                yield Clip(clip, label, synth_kits.SOURCE, f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
 
 
 def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict[str, str]]:

@@ -18,6 +18,7 @@ import numpy as np
 from drumcat.audio.synth import METAL_HZ, filtered, sweep, time_axis
 
 TRAIN_KITS, VALIDATION_KITS, TEST_KITS = 150, 20, 20
+ALL_KITS = range(TRAIN_KITS + VALIDATION_KITS + TEST_KITS)
 PREFIX = "synthkit:"  # a kit's name in the manifest: PREFIX + its number
 SOURCE = "synthesized-kits"  # the kits' source name in the manifest
 
@@ -183,9 +184,3 @@ def kit_sounds(number: int, rate: int) -> Iterator[tuple[str, str, np.ndarray]]:
     for label, name, render in _instruments(voice):
         yield label, name, (voice.finish(render()) * 0.89).astype(np.float32)
 
-
-def all_kits(rate: int) -> Iterator[tuple[str, int, str, str, np.ndarray]]:
-    """(split, kit number, label, instrument, samples at `rate`) over every synthesized kit."""
-    for number in range(TRAIN_KITS + VALIDATION_KITS + TEST_KITS):
-        for label, name, samples in kit_sounds(number, rate):
-            yield split_of_kit(number), number, label, name, samples

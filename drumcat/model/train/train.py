@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
@@ -36,7 +37,13 @@ from drumcat.model.metrics import (
 from drumcat.model.runtime import LiteRuntime, quiet_tensorflow
 from drumcat.model.train import synth_kits
 from drumcat.model.train.augmentation import DECAY_SLOPES, augment, mask_spectrogram, mix_half_in_power
-from drumcat.model.train.dataset import DEBIAN_PACKAGES, holdout_group, independent_draws
+from drumcat.model.train.dataset import (
+    CLIP_RATE,
+    DEBIAN_PACKAGES,
+    holdout_group,
+    independent_draws,
+    synth_kit_clips,
+)
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
@@ -96,6 +103,19 @@ def joined(first: Split, second: Split) -> Split:
 
 
 # --- training set ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def synthesized_training_kits(count: int) -> Split:
+    """The first `count` of the synthesized training kits (synth_kits) as a split, which `Setup.fitting_split`
+    adds to every fit. Cached: a kit-fold run fits five times on the same kits."""
+    if not 0 <= count <= synth_kits.TRAIN_KITS:
+        raise ValueError(f"{count} synthesized training kits: there are {synth_kits.TRAIN_KITS}")
+    index = {name: i for i, name in enumerate(FINE_CLASSES)}
+    clips = list(synth_kit_clips(range(count)))
+    return Split([resample(c.samples, CLIP_RATE, RECIPE.sample_rate) for c in clips],
+                 np.array([index[c.label] for c in clips], dtype=int), [c.kit for c in clips],
+                 [c.source for c in clips], [c.origin for c in clips])
 
 
 def features_of(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.ndarray:
@@ -347,18 +367,27 @@ class Setup:
     """Networks trained per seed (`member_seeds`) and shipped as one model that averages them (`ensemble_of`)."""
     decay_reshape: float = 0.0
     """Share of the augmented copies whose decay is reshaped (`reshape_decay`; 0: none)."""
+    synth_train_kits: int = 0
+    """Synthesized kits added to what every model fits on (`synthesized_training_kits`); never validated or
+    tested on, so a kit-fold comparison holds out exactly the same real clips with and without them."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
-           kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0) -> Setup:
+           kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0,
+           synth_train_kits: int = 0) -> Setup:
         """The setup `train`'s options describe: a model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
-                   kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape)
+                   kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape,
+                   synth_train_kits=synth_train_kits)
+
+    def fitting_split(self, split: Split) -> Split:
+        """What a model fits on, given the kits it may learn from: those, plus the synthesized training kits."""
+        return joined(split, synthesized_training_kits(self.synth_train_kits)) if self.synth_train_kits else split
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -398,7 +427,7 @@ def refit_on_train_and_validation(
     validation kits are five more; the test kits stay unseen."""
     import keras
 
-    both = joined(train_split, val_split)
+    both = setup.fitting_split(joined(train_split, val_split))
     x, targets, labels = setup.training_set(both, seed, num_classes, "refit")
     model = setup.model(num_classes)
     schedule = keras.callbacks.LearningRateScheduler(lambda epoch: float(learning_rates[epoch]))
@@ -502,6 +531,7 @@ def select_on_validation(
     import keras
 
     keras.utils.set_random_seed(seed)
+    train_split = setup.fitting_split(train_split)
     x_train, t_train, y_train = setup.training_set(train_split, seed, len(classes), "selection")
     t_val = np.eye(len(classes), dtype=np.float32)[val_split.labels]
     print(f"seed {seed}: train {len(x_train)} (with {setup.copies} augmented copies), validation {len(x_val)}")
@@ -626,12 +656,13 @@ def candidate_on_validation(
     dataset: Path, *, epochs: int = 30, copies: int = 3, seeds: tuple[int, ...] = (1,),
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
-    fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0,
+    fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
-                     core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape)
+                     core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
+                     synth_train_kits=synth_train_kits)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities)
@@ -643,6 +674,7 @@ def train(
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
     ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
+    synth_train_kits: int = 0,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -658,7 +690,7 @@ def train(
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
-                     ema=ema, members=members, decay_reshape=decay_reshape)
+                     ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits)
     teacher, recipe = setup.teacher, setup.recipe
     train_split = load_split(dataset, "train", classes)
     val_split = load_split(dataset, "validation", classes)
@@ -689,7 +721,10 @@ def train(
             "sources": {"debian_packages": package_versions(),
                         "collections": summary.get("collections", {}),
                         "synthesized": "Noise: noise bursts; Reverse: reversed hits of the same split; "
-                                       "Vox: espeak-ng syllables"},
+                                       "Vox: espeak-ng syllables"
+                                       + (f"; {synth_train_kits} synthesized kits (drumcat/model/train/synth_kits.py, "
+                                          f"kits 0-{synth_train_kits - 1}) in every fit, never validated or tested on"
+                                          if synth_train_kits else "")},
             "dataset_summary": summary.get("per_source"),
             "clips_per_split": counts,
             "thin_classes": [c for c in classes if counts["train"].get(c, 0) < 10],
