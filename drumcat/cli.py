@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -729,8 +729,22 @@ def evaluate(
         confusion_rows = [{"true \\ predicted": name, **dict(zip(classes, row, strict=True))}
                           for name, row in zip(classes, matrix, strict=True)]
         console.out.print(console.table(f"{level} confusion", confusion_rows))
+        print_kits_with_mistakes(section.get("per_kit", []))
     if plot:
         console.out.print(f"confusion plot: {plot}")
+
+
+KITS_SHOWN = 12  # the per-kit table's rows in the terminal; --json has every kit
+
+
+def print_kits_with_mistakes(per_kit: list[dict[str, Any]]) -> None:
+    wrong = [row for row in per_kit if row["wrong"]]
+    if not wrong:
+        return
+    console.out.print(console.table(f"core mistakes by kit ({len(wrong)} of {len(per_kit)} kits have some)",
+                                    wrong[:KITS_SHOWN]))
+    if len(wrong) > KITS_SHOWN:
+        console.out.print(f"… and {len(wrong) - KITS_SHOWN} more kits with mistakes (--json lists every kit)")
 
 
 @app.command()

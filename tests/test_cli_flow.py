@@ -80,6 +80,10 @@ def test_evaluate_on_a_labeled_folder(demo: Path, tmp_path: Path) -> None:
     interval = report["core"]["interval"]  # drawn over pack-0, pack-1 and the three loose files
     assert interval["kits"] == 5 and interval["accuracy"][0] <= report["core"]["accuracy"] <= interval["accuracy"][1]
     assert {row["class"] for row in report["core"]["per_class"]} >= {"Kick", "Snare", "Hihat"}
+    per_kit = report["core"]["per_kit"]  # the same five groups, and every mistake in one of them
+    assert len(per_kit) == 5 and sum(row["files"] for row in per_kit) == 9
+    assert sum(row["wrong"] for row in per_kit) == 9 - sum(matrix[i][i] for i in range(len(matrix)))
+    assert [row["wrong"] for row in per_kit] == sorted((row["wrong"] for row in per_kit), reverse=True)
     assert plot.stat().st_size > 1000
 
 

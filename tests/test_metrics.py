@@ -45,3 +45,16 @@ def test_a_csv_names_each_files_kit_and_a_file_without_one_is_its_own(tmp_path: 
     pairs = read_labeled(tmp_path / "labels.csv")
     groups = read_groups(tmp_path / "labels.csv", pairs)
     assert [groups[path] for path, _ in pairs] == ["808", "808", str((tmp_path / "c.wav").resolve())]
+
+
+def test_errors_by_kit_puts_the_kit_with_the_most_mistakes_first_with_its_commonest_one() -> None:
+    from drumcat.model.metrics import errors_by_kit
+
+    truth = ["Crash", "Crash", "Crash", "Kick", "Kick", "Snare", "Snare"]
+    guess = ["Hihat", "Hihat", "Ride", "Kick", "Kick", "Tom", "Snare"]
+    kits = ["808", "808", "808", "909", "909", "live", "live"]
+    assert errors_by_kit(truth, guess, kits) == [
+        {"kit": "808", "files": 3, "wrong": 3, "accuracy": 0.0, "most frequent mistake": "Crash→Hihat 2"},
+        {"kit": "live", "files": 2, "wrong": 1, "accuracy": 0.5, "most frequent mistake": "Snare→Tom 1"},
+        {"kit": "909", "files": 2, "wrong": 0, "accuracy": 1.0, "most frequent mistake": ""},
+    ]

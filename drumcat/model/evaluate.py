@@ -16,7 +16,7 @@ import numpy as np
 
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle
-from drumcat.model.metrics import classification_report, confusion, kit_bootstrap_interval
+from drumcat.model.metrics import classification_report, confusion, errors_by_kit, kit_bootstrap_interval
 from drumcat.model.pipeline import featurize
 from drumcat.taxonomy import CORE_CLASSES, MISC, canonical, core_decisions, core_groups
 
@@ -166,7 +166,8 @@ def core_report(
 ) -> dict[str, Any]:
     """Core + misc metrics of the views' decision rule (`taxonomy.core_decisions`): a sound's core class is
     the one its fine classes' probabilities add up to the most, and that sum is its confidence. With
-    `groups` (each file's kit), also the 95% interval of accuracy and macro-F1 over draws of kits."""
+    `groups` (each file's kit), also the 95% interval of accuracy and macro-F1 over draws of kits, and each
+    kit's mistakes (`errors_by_kit`)."""
     decided = core_decisions(probabilities, labels, mapping)
     core_pred, confidence = decided.labels, decided.probabilities
     core_classes = [*CORE_CLASSES, *sorted(set(core_groups(labels, mapping)) - set(CORE_CLASSES) - {MISC}), MISC]
@@ -174,6 +175,7 @@ def core_report(
     report["confusion"] = {"classes": core_classes, "matrix": confusion(core_truth, core_pred, core_classes)}
     if groups:
         report["interval"] = kit_bootstrap_interval(core_truth, [core_pred], groups, core_classes)
+        report["per_kit"] = errors_by_kit(core_truth, core_pred, groups)
     return report
 
 

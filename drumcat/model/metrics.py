@@ -4,6 +4,7 @@ confusion matrix and expected calibration error. Used by training (the model car
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,25 @@ def kit_bootstrap_interval(
     return {"accuracy": [round(float(low[0]), 4), round(float(high[0]), 4)],
             "macro_f1": [round(float(low[1]), 4), round(float(high[1]), 4)],
             "level": level, "kits": len(kit_names), "draws": draws}
+
+
+def errors_by_kit(truth: list[str], predicted: list[str], kits: list[str]) -> list[dict[str, Any]]:
+    """Where a model's mistakes are: each kit's files, how many it gets wrong, its accuracy, and its most
+    frequent mistake ("Crash→Hihat 21"), the kits with the most mistakes first (then by name). One kit's
+    files share a maker and a microphone, so its mistakes tend to be one mistake many times."""
+    rows: dict[str, dict[str, Any]] = {}
+    for true, guess, kit in zip(truth, predicted, kits, strict=True):
+        row = rows.setdefault(kit, {"kit": kit, "files": 0, "wrong": 0, "mistakes": Counter()})
+        row["files"] += 1
+        if guess != true:
+            row["wrong"] += 1
+            row["mistakes"][f"{true}→{guess}"] += 1
+    table = []
+    for row in sorted(rows.values(), key=lambda r: (-r["wrong"], r["kit"])):
+        commonest = row.pop("mistakes").most_common(1)
+        table.append({**row, "accuracy": round(1 - row["wrong"] / row["files"], 4),
+                      "most frequent mistake": f"{commonest[0][0]} {commonest[0][1]}" if commonest else ""})
+    return table
 
 
 def confusion_scores(matrix: np.ndarray, classes: list[str]) -> tuple[float, float]:
