@@ -197,6 +197,22 @@ def test_synthesized_kits_are_distinct_repeatable_and_held_out_whole() -> None:
     assert kick.size < crash.size
 
 
+def test_an_analog_crash_is_the_hats_square_cluster_ringing_lower_and_longer() -> None:
+    """Each kit's analog crash comes from the same six square waves as its hats (so a square cluster is not
+    always a hat), band-passed lower and ringing longer than the kit's open hat."""
+    import librosa
+
+    from drumcat.model.train import synth_kits
+
+    for number in range(6):
+        sounds = {name: samples for _, name, samples in synth_kits.kit_sounds(number, 22_050)}
+        crash, hat = sounds["analog crash"], sounds["open hat"]
+        centroid = {name: librosa.feature.spectral_centroid(y=x, sr=22_050).mean() for name, x in
+                    (("crash", crash), ("hat", hat))}
+        assert centroid["crash"] < centroid["hat"]
+        assert crash.size > hat.size and np.abs(crash[int(0.2 * 22_050):]).max() > 0.01
+
+
 def test_synthesized_training_kits_join_every_fit_and_are_never_held_out(tmp_path: Path) -> None:
     """`--synth-train-kits`: the same real clips are held out in the same folds with and without the
     synthesized kits, none of those kits is scored, and they do change what the models learn."""

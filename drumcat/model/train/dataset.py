@@ -11,7 +11,7 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 - sonic-pi-samples: labeled by file name.
 - espeak-ng: spoken syllables for Vox, one voice per kit.
 - synthesized: Noise (noise bursts) and Reverse (reversed hits of the same split's clips).
-- synthesized-kits (only with --synth-kits): 190 electronic kits from a parametric drum synthesizer, 13
+- synthesized-kits (only with --synth-kits): 190 electronic kits from a parametric drum synthesizer, 14
   sounds each (drumcat/model/train/synth_kits.py); whole kits held out for validation and test. Not in
   the default model's data: they lowered its accuracy on the real validation kits (README, run 19).
 - the public collections tidal-drum-machines and Dirt-Samples (drumcat/model/train/sources.py): a checkout

@@ -4,7 +4,8 @@ once per kit, so each kit is a distinct set of sounds, as two drum machines are.
 Recipes follow how analog and digital drum machines make their sounds: pitch-swept sine kicks, tone
 plus filtered-noise snares with varied wire amounts, tuned membrane toms (Bessel-ratio modes), square
 clusters and noise for hats (open and closed decays), inharmonic partials for cymbals with crash,
-ride (a bell "ping" over a quieter wash) and china (trashy, band-limited) decays and spectra, claps as
+ride (a bell "ping" over a quieter wash) and china (trashy, band-limited) decays and spectra, a crash
+from the hats' square cluster as analog machines make theirs (long low band, shorter high band), claps as
 noise bursts, and a few percussion voices. Whole kits are held out for validation and test like real
 ones (`split_of_kit`). Everything is seeded by the kit's number, so `make dataset` writes the same audio.
 """
@@ -63,10 +64,13 @@ class KitVoice:
             x = np.tanh(self.drive * _normalized(x))
         return _normalized(self._filter(x, "lowpass", self.tone) if self.tone < 10_500 else x)
 
-    def _metal(self, t: np.ndarray) -> np.ndarray:
+    def _squares(self, t: np.ndarray) -> np.ndarray:
+        """The kit's six detuned square waves (the TR-808's, scaled), each at a random phase."""
         freqs = np.array(METAL_HZ) * self.metal_base
-        squares = sum(np.sign(np.sin(2 * np.pi * f * t + self.rng.uniform(0, 6.3))) for f in freqs)
-        return (1 - self.noise_metal) * squares / 6 + self.noise_metal * self.rng.standard_normal(t.size)
+        return sum(np.sign(np.sin(2 * np.pi * f * t + self.rng.uniform(0, 6.3))) for f in freqs) / 6
+
+    def _metal(self, t: np.ndarray) -> np.ndarray:
+        return (1 - self.noise_metal) * self._squares(t) + self.noise_metal * self.rng.standard_normal(t.size)
 
     def _partials(self, t: np.ndarray, count: int, low: float, high: float, decay: float, tilt: float) -> np.ndarray:
         """Inharmonic sine partials, log-spaced at random; higher ones decay faster when tilt > 0."""
@@ -127,6 +131,18 @@ class KitVoice:
         noise = self._filter(r.standard_normal(t.size), "highpass", r.uniform(2000, 5000)) * _decay(t, decay * 0.7)
         return _normalized(partials) + r.uniform(0.3, 1.2) * _normalized(noise) * _decay(t, 10, r.uniform(.002, .03))
 
+    def analog_crash(self) -> np.ndarray:
+        """A cymbal made as analog machines make it (the TR-808's, the CR-78's): the same square cluster as
+        the hats, through a lower band that rings long and a higher one that dies sooner. Without it every
+        synthesized square cluster is a hat, which teaches that such a cluster never is a cymbal."""
+        r = self.rng
+        t = self._time(2.0)
+        squares = self._squares(t)
+        centre = r.uniform(2500, 4500)
+        low = self._filter(squares, "bandpass", (centre / 1.4, centre * 1.4)) * _decay(t, r.uniform(0.8, 2.0))
+        high = self._filter(squares, "highpass", r.uniform(6000, 9000)) * _decay(t, r.uniform(0.3, 1.0))
+        return r.uniform(0.4, 1.0) * _normalized(low) + r.uniform(0.3, 1.0) * _normalized(high)
+
     def ride(self) -> np.ndarray:
         r = self.rng
         t = self._time(2.0)
@@ -175,7 +191,8 @@ def _instruments(voice: KitVoice) -> list[tuple[str, str, Callable[[], np.ndarra
             ("Tom", "low tom", lambda: voice.tom(0.1)), ("Tom", "high tom", lambda: voice.tom(0.8)),
             ("Hihat", "closed hat", lambda: voice.hihat(False)), ("Hihat", "open hat", lambda: voice.hihat(True)),
             ("Crash", "crash", voice.crash), ("Ride", "ride", voice.ride), ("China", "china", voice.china),
-            ("Clap", "clap", voice.clap), ("Cowbell", "cowbell", voice.cowbell), ("Shaker", "shaker", voice.shaker)]
+            ("Clap", "clap", voice.clap), ("Cowbell", "cowbell", voice.cowbell), ("Shaker", "shaker", voice.shaker),
+            ("Crash", "analog crash", voice.analog_crash)]  # last: the sounds before it keep their draws
 
 
 def kit_sounds(number: int, rate: int) -> Iterator[tuple[str, str, np.ndarray]]:
