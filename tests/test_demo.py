@@ -21,3 +21,4 @@ def test_instrument_of_names_the_recipe_each_demo_file_was_rendered_from(tmp_pat
         assert np.allclose(samples, render(instrument_of(path), seed=serial), atol=1e-3)
     named = {instrument_of(f"smp_{serial:04d}.wav") for serial in range(len(INSTRUMENTS) * PER_INSTRUMENT)}
     assert named == set(INSTRUMENTS)
+    assert instrument_of(tmp_path / "archive" / "misc" / "copy of smp_0000.wav") == instrument_of("smp_0000.wav")

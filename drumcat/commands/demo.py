@@ -40,7 +40,7 @@ def build_demo_archive(target: Path) -> dict[str, int]:
 
 
 def instrument_of(path: Path | str) -> str:
-    """The instrument a demo sample was rendered from, read from its serial (`smp_0007.aif`): what a
-    user who knows the demo would label it."""
-    serial = int(Path(path).stem.removeprefix("smp_"))
+    """The instrument a demo sample was rendered from, read from its serial (`smp_0007.aif`, or the
+    duplicate `copy of smp_0000.wav`): what a user who knows the demo would label it."""
+    serial = int(Path(path).stem.rsplit("smp_", 1)[1])
     return sorted(INSTRUMENTS)[serial // PER_INSTRUMENT]
