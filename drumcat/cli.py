@@ -783,6 +783,9 @@ def train(
              "many folds, instead of the validation kits (first seed).")] = 0,
     fold_probabilities: Annotated[Path | None, typer.Option(
         help="With --kit-folds: write every clip's out-of-fold probabilities here (.npz).")] = None,
+    folds_like: Annotated[Path | None, typer.Option(
+        help="With --kit-folds: hold out each kit in the fold an earlier run's --fold-probabilities file held "
+             "it in, so a changed dataset is compared on the same folds.")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
@@ -798,6 +801,16 @@ def train(
         raise DrumcatError(f"--kit-folds {kit_folds}: use 2 or more, with --validation-only")
     if fold_probabilities and not kit_folds:
         raise DrumcatError(f"--fold-probabilities {fold_probabilities}: add --kit-folds K (and --validation-only)")
+    if folds_like and not kit_folds:
+        raise DrumcatError(f"--folds-like {folds_like}: add --kit-folds K (and --validation-only)")
+    if folds_like and not folds_like.is_file():
+        raise DrumcatError(f"--folds-like {folds_like}: no such file; give an earlier run's --fold-probabilities .npz")
+    try:
+        from drumcat.model.train.train import recipe_for
+
+        recipe_for(dataset)
+    except ValueError as exc:
+        raise DrumcatError(str(exc)) from exc
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
     if core_weight is not None:
         recipe["core_weight"] = core_weight
@@ -831,7 +844,8 @@ def train(
 
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
                                               teacher_targets_path=teacher_targets, kit_folds=kit_folds,
-                                              fold_probabilities=fold_probabilities, **recipe)
+                                              fold_probabilities=fold_probabilities, folds_like=folds_like,
+                                              **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
                              teacher_path=teacher, teacher_targets_path=teacher_targets, members=members,

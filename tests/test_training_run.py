@@ -29,20 +29,23 @@ from drumcat.taxonomy import canonical, core_decisions
 KITS = {"kit-a": "train", "kit-b": "train", "kit-c": "validation", "kit-d": "test"}
 
 
-def small_dataset(root: Path) -> Path:
+def small_dataset(root: Path, rate: int | None = None) -> Path:
+    """Three kits' kicks, snares and hats; `rate` writes the clips at that rate and says so in the summary,
+    as `python -m drumcat.model.train.dataset --rate` does (None: a dataset from before it did)."""
     rows = []
     for kit_index, (kit, split) in enumerate(KITS.items()):
         for label in ("Kick", "Snare", "Hihat"):
             for take in range(6):
                 path = root / "clips" / f"{kit}-{label}-{take}.wav"
-                write_sample(path, render(label, seed=100 * kit_index + take), sample_rate=22_050)
+                write_sample(path, render(label, seed=100 * kit_index + take), sample_rate=rate or 22_050)
                 rows.append({"path": str(path.relative_to(root)), "label": label, "source": "synth", "kit": kit,
                              "split": split, "origin": f"{label} {take}"})
     with (root / "manifest.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (root / "summary.json").write_text(json.dumps({"per_source": {"synth": len(rows)}}))
+    summary = {"per_source": {"synth": len(rows)}, **({"clip_rate": rate} if rate else {})}
+    (root / "summary.json").write_text(json.dumps(summary))
     return root
 
 
@@ -423,3 +426,115 @@ def test_train_ships_an_ensemble_with_a_quantized_export_and_its_own_figures(tmp
     assert lite["weights"] == "int8" and lite["core_accuracy"] == again["accuracy"]
     assert 0 <= lite["same_core_folder_as_keras"] <= 1
     assert (out.with_suffix(".tflite").stat().st_size < 0.5 * out.stat().st_size)  # int8: a quarter of float32
+
+
+def test_a_32_khz_dataset_trains_a_model_whose_card_hears_up_to_16_khz(tmp_path: Path) -> None:
+    """The feature recipe follows the dataset's clip rate, the card carries it, and the saved bundle scores
+    the test clips as the card says."""
+    from drumcat.model.train.train import RECIPES_BY_RATE, recipe_for
+
+    dataset = small_dataset(tmp_path / "dataset", rate=32_000)
+    assert recipe_for(dataset) == RECIPES_BY_RATE[32_000] and recipe_for(small_dataset(tmp_path / "old")) == RECIPE
+    out = tmp_path / "models" / "wide.keras"
+    card = train(dataset, out, epochs=1, copies=1, refit=False)
+    bundle = load_bundle(out)
+    assert bundle.card.features.sample_rate == 32_000 and bundle.card.features.input_shape == (64, 84, 1)
+    clips = load_split(dataset, "test", card.labels, rate=32_000)
+    again = evaluate_split(bundle.predict(features_of(clips.clips, bundle.card.features))[0], clips.labels,
+                           card.labels)
+    assert again["core"]["accuracy"] == card.metrics["test"]["core"]["accuracy"]
+
+
+def test_every_rate_a_dataset_can_be_built_at_has_a_feature_recipe_at_that_rate() -> None:
+    from drumcat.model.train.dataset import CLIP_RATES
+    from drumcat.model.train.train import RECIPES_BY_RATE
+
+    assert set(CLIP_RATES) == set(RECIPES_BY_RATE)
+    assert all(recipe.sample_rate == rate for rate, recipe in RECIPES_BY_RATE.items())
+
+
+def test_drumcat_train_refuses_a_dataset_at_a_rate_it_has_no_recipe_for_in_one_line(tmp_path: Path) -> None:
+    from tests.helpers import drumcat
+
+    dataset = small_dataset(tmp_path / "dataset", rate=44_100)
+    result = drumcat("train", "--dataset", str(dataset), "--validation-only", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert "holds clips at 44100 Hz" in result.stderr and "--rate" in result.stderr
+
+
+def test_a_shared_recording_is_found_in_clips_at_32_khz_too() -> None:
+    from drumcat.audio.files import resample
+
+    crash = render("Crash", seed=1)
+    clips = [Clip(resample(0.5 * crash, 22_050, 32_000), "Crash", "hydrogen-drumkits",
+                  "hydrogen:The Black Pearl 1.0", "train copy"),
+             Clip(resample(crash, 22_050, 32_000), "Crash", "avldrums.lv2-soundfont", "avldrums:Red_Zeppelin_4_LV2",
+                  "test copy")]
+    kept, lost = without_shared_recordings(clips, rate=32_000)
+    assert [clip.origin for clip in kept] == ["test copy"] and lost == {"hydrogen:The Black Pearl 1.0": 1}
+
+
+def _fold_file(path: Path, kits: list[str], folds: list[np.ndarray]) -> Path:
+    """What `--fold-probabilities` writes, as far as `folds_of_earlier_run` reads it."""
+    fold = np.zeros(len(kits), dtype=int)
+    for number, rows in enumerate(folds, start=1):
+        fold[rows] = number
+    np.savez_compressed(path, kits=np.array(kits), fold=fold)
+    return path
+
+
+def test_a_dataset_whose_kits_changed_size_is_held_out_in_the_earlier_runs_folds(tmp_path: Path) -> None:
+    """kit_folds places kits largest first, so two more clips in one kit move others; the earlier run's
+    file keeps every kit, and the spread noise bursts, where they were."""
+    from drumcat.model.train.train import folds_of_earlier_run, kit_folds
+
+    def kits_of(sizes: dict[str, int]) -> list[str]:
+        return [kit for kit, n in sizes.items() for _ in range(n)]
+
+    before = kits_of({"a": 9, "b": 7, "c": 5, "d": 5, "e": 3, "f": 1, "synth:train": 6})
+    after = kits_of({"a": 9, "b": 7, "c": 5, "d": 7, "e": 3, "f": 1, "synth:train": 5})
+
+    def fold_of_kit(kits: list[str], folds: list[np.ndarray]) -> dict[str, int]:
+        return {kits[row]: number for number, rows in enumerate(folds) for row in rows if kits[row] != "synth:train"}
+
+    earlier = _fold_file(tmp_path / "earlier.npz", before, kit_folds(before, 3))
+    assert fold_of_kit(after, kit_folds(after, 3)) != fold_of_kit(before, kit_folds(before, 3))  # reshuffled
+    reused = folds_of_earlier_run(earlier, after)
+    assert fold_of_kit(after, reused) == fold_of_kit(before, kit_folds(before, 3))
+    assert sorted(np.concatenate(reused).tolist()) == list(range(len(after)))
+    noise = [[before[row] for row in rows].count("synth:train") for rows in kit_folds(before, 3)]
+    assert [[after[row] for row in rows].count("synth:train") for rows in reused] <= noise  # one fewer, same spread
+
+
+def test_an_earlier_runs_folds_refuse_a_kit_they_never_held_out(tmp_path: Path) -> None:
+    import pytest
+
+    from drumcat.model.train.train import folds_of_earlier_run
+
+    earlier = _fold_file(tmp_path / "earlier.npz", ["a", "a", "b"], [np.array([0, 1]), np.array([2])])
+    with pytest.raises(ValueError, match="held out no clip of kit 'c'"):
+        folds_of_earlier_run(earlier, ["a", "b", "c"])
+
+
+def test_kit_fold_cross_validation_on_an_earlier_runs_folds(tmp_path: Path) -> None:
+    from drumcat.model.train.train import Setup, compare_on_kit_folds
+
+    dataset = small_dataset(tmp_path / "dataset")
+    rows = list(csv.DictReader((dataset / "manifest.csv").open()))
+    kits = [row["kit"] for row in rows if row["split"] != "test"]  # training kits first, as the run reads them
+    flipped = _fold_file(tmp_path / "earlier.npz", kits, [np.flatnonzero(np.array(kits) == "kit-c"),
+                                                          np.flatnonzero(np.array(kits) != "kit-c")])
+    saved = tmp_path / "folds.npz"
+    compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1, probabilities_out=saved, like=flipped)
+    kept = np.load(saved)
+    assert set(kept["kits"][kept["fold"] == 1].tolist()) == {"kit-c"}
+
+
+def test_the_analog_cymbals_bench_measures_how_long_a_sound_rings_and_how_bright_it_starts() -> None:
+    from bench.analog_cymbals import RATE, decay_and_centroid
+
+    t = np.arange(RATE) / RATE
+    noise = np.random.default_rng(0).standard_normal(RATE)
+    short, long = decay_and_centroid(noise * np.exp(-t / 0.02)), decay_and_centroid(noise * np.exp(-t / 0.2))
+    assert 0.05 < short[0] < 0.1 and 0.6 < long[0] < 0.8  # -30 dB after 3.45 time constants
+    assert decay_and_centroid(np.sin(2 * np.pi * 500 * t) * np.exp(-t / 0.2))[1] < 1000 < long[1]

@@ -19,10 +19,10 @@ Sources (each a "kit": the unit a split holds out whole, so no kit is in two spl
 
     python -m drumcat.model.train.dataset --out build/dataset
 
-Writes clips (mono WAV at the clip sample rate, starting at the onset), manifest.csv (path, label, source,
-kit, split), test.csv (the test split's path, label, source, kit: `drumcat evaluate build/dataset/test.csv`
-reproduces the card's test figures with their interval over kits) and summary.json (counts per class, per
-source and per split).
+Writes clips (mono WAV at the clip sample rate, 22,050 Hz unless `--rate` says otherwise, starting at the
+onset), manifest.csv (path, label, source, kit, split), test.csv (the test split's path, label, source, kit:
+`drumcat evaluate build/dataset/test.csv` reproduces the card's test figures with their interval over kits)
+and summary.json (the clip rate, counts per class, per source and per split).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode, resample
+from drumcat.audio.fingerprint import RECIPE as FINGERPRINT_RECIPE
 from drumcat.audio.fingerprint import close_pairs, fingerprints
 from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
@@ -59,6 +60,10 @@ DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "
                    "timgm6mb-soundfont", "csound-soundfont", "avldrums.lv2-soundfont", "sonic-pi-samples",
                    "fluidsynth", "espeak-ng"]
 CLIP_RATE = 22_050
+CLIP_RATES = (22_050, 32_000)
+"""Rates a dataset can be built at (`--rate`): the default, and 32 kHz, which keeps what hats and cymbals
+have between 11 and 16 kHz (README, run 34). `train` has a feature recipe for each (`RECIPES_BY_RATE`)."""
+FINGERPRINT_RATE = FINGERPRINT_RECIPE.sample_rate  # near-duplicate fingerprints are computed at their own rate
 CLIP_SECONDS = 2.0
 HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
 HYDROGEN_DATA_KITS = {"GMRockKit", "TR808EmulationKit"}  # Hydrogen's own kits; the rest: hydrogen-drumkits
@@ -141,14 +146,14 @@ class Clip:
     origin: str  # the file, key or word it came from
 
 
-def to_clip(samples: np.ndarray) -> np.ndarray | None:
+def to_clip(samples: np.ndarray, rate: int = CLIP_RATE) -> np.ndarray | None:
     """Cut a one-shot to start at its onset (5 ms before the first sample above 2% of peak)."""
     peak = float(np.abs(samples).max(initial=0.0))
-    if peak < 1e-3 or samples.size < CLIP_RATE // 100:
+    if peak < 1e-3 or samples.size < rate // 100:
         return None
     onset = int(np.argmax(np.abs(samples) > 0.02 * peak))
-    start = max(0, onset - CLIP_RATE // 200)
-    return samples[start:start + int(CLIP_SECONDS * CLIP_RATE)].astype(np.float32)
+    start = max(0, onset - rate // 200)
+    return samples[start:start + int(CLIP_SECONDS * rate)].astype(np.float32)
 
 
 # --- hydrogen ----------------------------------------------------------------------------------------
@@ -158,7 +163,7 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
+def hydrogen_clips(skipped: Counter, rate: int = CLIP_RATE) -> Iterator[Clip]:
     for kit_xml in sorted(HYDROGEN_DIR.glob("*/drumkit.xml")):
         kit = f"hydrogen:{kit_xml.parent.name}"
         package = "hydrogen-data" if kit_xml.parent.name in HYDROGEN_DATA_KITS else "hydrogen-drumkits"
@@ -177,7 +182,7 @@ def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
                     skipped[f"{kit}: {filename} (its name says another class than {name!r})"] += 1
                     continue
                 try:
-                    clip = to_clip(decode(kit_xml.parent / filename, CLIP_RATE))
+                    clip = to_clip(decode(kit_xml.parent / filename, rate), rate)
                 except AudioReadError as exc:  # a few kits name files the package does not ship
                     skipped[f"{kit}: {filename} ({exc})"] += 1
                     continue
@@ -190,8 +195,9 @@ def hydrogen_clips(skipped: Counter) -> Iterator[Clip]:
 _NOTE_SPACING_S = 2.5
 
 
-def _render(font: Path, program: int, channel: int, notes: list[tuple[int, int]], workdir: Path) -> np.ndarray:
-    """Render notes (key, velocity), one every 2.5 s, dry (no reverb or chorus), at the clip rate."""
+def _render(font: Path, program: int, channel: int, notes: list[tuple[int, int]], workdir: Path, rate: int,
+            ) -> np.ndarray:
+    """Render notes (key, velocity), one every 2.5 s, dry (no reverb or chorus), at `rate`."""
     import mido  # only the dataset builder needs MIDI files
 
     ticks_per_second = 960  # 480 ticks per beat at 120 bpm
@@ -208,34 +214,34 @@ def _render(font: Path, program: int, channel: int, notes: list[tuple[int, int]]
     midi_path, wav_path = workdir / "notes.mid", workdir / "notes.wav"
     song.save(midi_path)
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.8", "-r", str(CLIP_RATE), "-F",
+        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.8", "-r", str(rate), "-F",
          str(wav_path), str(font), str(midi_path)],
         check=True, capture_output=True,
     )
-    audio, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
-    return resample(audio.mean(axis=1), rate, CLIP_RATE)
+    audio, written = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    return resample(audio.mean(axis=1), written, rate)
 
 
-def _sliced(rendered: np.ndarray, notes: list[tuple[int, int]]) -> Iterator[tuple[int, int, np.ndarray]]:
-    step = int(_NOTE_SPACING_S * CLIP_RATE)
+def _sliced(rendered: np.ndarray, notes: list[tuple[int, int]], rate: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    step = int(_NOTE_SPACING_S * rate)
     for index, (key, velocity) in enumerate(notes):
         yield key, velocity, rendered[index * step:(index + 1) * step]
 
 
-def soundfont_clips(workdir: Path) -> Iterator[Clip]:
+def soundfont_clips(workdir: Path, rate: int = CLIP_RATE) -> Iterator[Clip]:
     notes = [(key, velocity) for key in sorted(GM_KEYS) for velocity in VELOCITIES]
     for font in GM_DRUM_FONTS:
         for program in font.presets:
-            rendered = _render(font.path, program, 9, notes, workdir)
-            for key, velocity, audio in _sliced(rendered, notes):
+            rendered = _render(font.path, program, 9, notes, workdir, rate)
+            for key, velocity, audio in _sliced(rendered, notes, rate):
                 label = label_for_font_key(font.path.stem, program, key)
-                clip = to_clip(audio) if label else None
+                clip = to_clip(audio, rate) if label else None
                 if clip is not None:
                     yield Clip(clip, label, font.package, font.kit,
                                f"{font.path.stem} preset {program} key {key} v{velocity}")
     timpani = [(key, velocity) for key in range(36, 60, 2) for velocity in VELOCITIES]
-    for key, velocity, audio in _sliced(_render(FLUID_GM, 47, 0, timpani, workdir), timpani):
-        clip = to_clip(audio)
+    for key, velocity, audio in _sliced(_render(FLUID_GM, 47, 0, timpani, workdir, rate), timpani, rate):
+        clip = to_clip(audio, rate)
         if clip is not None:
             yield Clip(clip, "Timpani", "fluid-soundfont-gm", "fluidr3:all", f"Timpani key {key} v{velocity}")
     for font in AVL_FONTS:
@@ -243,9 +249,9 @@ def soundfont_clips(workdir: Path) -> Iterator[Clip]:
         kit = f"avldrums:{font.stem}"
         if font.stem.startswith("Black_Pearl"):
             kit = "hydrogen:The Black Pearl 1.0"  # same kit, same recordings: one unit for splits
-        for key, velocity, audio in _sliced(_render(font, 0, 0, notes, workdir), notes):
+        for key, velocity, audio in _sliced(_render(font, 0, 0, notes, workdir, rate), notes, rate):
             label = label_for_font_key(font.stem, 0, key)
-            clip = to_clip(audio) if label else None
+            clip = to_clip(audio, rate) if label else None
             if clip is not None:
                 yield Clip(clip, label, "avldrums.lv2-soundfont", kit, f"{font.stem} key {key} v{velocity}")
 
@@ -253,30 +259,30 @@ def soundfont_clips(workdir: Path) -> Iterator[Clip]:
 # --- sonic pi, espeak, synthesized -------------------------------------------------------------------
 
 
-def sonic_pi_clips(skipped: Counter) -> Iterator[Clip]:
+def sonic_pi_clips(skipped: Counter, rate: int = CLIP_RATE) -> Iterator[Clip]:
     for path in sorted(SONIC_PI_DIR.glob("*.flac")):
         label = label_for_sonic_pi(path.stem)
         if label is None:
             skipped[f"sonic-pi: {path.stem}"] += 1
             continue
-        clip = to_clip(decode(path, CLIP_RATE))
+        clip = to_clip(decode(path, rate), rate)
         if clip is not None:
             yield Clip(clip, label, "sonic-pi-samples", "sonic-pi", path.name)
 
 
-def vox_clips(workdir: Path) -> Iterator[Clip]:
+def vox_clips(workdir: Path, rate: int = CLIP_RATE) -> Iterator[Clip]:
     for voice in VOX_VOICES:
         for word in VOX_WORDS:
             for pitch in (25, 50, 75):
                 out = workdir / "vox.wav"
                 subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-w", str(out), word],
                                check=True, capture_output=True)
-                clip = to_clip(decode(out, CLIP_RATE))
+                clip = to_clip(decode(out, rate), rate)
                 if clip is not None:
                     yield Clip(clip, "Vox", "espeak-ng", f"espeak:{voice}", f"{voice} {word} p{pitch}")
 
 
-def noise_clips() -> Iterator[Clip]:
+def noise_clips(rate: int = CLIP_RATE) -> Iterator[Clip]:
     for split, seeds in (("train", range(0, 160)), ("validation", range(1000, 1040)), ("test", range(2000, 2040))):
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -284,34 +290,34 @@ def noise_clips() -> Iterator[Clip]:
             if seed % 2:  # half of them coloured: a one-pole low-pass makes pinkish noise
                 burst = np.cumsum(burst) * 0.05
                 burst -= np.linspace(burst[0], burst[-1], burst.size)
-            clip = to_clip(resample(burst.astype(np.float32), 44_100, CLIP_RATE))
+            clip = to_clip(resample(burst.astype(np.float32), 44_100, rate), rate)
             if clip is not None:
                 yield Clip(clip, "Noise", "synthesized", noise_kit(split), f"noise seed {seed}")
 
 
-def reversed_clips(clips: list[Clip], per_split: dict[str, int]) -> Iterator[Clip]:
+def reversed_clips(clips: list[Clip], per_split: dict[str, int], rate: int = CLIP_RATE) -> Iterator[Clip]:
     """Reverse hits of each split's own clips, so a held-out kit stays held out."""
     rng = np.random.default_rng(7)
     for split, count in per_split.items():
         pool = [c for c in clips if split_of(c.kit) == split and c.label not in ("Noise", "Vox")]
         for index in rng.choice(len(pool), size=min(count, len(pool)), replace=False):
             original = pool[index]
-            clip = to_clip(original.samples[::-1].copy())
+            clip = to_clip(original.samples[::-1].copy(), rate)
             if clip is not None:
                 yield Clip(clip, "Reverse", "synthesized", original.kit, f"reversed {original.origin}")
 
 
-def synth_kit_clips(numbers: Iterable[int] = synth_kits.ALL_KITS) -> Iterator[Clip]:
+def synth_kit_clips(numbers: Iterable[int] = synth_kits.ALL_KITS, rate: int = CLIP_RATE) -> Iterator[Clip]:
     """The synthesized kits' sounds, cut as every clip is (`to_clip`): all of them for `--synth-kits`, or the
     training kits `drumcat train --synth-train-kits` adds to what it fits on."""
     for number in numbers:
-        for label, instrument, samples in synth_kits.kit_sounds(number, CLIP_RATE):
-            clip = to_clip(samples)
+        for label, instrument, samples in synth_kits.kit_sounds(number, rate):
+            clip = to_clip(samples, rate)
             if clip is not None:
                 yield Clip(clip, label, synth_kits.SOURCE, f"{synth_kits.PREFIX}{number}", f"kit {number} {instrument}")
 
 
-def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict[str, str]]:
+def collection_clips(skipped: Counter, log: list[str], rate: int = CLIP_RATE) -> tuple[list[Clip], dict[str, str]]:
     """Clips of every public collection that can be had, and each one's commit (for the card)."""
     clips, commits = [], {}
     for collection in sources.COLLECTIONS:
@@ -320,8 +326,8 @@ def collection_clips(skipped: Counter, log: list[str]) -> tuple[list[Clip], dict
             continue
         commits[collection.name] = f"{collection.github}@{sources.commit_of(root)}"
         files = sources.READERS[collection.name](root, skipped)
-        for item, samples in sources.decoded(files, CLIP_RATE, skipped, collection.name):
-            clip = to_clip(samples)
+        for item, samples in sources.decoded(files, rate, skipped, collection.name):
+            clip = to_clip(samples, rate)
             if clip is not None:
                 clips.append(Clip(clip, item.label, collection.name, item.kit, item.origin))
     return clips, commits
@@ -345,7 +351,7 @@ def without_duplicates(clips: list[Clip]) -> tuple[list[Clip], int]:
 SPLIT_PRECEDENCE = {"test": 0, "validation": 1, "train": 2}
 
 
-def without_shared_recordings(clips: list[Clip]) -> tuple[list[Clip], Counter]:
+def without_shared_recordings(clips: list[Clip], rate: int = CLIP_RATE) -> tuple[list[Clip], Counter]:
     """Keep a recording that two kits share once (drumcat's near-duplicate fingerprints: the same take after
     resampling, a gain change, trimming or re-encoding; another velocity layer is another take): in the
     held-out split when the kits are in different splits (test, then validation, then train), else in the
@@ -353,8 +359,8 @@ def without_shared_recordings(clips: list[Clip]) -> tuple[list[Clip], Counter]:
     csound font) and kits that borrow another's cymbals (AVL's Red Zeppelin, a test kit, and Hydrogen's
     Black Pearl) would otherwise score held-out kits, and cross-validation folds, on recordings their model
     trained on (bench/split_overlap.py counts them). Returns the kept clips and, per kit, how many it lost."""
-    prints = fingerprints([clip.samples for clip in clips], CLIP_RATE)
-    lengths = np.array([len(clip.samples) / CLIP_RATE for clip in clips])
+    prints = fingerprints([resample(clip.samples, rate, FINGERPRINT_RATE) for clip in clips], FINGERPRINT_RATE)
+    lengths = np.array([len(clip.samples) / rate for clip in clips])
     close, _ = close_pairs(prints, lengths)
     rank = [(SPLIT_PRECEDENCE[split_of(clip.kit)], index) for index, clip in enumerate(clips)]
     dropped: set[int] = set()
@@ -368,7 +374,14 @@ def without_shared_recordings(clips: list[Clip]) -> tuple[list[Clip], Counter]:
 # --- build -------------------------------------------------------------------------------------------
 
 
-def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
+def clip_rate_of(dataset: Path) -> int:
+    """The rate a built dataset's clips are at: its summary says (datasets built before it did are at the
+    default rate)."""
+    summary = dataset / "summary.json"
+    return int(json.loads(summary.read_text()).get("clip_rate", CLIP_RATE)) if summary.exists() else CLIP_RATE
+
+
+def build(out: Path, *, with_synth_kits: bool = False, rate: int = CLIP_RATE) -> dict[str, object]:
     out.mkdir(parents=True, exist_ok=True)
     clip_dir = out / "clips"
     clip_dir.mkdir(exist_ok=True)
@@ -376,22 +389,22 @@ def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
     log: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        clips = [*hydrogen_clips(skipped), *soundfont_clips(workdir), *sonic_pi_clips(skipped),
-                 *vox_clips(workdir), *noise_clips()]
-    public, commits = collection_clips(skipped, log)
+        clips = [*hydrogen_clips(skipped, rate), *soundfont_clips(workdir, rate), *sonic_pi_clips(skipped, rate),
+                 *vox_clips(workdir, rate), *noise_clips(rate)]
+    public, commits = collection_clips(skipped, log, rate)
     for line in log:
         print(line)
     # tidal-drum-machines comes before Dirt-Samples: a file both hold (about 120) is kept once, as tidal's
     clips, duplicates = without_duplicates([*clips, *public])
-    clips, shared = without_shared_recordings(clips)
-    clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}))
+    clips, shared = without_shared_recordings(clips, rate)
+    clips.extend(reversed_clips(clips, {"train": 240, "validation": 60, "test": 60}, rate))
     if with_synth_kits:
-        clips.extend(synth_kit_clips())  # last, so the clips before keep their names and reversals
+        clips.extend(synth_kit_clips(rate=rate))  # last, so the clips before keep their names and reversals
 
     rows = []
     for index, clip in enumerate(clips):
         path = clip_dir / f"{index:05d}_{clip.label}.wav"
-        sf.write(str(path), clip.samples, CLIP_RATE, subtype="PCM_16")
+        sf.write(str(path), clip.samples, rate, subtype="PCM_16")
         rows.append({"path": str(path.relative_to(out)), "label": clip.label, "source": clip.source,
                      "kit": clip.kit, "split": split_of(clip.kit), "origin": clip.origin})
     with (out / "manifest.csv").open("w", newline="") as handle:
@@ -404,6 +417,7 @@ def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
         writer.writerows(r for r in rows if r["split"] == "test")
     summary = {
         "clips": len(rows),
+        "clip_rate": rate,
         "per_class": dict(sorted(Counter(r["label"] for r in rows).items())),
         "per_class_split": {
             split: dict(sorted(Counter(r["label"] for r in rows if r["split"] == split).items()))
@@ -424,6 +438,8 @@ def build(out: Path, *, with_synth_kits: bool = False) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build the default model's training set.")
     parser.add_argument("--out", type=Path, default=Path("build/dataset"))
+    parser.add_argument("--rate", type=int, choices=CLIP_RATES, default=CLIP_RATE,
+                        help="sample rate the clips are written at (Hz)")
     parser.add_argument("--synth-kits", action="store_true",
                         help="add the 190 synthesized electronic kits (not in the default model's data)")
     args = parser.parse_args()
@@ -431,7 +447,7 @@ def main() -> None:
     missing = [str(p) for p in (HYDROGEN_DIR, SONIC_PI_DIR, *fonts, *AVL_FONTS) if not p.exists()]
     if missing:
         raise SystemExit(f"error: missing {', '.join(missing)}; run `make dataset` to install the packages")
-    summary = build(args.out, with_synth_kits=args.synth_kits)
+    summary = build(args.out, with_synth_kits=args.synth_kits, rate=args.rate)
     print(json.dumps({k: summary[k] for k in ("clips", "per_class", "per_source")}, indent=2))
     print(f"manifest: {args.out / 'manifest.csv'}")
 

@@ -40,6 +40,7 @@ from drumcat.model.train.augmentation import DECAY_SLOPES, augment, mask_spectro
 from drumcat.model.train.dataset import (
     CLIP_RATE,
     DEBIAN_PACKAGES,
+    clip_rate_of,
     holdout_group,
     independent_draws,
     synth_kit_clips,
@@ -49,6 +50,22 @@ from drumcat.times import utc_now
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
                        hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
+RECIPES_BY_RATE = {
+    CLIP_RATE: RECIPE,
+    # The same window; a hop that keeps about as many frames a second (83 against 86); mel bands up to 16 kHz.
+    32_000: dataclasses.replace(RECIPE, sample_rate=32_000, hop_length=384),
+}
+"""The feature recipe for each rate a dataset can be built at (dataset.CLIP_RATES): features follow the
+clips, since a model cannot hear above what its clips hold."""
+
+
+def recipe_for(dataset: Path) -> FeatureRecipe:
+    """The feature recipe for a built dataset's clip rate."""
+    rate = clip_rate_of(dataset)
+    if rate not in RECIPES_BY_RATE:
+        raise ValueError(f"{dataset} holds clips at {rate} Hz; training knows {', '.join(map(str, RECIPES_BY_RATE))}"
+                         f" Hz: rebuild it with `python -m drumcat.model.train.dataset --rate`")
+    return RECIPES_BY_RATE[rate]
 
 
 @dataclass
@@ -60,7 +77,8 @@ class Split:
     paths: list[str]  # as the manifest names them
 
 
-def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
+def load_split(dataset: Path, split: str, classes: list[str], rate: int = RECIPE.sample_rate) -> Split:
+    """A split's clips, resampled to `rate` (the recipe's) where a file is at another."""
     import soundfile as sf
 
     index = {name: i for i, name in enumerate(classes)}
@@ -69,8 +87,8 @@ def load_split(dataset: Path, split: str, classes: list[str]) -> Split:
         for row in csv.DictReader(handle):
             if row["split"] != split:
                 continue
-            audio, rate = sf.read(str(dataset / row["path"]), dtype="float32")
-            clips.append(resample(audio, rate, RECIPE.sample_rate))
+            audio, file_rate = sf.read(str(dataset / row["path"]), dtype="float32")
+            clips.append(resample(audio, file_rate, rate))
             labels.append(index[row["label"]])
             kits.append(row["kit"])
             sources.append(row["source"])
@@ -97,6 +115,33 @@ def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     return [np.array(sorted(rows), dtype=int) for rows in held]
 
 
+def folds_of_earlier_run(earlier: Path, kit_of_row: list[str]) -> list[np.ndarray]:
+    """The rows of each fold as an earlier kit-fold run held them out (its `--fold-probabilities` file): every
+    kit in the fold it was in then, and `independent_draws` clips spread as they were, in order. `kit_folds`
+    places kits by size, so a dataset whose kits differ by a few clips (another clip rate, a relabeling)
+    would reshuffle half of them; with this, two datasets are compared on the same held-out kits."""
+    with np.load(earlier) as run:
+        kits, numbers = [str(k) for k in run["kits"]], [int(f) - 1 for f in run["fold"]]
+    fold_of_group: dict[str, int] = {}
+    draws: dict[str, list[int]] = {}
+    for kit, number in zip(kits, numbers, strict=True):
+        if independent_draws(kit):
+            draws.setdefault(kit, []).append(number)
+        else:
+            fold_of_group[holdout_group(kit)] = number
+    held: list[list[int]] = [[] for _ in range(max(numbers) + 1)]
+    drawn: Counter = Counter()
+    for row, kit in enumerate(kit_of_row):
+        if independent_draws(kit) and kit in draws:
+            held[draws[kit][drawn[kit] % len(draws[kit])]].append(row)
+            drawn[kit] += 1
+        elif holdout_group(kit) in fold_of_group:
+            held[fold_of_group[holdout_group(kit)]].append(row)
+        else:
+            raise ValueError(f"{earlier} held out no clip of kit {kit!r}: its folds cannot be reused for this dataset")
+    return [np.array(rows, dtype=int) for rows in held]
+
+
 def joined(first: Split, second: Split) -> Split:
     return Split([*first.clips, *second.clips], np.concatenate([first.labels, second.labels]),
                  [*first.kits, *second.kits], [*first.sources, *second.sources], [*first.paths, *second.paths])
@@ -106,14 +151,14 @@ def joined(first: Split, second: Split) -> Split:
 
 
 @functools.cache
-def synthesized_training_kits(count: int) -> Split:
+def synthesized_training_kits(count: int, rate: int = RECIPE.sample_rate) -> Split:
     """The first `count` of the synthesized training kits (synth_kits) as a split, which `Setup.fitting_split`
     adds to every fit. Cached: a kit-fold run fits five times on the same kits."""
     if not 0 <= count <= synth_kits.TRAIN_KITS:
         raise ValueError(f"{count} synthesized training kits: there are {synth_kits.TRAIN_KITS}")
     index = {name: i for i, name in enumerate(FINE_CLASSES)}
-    clips = list(synth_kit_clips(range(count)))
-    return Split([resample(c.samples, CLIP_RATE, RECIPE.sample_rate) for c in clips],
+    clips = list(synth_kit_clips(range(count), rate))
+    return Split([c.samples for c in clips],
                  np.array([index[c.label] for c in clips], dtype=int), [c.kit for c in clips],
                  [c.source for c in clips], [c.origin for c in clips])
 
@@ -293,11 +338,14 @@ class Teacher:
     """Where the teacher came from, for the student's card."""
     weight: float = 0.5
     temperature: float = 2.0
+    sample_rate: int = RECIPE.sample_rate
+    """The rate of the features it was trained on: a student's must be the same."""
 
     @classmethod
     def load(cls, path: Path) -> Teacher:
         bundle = load_bundle(path, lite=False)
-        return cls(bundle.keras_model, f"{path} (sha256 {bundle.card.weights_sha256[:12]})")
+        return cls(bundle.keras_model, f"{path} (sha256 {bundle.card.weights_sha256[:12]})",
+                   sample_rate=bundle.card.features.sample_rate)
 
     def describe(self) -> dict[str, str]:
         return {"teacher": self.source,
@@ -375,10 +423,14 @@ class Setup:
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
            kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0,
-           synth_train_kits: int = 0) -> Setup:
-        """The setup `train`'s options describe: a model teacher means the half-size student widths."""
+           synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE) -> Setup:
+        """The setup `train`'s options describe, on features of `recipe` (the dataset's: `recipe_for`): a
+        model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
-        return cls(recipe=dataclasses.replace(RECIPE, tail_seconds=tail_seconds),
+        if teacher and teacher.sample_rate != recipe.sample_rate:
+            raise ValueError(f"teacher {teacher_path} hears {teacher.sample_rate} Hz and the dataset is at "
+                             f"{recipe.sample_rate} Hz: use a teacher trained at the dataset's rate")
+        return cls(recipe=dataclasses.replace(recipe, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
@@ -387,7 +439,9 @@ class Setup:
 
     def fitting_split(self, split: Split) -> Split:
         """What a model fits on, given the kits it may learn from: those, plus the synthesized training kits."""
-        return joined(split, synthesized_training_kits(self.synth_train_kits)) if self.synth_train_kits else split
+        if not self.synth_train_kits:
+            return split
+        return joined(split, synthesized_training_kits(self.synth_train_kits, self.recipe.sample_rate))
 
     def training_set(self, split: Split, seed: int, num_classes: int, phase: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -601,7 +655,9 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
 
     tf.config.experimental.enable_op_determinism()
     classes = list(FINE_CLASSES)
-    train_split, val_split = load_split(dataset, "train", classes), load_split(dataset, "validation", classes)
+    rate = setup.recipe.sample_rate
+    train_split = load_split(dataset, "train", classes, rate)
+    val_split = load_split(dataset, "validation", classes, rate)
     x_val = features_of(val_split.clips, setup.recipe)
     real = [i for i, source in enumerate(val_split.sources) if source != synth_kits.SOURCE]
     runs = {}
@@ -617,23 +673,28 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
 
 
 def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1,
-                         probabilities_out: Path | None = None) -> dict[str, Any]:
+                         probabilities_out: Path | None = None, like: Path | None = None) -> dict[str, Any]:
     """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
     kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
     One fold of about a thousand clips differs from the next by some ±0.02 (README, "Cross-validation over
     kits"); the mean over folds moves less. The test kits are never read. `probabilities_out` keeps every clip's
     calibrated out-of-fold probabilities (.npz), so a decision rule or an ensemble of runs can be judged
-    later on the same folds without training again."""
+    later on the same folds without training again. `like` takes the folds from such a file instead
+    (`folds_of_earlier_run`)."""
     quiet_tensorflow()
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     classes = list(FINE_CLASSES)
-    whole = joined(load_split(dataset, "train", classes), load_split(dataset, "validation", classes))
+    rate = setup.recipe.sample_rate
+    whole = joined(load_split(dataset, "train", classes, rate), load_split(dataset, "validation", classes, rate))
     runs = {}
     out_of_fold = np.zeros((len(whole.labels), len(classes)), dtype=np.float32)
     fold_of_row = np.zeros(len(whole.labels), dtype=int)
-    for number, held in enumerate(kit_folds(whole.kits, folds), start=1):
+    held_out = folds_of_earlier_run(like, whole.kits) if like else kit_folds(whole.kits, folds)
+    if len(held_out) != folds:
+        raise ValueError(f"{like} holds {len(held_out)} folds, not {folds}")
+    for number, held in enumerate(held_out, start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
         chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
@@ -657,15 +718,16 @@ def candidate_on_validation(
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
+    folds_like: Path | None = None,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
-                     synth_train_kits=synth_train_kits)
+                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset))
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
-                                    probabilities_out=fold_probabilities)
+                                    probabilities_out=fold_probabilities, like=folds_like)
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
 
 
@@ -690,11 +752,13 @@ def train(
     started = time.time()
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
-                     ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits)
+                     ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits,
+                     recipe=recipe_for(dataset))
     teacher, recipe = setup.teacher, setup.recipe
-    train_split = load_split(dataset, "train", classes)
-    val_split = load_split(dataset, "validation", classes)
-    test_split = load_split(dataset, "test", classes)
+    rate = recipe.sample_rate
+    train_split = load_split(dataset, "train", classes, rate)
+    val_split = load_split(dataset, "validation", classes, rate)
+    test_split = load_split(dataset, "test", classes, rate)
     x_val, x_test = features_of(val_split.clips, recipe), features_of(test_split.clips, recipe)
     runs = {seed: fit_seed(seed, train_split, val_split, test_split, x_val, x_test, classes, epochs=epochs,
                            refit=refit, setup=setup)
