@@ -9,7 +9,8 @@ spectral centroid over the first 50 ms, and what a kit-fold run filed it under, 
 
     python bench/analog_cymbals.py [--dataset build/dataset] [--fold-probabilities A.npz [B.npz ...]]
 
-With several probability files, their mean is the call (an ensemble of the runs). The test kits are
+With several probability files, their normalized geometric mean is the call (as one model averaging
+the runs' logits, `drumcat train --members`, would file it). The test kits are
 never read. The last lines count the cymbals whose decay and centroid both fall inside the range of
 some machine's open hats (hats ringing 0.25 s or more).
 """
@@ -26,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fold_decisions import geometric_mean  # noqa: E402
 from drumcat.audio.files import decode  # noqa: E402
 from drumcat.taxonomy import canonical, core_decisions  # noqa: E402
 
@@ -51,10 +53,10 @@ def decay_and_centroid(samples: np.ndarray) -> tuple[float, float]:
 
 
 def fold_calls(files: list[Path]) -> dict[str, str]:
-    """Clip path -> the core class the runs' mean out-of-fold probabilities file it under."""
+    """Clip path -> the core class the runs' averaged out-of-fold probabilities file it under."""
     runs = [np.load(f) for f in files]
     classes = [str(c) for c in runs[0]["classes"]]
-    labels = core_decisions(np.mean([r["probabilities"] for r in runs], axis=0), classes).labels
+    labels = core_decisions(geometric_mean([r["probabilities"] for r in runs]), classes).labels
     return dict(zip((str(p) for p in runs[0]["paths"]), labels, strict=True))
 
 
