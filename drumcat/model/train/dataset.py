@@ -374,11 +374,14 @@ def without_shared_recordings(clips: list[Clip], rate: int = CLIP_RATE) -> tuple
 # --- build -------------------------------------------------------------------------------------------
 
 
+RATE_BEFORE_SUMMARIES_SAID = 22_050  # every dataset built before summary.json recorded the clip rate
+
+
 def clip_rate_of(dataset: Path) -> int:
-    """The rate a built dataset's clips are at: its summary says (datasets built before it did are at the
-    default rate)."""
+    """The rate a built dataset's clips are at, as its summary says."""
     summary = dataset / "summary.json"
-    return int(json.loads(summary.read_text()).get("clip_rate", CLIP_RATE)) if summary.exists() else CLIP_RATE
+    said = json.loads(summary.read_text()).get("clip_rate") if summary.exists() else None
+    return int(said) if said else RATE_BEFORE_SUMMARIES_SAID
 
 
 def build(out: Path, *, with_synth_kits: bool = False, rate: int = CLIP_RATE) -> dict[str, object]:
