@@ -38,7 +38,6 @@ from drumcat.model.runtime import LiteRuntime, quiet_tensorflow
 from drumcat.model.train import synth_kits
 from drumcat.model.train.augmentation import DECAY_SLOPES, augment, mask_spectrogram, mix_half_in_power
 from drumcat.model.train.dataset import (
-    CLIP_RATE,
     DEBIAN_PACKAGES,
     clip_rate_of,
     holdout_group,
@@ -51,7 +50,7 @@ from drumcat.times import utc_now
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
                        hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
 RECIPES_BY_RATE = {
-    CLIP_RATE: RECIPE,
+    22_050: RECIPE,
     # The same window; a hop that keeps about as many frames a second (83 against 86); mel bands up to 16 kHz.
     32_000: dataclasses.replace(RECIPE, sample_rate=32_000, hop_length=384),
 }
