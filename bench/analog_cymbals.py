@@ -74,7 +74,8 @@ def main() -> None:
                 by_machine[row["kit"]].append({**row, "core": core})
     open_hats, cymbals = [], []
     for machine, rows in sorted(by_machine.items()):
-        if {r["core"] for r in rows} == {"Hihat"} or "Hihat" not in {r["core"] for r in rows}:
+        cores = {r["core"] for r in rows}
+        if "Hihat" not in cores or cores == {"Hihat"}:  # a machine with hats and a cymbal, or nothing to compare
             continue
         print(machine)
         for row in sorted(rows, key=lambda r: r["core"]):

@@ -805,12 +805,6 @@ def train(
         raise DrumcatError(f"--folds-like {folds_like}: add --kit-folds K (and --validation-only)")
     if folds_like and not folds_like.is_file():
         raise DrumcatError(f"--folds-like {folds_like}: no such file; give an earlier run's --fold-probabilities .npz")
-    try:
-        from drumcat.model.train.train import recipe_for
-
-        recipe_for(dataset)
-    except ValueError as exc:
-        raise DrumcatError(str(exc)) from exc
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
     if core_weight is not None:
         recipe["core_weight"] = core_weight

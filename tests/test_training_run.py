@@ -509,10 +509,11 @@ def test_a_dataset_whose_kits_changed_size_is_held_out_in_the_earlier_runs_folds
 def test_an_earlier_runs_folds_refuse_a_kit_they_never_held_out(tmp_path: Path) -> None:
     import pytest
 
+    from drumcat.errors import DrumcatError
     from drumcat.model.train.train import folds_of_earlier_run
 
     earlier = _fold_file(tmp_path / "earlier.npz", ["a", "a", "b"], [np.array([0, 1]), np.array([2])])
-    with pytest.raises(ValueError, match="held out no clip of kit 'c'"):
+    with pytest.raises(DrumcatError, match="held out no clip of kit 'c'"):
         folds_of_earlier_run(earlier, ["a", "b", "c"])
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
 from drumcat.audio.files import fit_length, resample
+from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.model.evaluate import core_report
 from drumcat.model.metrics import (
@@ -62,7 +63,7 @@ def recipe_for(dataset: Path) -> FeatureRecipe:
     """The feature recipe for a built dataset's clip rate."""
     rate = clip_rate_of(dataset)
     if rate not in RECIPES_BY_RATE:
-        raise ValueError(f"{dataset} holds clips at {rate} Hz; training knows {', '.join(map(str, RECIPES_BY_RATE))}"
+        raise DrumcatError(f"{dataset} holds clips at {rate} Hz; training knows {', '.join(map(str, RECIPES_BY_RATE))}"
                          f" Hz: rebuild it with `python -m drumcat.model.train.dataset --rate`")
     return RECIPES_BY_RATE[rate]
 
@@ -137,7 +138,7 @@ def folds_of_earlier_run(earlier: Path, kit_of_row: list[str]) -> list[np.ndarra
         elif holdout_group(kit) in fold_of_group:
             held[fold_of_group[holdout_group(kit)]].append(row)
         else:
-            raise ValueError(f"{earlier} held out no clip of kit {kit!r}: its folds cannot be reused for this dataset")
+            raise DrumcatError(f"{earlier} held out no clip of kit {kit!r}: its folds cannot be reused here")
     return [np.array(rows, dtype=int) for rows in held]
 
 
@@ -427,7 +428,7 @@ class Setup:
         model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         if teacher and teacher.sample_rate != recipe.sample_rate:
-            raise ValueError(f"teacher {teacher_path} hears {teacher.sample_rate} Hz and the dataset is at "
+            raise DrumcatError(f"teacher {teacher_path} hears {teacher.sample_rate} Hz and the dataset is at "
                              f"{recipe.sample_rate} Hz: use a teacher trained at the dataset's rate")
         return cls(recipe=dataclasses.replace(recipe, tail_seconds=tail_seconds),
                    widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
@@ -692,7 +693,7 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     fold_of_row = np.zeros(len(whole.labels), dtype=int)
     held_out = folds_of_earlier_run(like, whole.kits) if like else kit_folds(whole.kits, folds)
     if len(held_out) != folds:
-        raise ValueError(f"{like} holds {len(held_out)} folds, not {folds}")
+        raise DrumcatError(f"{like} holds {len(held_out)} folds, not {folds}")
     for number, held in enumerate(held_out, start=1):
         fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
