@@ -1,0 +1,97 @@
+"""What each training recipe's rate costs a file before the model, in one process, one thread:
+
+  decode   read, downmix and resample to the recipe's rate (what `infer`'s workers do per file)
+  features the log-mel patch, in chunks of 64 as the workers compute them
+
+on the benchmark archive (44.1 kHz files, bench/archive.py), and soxr's resampler alone for one 1.05 s
+clip from 44.1 and 48 kHz to each rate (the decode margin included, as the pipeline reads it). The
+22,050 Hz recipe is the reference measured in the same run: 44.1 -> 22.05 kHz is soxr's cheap half-band
+case, so the bench archive favours that rate more than an archive of 48 kHz files would.
+
+    python bench/recipe_cost.py [--files 1024] [--repeats 5]
+
+Prints milliseconds per file (medians of the repeats) and each rate's total against the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # a worker's settings: one thread per process
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from bench.archive import make_archive  # noqa: E402
+from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips  # noqa: E402
+from drumcat.audio.files import decode, resample  # noqa: E402
+from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S  # noqa: E402
+from drumcat.model.train.train import RECIPES_BY_RATE  # noqa: E402
+
+REFERENCE_RATE = 22_050
+SOURCE_RATES = (44_100, 48_000)
+
+
+def median_ms(work, count: int, repeats: int) -> float:
+    """Milliseconds per item of `work()` over `count` items, median of `repeats` runs."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / count * 1000
+
+
+def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dict[str, float]:
+    """ms per file for decoding (with resampling) and for features, as `infer`'s workers run them."""
+    seconds = recipe.total_seconds + DECODE_MARGIN_S
+    clips = [decode(str(path), recipe.sample_rate, max_seconds=seconds) for path in paths]  # warm: filter, pages
+
+    def decode_all() -> None:
+        for path in paths:
+            decode(str(path), recipe.sample_rate, max_seconds=seconds)
+
+    def features_all() -> None:
+        for start in range(0, len(clips), CHUNK):
+            compute_features(prepare_clips(clips[start:start + CHUNK], recipe), recipe)
+
+    return {"decode": median_ms(decode_all, len(paths), repeats),
+            "features": median_ms(features_all, len(paths), repeats)}
+
+
+def resampler_cost(source_rate: int, target_rate: int, repeats: int) -> float:
+    """ms for one clip of the length the pipeline decodes, through drumcat's resampler."""
+    clip = np.random.default_rng(0).normal(0, 0.1, int(source_rate * (1.0 + DECODE_MARGIN_S))).astype(np.float32)
+    resample(clip, source_rate, target_rate)  # the filter is designed once per rate pair
+    return median_ms(lambda: [resample(clip, source_rate, target_rate) for _ in range(100)], 100, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--archive", type=Path, default=Path("build/bench/archive"))
+    args = parser.parse_args()
+    paths = make_archive(args.archive, args.files)
+    rates = sorted(RECIPES_BY_RATE)
+    costs = {rate: pipeline_cost(paths, RECIPES_BY_RATE[rate], args.repeats) for rate in rates}
+    reference = sum(costs[REFERENCE_RATE].values())
+    print(f"{len(paths)} files at 44.1 kHz; ms per file, medians of {args.repeats}")
+    print(f"{'recipe rate':>12} {'decode':>8} {'features':>9} {'total':>7}  vs {REFERENCE_RATE:,} Hz")
+    for rate in rates:
+        total = sum(costs[rate].values())
+        print(f"{rate:>12,} {costs[rate]['decode']:8.3f} {costs[rate]['features']:9.3f} {total:7.3f}  "
+              f"{total / reference:.2f}x")
+    print("resampler alone, ms per 1.05 s clip:")
+    for source in SOURCE_RATES:
+        cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)
+        print(f"  from {source:,} Hz  {cells}")
+
+
+if __name__ == "__main__":
+    main()
