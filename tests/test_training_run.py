@@ -453,13 +453,25 @@ def test_every_rate_a_dataset_can_be_built_at_has_a_feature_recipe_at_that_rate(
     assert all(recipe.sample_rate == rate for rate, recipe in RECIPES_BY_RATE.items())
 
 
+def test_the_44_khz_recipe_keeps_the_32_khz_bands_at_the_22_khz_cost() -> None:
+    """Its mel bands end where the 32 kHz recipe's do (16 kHz), and its patch has as many frames from an
+    FFT of the same size as the 22.05 kHz recipe's, so only the resampling it saves changes the cost."""
+    from drumcat.audio.features import mel_basis
+    from drumcat.model.train.train import RECIPES_BY_RATE
+
+    at_44, at_32, at_22 = RECIPES_BY_RATE[44_100], RECIPES_BY_RATE[32_000], RECIPES_BY_RATE[22_050]
+    top_hz = [np.flatnonzero(mel_basis(r)[-1]).max() * r.sample_rate / r.n_fft for r in (at_44, at_32)]
+    assert abs(top_hz[0] - top_hz[1]) < 2 * at_44.sample_rate / at_44.n_fft
+    assert at_44.input_shape == at_22.input_shape and at_44.n_fft == at_22.n_fft
+
+
 def test_drumcat_train_refuses_a_dataset_at_a_rate_it_has_no_recipe_for_in_one_line(tmp_path: Path) -> None:
     from tests.helpers import drumcat
 
-    dataset = small_dataset(tmp_path / "dataset", rate=44_100)
+    dataset = small_dataset(tmp_path / "dataset", rate=48_000)
     result = drumcat("train", "--dataset", str(dataset), "--validation-only", cwd=tmp_path, check=False)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
-    assert "holds clips at 44100 Hz" in result.stderr and "--rate" in result.stderr
+    assert "holds clips at 48000 Hz" in result.stderr and "--rate" in result.stderr
 
 
 def test_a_shared_recording_is_found_in_clips_at_32_khz_too() -> None:

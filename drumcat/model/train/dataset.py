@@ -60,9 +60,10 @@ DEBIAN_PACKAGES = ["hydrogen-drumkits", "hydrogen-data", "fluid-soundfont-gm", "
                    "timgm6mb-soundfont", "csound-soundfont", "avldrums.lv2-soundfont", "sonic-pi-samples",
                    "fluidsynth", "espeak-ng"]
 CLIP_RATE = 22_050
-CLIP_RATES = (22_050, 32_000)
-"""Rates a dataset can be built at (`--rate`): the default, and 32 kHz, which keeps what hats and cymbals
-have between 11 and 16 kHz (README, run 34). `train` has a feature recipe for each (`RECIPES_BY_RATE`)."""
+CLIP_RATES = (22_050, 32_000, 44_100)
+"""Rates a dataset can be built at (`--rate`): the default; 32 kHz, which keeps what hats and cymbals have
+between 11 and 16 kHz (README, run 34); 44.1 kHz, which keeps it too without resampling most archives'
+files at inference (runs 35 and after). `train` has a feature recipe for each (`RECIPES_BY_RATE`)."""
 FINGERPRINT_RATE = FINGERPRINT_RECIPE.sample_rate  # near-duplicate fingerprints are computed at their own rate
 CLIP_SECONDS = 2.0
 HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
