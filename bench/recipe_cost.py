@@ -31,9 +31,9 @@ from bench.archive import make_archive  # noqa: E402
 from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips  # noqa: E402
 from drumcat.audio.files import decode, resample  # noqa: E402
 from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S  # noqa: E402
-from drumcat.model.train.train import RECIPES_BY_RATE  # noqa: E402
+from drumcat.model.train.train import RECIPE, RECIPES_BY_RATE  # noqa: E402
 
-REFERENCE_RATE = 22_050
+REFERENCE_RATE = RECIPE.sample_rate  # the shipped recipe's
 SOURCE_RATES = (44_100, 48_000)
 
 
@@ -51,6 +51,7 @@ def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dic
     """ms per file for decoding (with resampling) and for features, as `infer`'s workers run them."""
     seconds = recipe.total_seconds + DECODE_MARGIN_S
     clips = [decode(str(path), recipe.sample_rate, max_seconds=seconds) for path in paths]  # warm: filter, pages
+    compute_features(prepare_clips(clips[:CHUNK], recipe), recipe)  # warm: scipy.fft's import, the filterbank
 
     def decode_all() -> None:
         for path in paths:
@@ -66,7 +67,8 @@ def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dic
 
 def resampler_cost(source_rate: int, target_rate: int, repeats: int) -> float:
     """ms for one clip of the length the pipeline decodes, through drumcat's resampler."""
-    clip = np.random.default_rng(0).normal(0, 0.1, int(source_rate * (1.0 + DECODE_MARGIN_S))).astype(np.float32)
+    seconds = RECIPE.total_seconds + DECODE_MARGIN_S
+    clip = np.random.default_rng(0).normal(0, 0.1, int(source_rate * seconds)).astype(np.float32)
     resample(clip, source_rate, target_rate)  # the filter is designed once per rate pair
     return median_ms(lambda: [resample(clip, source_rate, target_rate) for _ in range(100)], 100, repeats)
 
@@ -87,7 +89,7 @@ def main() -> None:
         total = sum(costs[rate].values())
         print(f"{rate:>12,} {costs[rate]['decode']:8.3f} {costs[rate]['features']:9.3f} {total:7.3f}  "
               f"{total / reference:.2f}x")
-    print("resampler alone, ms per 1.05 s clip:")
+    print(f"resampler alone, ms per {RECIPE.total_seconds + DECODE_MARGIN_S:g} s clip:")
     for source in SOURCE_RATES:
         cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)
         print(f"  from {source:,} Hz  {cells}")

@@ -50,14 +50,14 @@ from drumcat.times import utc_now
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
                        hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
-RECIPES_BY_RATE = {
-    22_050: RECIPE,
+RECIPES_BY_RATE = {recipe.sample_rate: recipe for recipe in (
+    RECIPE,
     # The same window; a hop that keeps about as many frames a second (83 against 86); mel bands up to 16 kHz.
-    32_000: dataclasses.replace(RECIPE, sample_rate=32_000, hop_length=384),
+    dataclasses.replace(RECIPE, sample_rate=32_000, hop_length=384),
     # The commonest archive rate, so most files need no resampling (the 32 kHz step made `infer` 16% slower:
     # run 35): the same FFT size and frame count as at 22.05 kHz, mel bands up to 16 kHz as at 32 kHz.
-    44_100: dataclasses.replace(RECIPE, sample_rate=44_100, hop_length=512, fmax=16_000.0),
-}
+    dataclasses.replace(RECIPE, sample_rate=44_100, hop_length=512, fmax=16_000.0),
+)}
 """The feature recipe for each rate a dataset can be built at (dataset.CLIP_RATES): features follow the
 clips, since a model cannot hear above what its clips hold."""
 
