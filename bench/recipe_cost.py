@@ -1,7 +1,9 @@
 """What each training recipe's rate costs a file before the model, in one process, one thread:
 
-  decode   read, downmix and resample to the recipe's rate (what `infer`'s workers do per file)
-  features the log-mel patch, in chunks of 64 as the workers compute them
+  decode   read, downmix and resample to the recipe's rate (what `infer`'s workers do per file); with
+           `native_rates`, a file above the recipe's rate is not resampled
+  features the log-mel patch, in chunks of 64 as the workers compute them (at the file's rate where the
+           recipe has native_rates)
 
 on the benchmark archive (44.1 kHz files, bench/archive.py), and soxr's resampler alone for one 1.05 s
 clip from 44.1 and 48 kHz to each rate (the decode margin included, as the pipeline reads it). The
@@ -16,6 +18,7 @@ Prints milliseconds per file (medians of the repeats) and each rate's total agai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -28,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.archive import make_archive  # noqa: E402
-from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips  # noqa: E402
-from drumcat.audio.files import decode, resample  # noqa: E402
-from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S  # noqa: E402
+from drumcat.audio.features import FeatureRecipe, features_at_rates  # noqa: E402
+from drumcat.audio.files import resample  # noqa: E402
+from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S, decode_for  # noqa: E402
 from drumcat.model.train.train import RECIPE, RECIPES_BY_RATE  # noqa: E402
 
 REFERENCE_RATE = RECIPE.sample_rate  # the shipped recipe's
@@ -49,20 +52,30 @@ def median_ms(work, count: int, repeats: int) -> float:
 
 def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dict[str, float]:
     """ms per file for decoding (with resampling) and for features, as `infer`'s workers run them."""
-    seconds = recipe.total_seconds + DECODE_MARGIN_S
-    clips = [decode(str(path), recipe.sample_rate, max_seconds=seconds) for path in paths]  # warm: filter, pages
-    compute_features(prepare_clips(clips[:CHUNK], recipe), recipe)  # warm: scipy.fft's import, the filterbank
+    decoded = [decode_for(str(path), recipe) for path in paths]  # warm: the resampler's filter, the pages
+    clips, rates = [clip for clip, _ in decoded], [rate for _, rate in decoded]
+    features_at_rates(clips[:CHUNK], rates[:CHUNK], recipe)  # warm: scipy.fft's import, the filterbank
 
     def decode_all() -> None:
         for path in paths:
-            decode(str(path), recipe.sample_rate, max_seconds=seconds)
+            decode_for(str(path), recipe)
 
     def features_all() -> None:
         for start in range(0, len(clips), CHUNK):
-            compute_features(prepare_clips(clips[start:start + CHUNK], recipe), recipe)
+            features_at_rates(clips[start:start + CHUNK], rates[start:start + CHUNK], recipe)
 
     return {"decode": median_ms(decode_all, len(paths), repeats),
             "features": median_ms(features_all, len(paths), repeats)}
+
+
+def recipes_to_time() -> dict[str, FeatureRecipe]:
+    """Every training recipe by its rate, and those with native_rates also as they were without it."""
+    recipes = {}
+    for rate, recipe in sorted(RECIPES_BY_RATE.items()):
+        recipes[f"{rate:,}"] = recipe
+        if recipe.native_rates:
+            recipes[f"{rate:,} resampled"] = dataclasses.replace(recipe, native_rates=False)
+    return recipes
 
 
 def resampler_cost(source_rate: int, target_rate: int, repeats: int) -> float:
@@ -80,15 +93,16 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=Path("build/bench/archive"))
     args = parser.parse_args()
     paths = make_archive(args.archive, args.files)
-    rates = sorted(RECIPES_BY_RATE)
-    costs = {rate: pipeline_cost(paths, RECIPES_BY_RATE[rate], args.repeats) for rate in rates}
-    reference = sum(costs[REFERENCE_RATE].values())
+    recipes = recipes_to_time()
+    costs = {name: pipeline_cost(paths, recipe, args.repeats) for name, recipe in recipes.items()}
+    reference = sum(costs[f"{REFERENCE_RATE:,}"].values())
     print(f"{len(paths)} files at 44.1 kHz; ms per file, medians of {args.repeats}")
-    print(f"{'recipe rate':>12} {'decode':>8} {'features':>9} {'total':>7}  vs {REFERENCE_RATE:,} Hz")
-    for rate in rates:
-        total = sum(costs[rate].values())
-        print(f"{rate:>12,} {costs[rate]['decode']:8.3f} {costs[rate]['features']:9.3f} {total:7.3f}  "
+    print(f"{'recipe':>18} {'decode':>8} {'features':>9} {'total':>7}  vs {REFERENCE_RATE:,} Hz")
+    for name in recipes:
+        total = sum(costs[name].values())
+        print(f"{name:>18} {costs[name]['decode']:8.3f} {costs[name]['features']:9.3f} {total:7.3f}  "
               f"{total / reference:.2f}x")
+    rates = sorted(RECIPES_BY_RATE)
     print(f"resampler alone, ms per {RECIPE.total_seconds + DECODE_MARGIN_S:g} s clip:")
     for source in SOURCE_RATES:
         cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)

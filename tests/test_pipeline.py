@@ -25,11 +25,66 @@ def test_the_recipe_cost_bench_times_every_recipe_rate_on_real_files(tmp_path: P
     the resampler for each rate pair; every stage is measured. Which costs more is printed, never asserted
     (a timing is not a test)."""
     from bench.archive import make_archive
-    from bench.recipe_cost import pipeline_cost, resampler_cost
+    from bench.recipe_cost import pipeline_cost, recipes_to_time, resampler_cost
     from drumcat.model.train.train import RECIPES_BY_RATE
 
     paths = make_archive(tmp_path / "archive", 4)
-    for rate, recipe in RECIPES_BY_RATE.items():
+    recipes = recipes_to_time()
+    assert set(recipes) == {f"{rate:,}" for rate in RECIPES_BY_RATE} | {"32,000 resampled"}
+    for recipe in recipes.values():
         costs = pipeline_cost(paths, recipe, repeats=1)
         assert set(costs) == {"decode", "features"} and all(ms > 0 for ms in costs.values())
+    for rate in RECIPES_BY_RATE:
         assert resampler_cost(44_100, rate, repeats=1) > 0
+
+
+def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_path: Path) -> None:
+    """With `native_rates`, a 44.1 or 48 kHz file is not resampled to the recipe's 32 kHz: its features
+    are the recipe's at its rate, close to the resampled ones; a 22.05 kHz file is resampled up as
+    before; a recipe with no form at a file's rate resamples that file."""
+    import dataclasses
+
+    import numpy as np
+    import soundfile as sf
+
+    from drumcat.audio.features import FeatureRecipe
+    from drumcat.audio.files import resample
+    from drumcat.audio.synth import render
+    from drumcat.model.pipeline import featurize
+
+    items = []
+    for rate in (44_100, 48_000, 22_050):
+        path = tmp_path / f"snare-{rate}.wav"
+        sf.write(path, resample(render("Snare", seed=7), 44_100, rate), rate, subtype="FLOAT")
+        items.append((str(rate), str(path)))
+    native = FeatureRecipe(sample_rate=32_000, hop_length=384, native_rates=True)
+    resampled = dataclasses.replace(native, native_rates=False)
+    hashes, features, errors = featurize(items, native)
+    _, reference, _ = featurize(items, resampled)
+    assert hashes == ["44100", "48000", "22050"] and not errors and features.shape == reference.shape
+    for row in (0, 1):  # computed at the file's rate: not the resampled features, but near them
+        assert not np.array_equal(features[row], reference[row])
+        assert float(np.abs(features[row] - reference[row]).mean()) < 1.5
+    np.testing.assert_array_equal(features[2], reference[2])
+    no_form = FeatureRecipe(sample_rate=32_000, hop_length=100, native_rates=True)  # 137.8-sample hops
+    assert no_form.at_rate(44_100) is None
+    np.testing.assert_array_equal(featurize(items[:1], no_form)[1],
+                                  featurize(items[:1], dataclasses.replace(no_form, native_rates=False))[1])
+
+
+def test_the_native_rates_bench_compares_both_pipelines_on_real_files(tmp_path: Path) -> None:
+    """bench/native_rates.py classifies each file resampled and at its own rate with the shipped model's
+    export: the same files both ways, features that differ (so both pipelines ran), shares in range."""
+    import soundfile as sf
+
+    from bench.archive import make_archive
+    from bench.native_rates import at_rate, compare
+
+    bundle = load_bundle()
+    paths = [str(path) for path in make_archive(tmp_path / "archive", 6)]
+    result = compare(bundle, paths, ["Kick"] * len(paths))
+    assert result["files"] == 6 and 0 <= result["same_core_folder"] <= 1
+    assert result["mean_abs_db_difference"] > 0
+    assert 0 <= result["core_accuracy_native"] <= 1 and 0 <= result["core_accuracy_resampled"] <= 1
+    upsampled = at_rate(paths[:2], 48_000, tmp_path)
+    assert [sf.info(path).samplerate for path in upsampled] == [48_000, 48_000]

@@ -10,7 +10,8 @@ Two feature types:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +37,8 @@ class FeatureRecipe:
     """"logmel" or "mfcc"."""
     n_fft: int = 1024
     hop_length: int = 256
+    win_length: int | None = None
+    """Samples under the Hann window, centered in the FFT's n_fft (zero-padded); None means n_fft."""
     tail_seconds: float = 0.0
     """Seconds after the clip seen at a coarser time resolution, their frames appended to the clip's
     (a multi-scale input: a cymbal's decay outlasts the first second, its fine timing does not matter).
@@ -52,6 +55,14 @@ class FeatureRecipe:
     """Dynamic range kept below each clip's loudest bin."""
     peak_normalize: bool = True
     """Scale each clip to peak 1.0 first, so the model hears timbre, not level."""
+    native_rates: bool = False
+    """Files recorded above sample_rate are not resampled: their features come from `at_rate`, the same
+    window and hops in seconds and the same mel bands in Hz at the file's own rate (resampling 44.1 kHz
+    files to 32 kHz cost `infer` 16%: README, run 35). What it changes in a model's answers is measured
+    (README, run 37). False: every file is resampled to sample_rate, the exact preprocessing of training."""
+    mel_gain: float = 1.0
+    """Factor on the mel filterbank. 1, except in the recipes `at_rate` derives: a band's power grows with
+    the window and FFT sizes, and this brings it back to the original recipe's scale."""
     layout: str = "channels_last"
     """Input layout: "channels_last" gives (bands, frames, 1); "frames_first" gives (frames, bands)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,11 +100,45 @@ class FeatureRecipe:
             return (self.n_frames, self.n_bands)
         return (self.n_bands, self.n_frames, 1)
 
+    @property
+    def window_length(self) -> int:
+        return self.win_length or self.n_fft
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.tail_seconds:  # written as before tails existed, so every existing card keeps its hash
+        # Settings at their defaults are written as before they existed, so every existing card keeps its hash.
+        if not self.tail_seconds:
             del data["tail_seconds"], data["tail_hop_length"]
+        for name, default in (("win_length", None), ("native_rates", False), ("mel_gain", 1.0)):
+            if data[name] == default:
+                del data[name]
         return data
+
+    def at_rate(self, rate: int) -> FeatureRecipe | None:
+        """This recipe for audio at `rate` without resampling it: the window, hops and clip the same in
+        seconds, the mel bands the same in Hz, the power brought to this recipe's scale; None where the
+        nearest whole hops would change the input's shape (the file is resampled instead).
+
+        The window is rounded to whole samples and centered in the next FFT size scipy computes fast
+        (1,411 samples at 44.1 kHz in 1,440 points: an FFT of 1,411 points costs three times as much)."""
+        import scipy.fft
+
+        if rate == self.sample_rate:
+            return self
+        scale = rate / self.sample_rate
+        window = round(self.window_length * scale)
+        n_fft = scipy.fft.next_fast_len(window, real=True)
+        clip_samples = round(self.clip_seconds * rate)
+        hop = _hop_keeping_frames(self.hop_length * scale, clip_samples, centered_frames(self.clip_samples,
+                                                                                       self.hop_length))
+        tail_hop = _hop_keeping_frames(self.tail_hop_length * scale, round(self.tail_seconds * rate),
+                                       centered_frames(self.tail_samples, self.tail_hop_length))
+        if hop is None or tail_hop is None:
+            return None
+        return replace(
+            self, sample_rate=rate, n_fft=n_fft, win_length=window if window != n_fft else None,
+            hop_length=hop, tail_hop_length=tail_hop, fmax=self.fmax or self.sample_rate / 2, native_rates=False,
+            mel_gain=self.mel_gain * _band_power(self) / _band_power_at(window, n_fft))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "card") -> FeatureRecipe:
@@ -116,13 +161,37 @@ class FeatureRecipe:
             raise DrumcatError(f"{where}: tail_seconds must be 0 or more and tail_hop_length positive")
         if self.tail_seconds and self.feature_type != "logmel":
             raise DrumcatError(f"{where}: a tail (tail_seconds) needs feature_type logmel")
+        if self.native_rates and self.feature_type != "logmel":
+            raise DrumcatError(f"{where}: native_rates needs feature_type logmel")
+        if not 0 < self.window_length <= self.n_fft or self.mel_gain <= 0:
+            raise DrumcatError(f"{where}: win_length must be between 1 and n_fft, mel_gain positive")
+
+
+def _hop_keeping_frames(exact_hop: float, samples: int, frames: int) -> int | None:
+    """The whole hop nearest `exact_hop` that gives `samples` the same number of centered frames, if
+    rounding down or up does (a hop of 352.8 samples, rounded to 353, would lose a frame of a second)."""
+    for hop in sorted({math.floor(exact_hop), math.ceil(exact_hop)}, key=lambda h: abs(h - exact_hop)):
+        if hop > 0 and centered_frames(samples, hop) == frames:
+            return hop
+    return None
+
+
+def _band_power(recipe: FeatureRecipe) -> float:
+    return _band_power_at(recipe.window_length, recipe.n_fft)
+
+
+def _band_power_at(window: int, n_fft: int) -> float:
+    """How a mel band's power for the same sound scales with the STFT: as the window's length times the
+    FFT size, for tones and noise alike (a bin's power grows with the window, and the Slaney filters weigh
+    bins by Hz, so a band sums more of them as the FFT grows)."""
+    return float(window * n_fft)
 
 
 _MEL_BASES: dict[tuple, np.ndarray] = {}
 
 
 def _mel_key(recipe: FeatureRecipe) -> tuple:
-    return (recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.fmin, recipe.fmax)
+    return (recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.fmin, recipe.fmax, recipe.mel_gain)
 
 
 def mel_basis(recipe: FeatureRecipe) -> np.ndarray:
@@ -132,8 +201,9 @@ def mel_basis(recipe: FeatureRecipe) -> np.ndarray:
     tests/test_infer.py proves the two filterbanks equal."""
     key = _mel_key(recipe)
     if key not in _MEL_BASES:
-        _MEL_BASES[key] = _slaney_mel_filterbank(
+        basis = _slaney_mel_filterbank(
             recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.fmin, recipe.fmax or recipe.sample_rate / 2)
+        _MEL_BASES[key] = basis if recipe.mel_gain == 1.0 else basis * np.float32(recipe.mel_gain)
     return _MEL_BASES[key]
 
 
@@ -163,9 +233,12 @@ def _slaney_mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax
 
 
 @lru_cache(maxsize=8)
-def _window(n_fft: int) -> np.ndarray:
-    """The periodic Hann window (scipy's get_window("hann", n, fftbins=True), which librosa uses)."""
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+def _window(length: int, n_fft: int) -> np.ndarray:
+    """The periodic Hann window (scipy's get_window("hann", n, fftbins=True), which librosa uses), centered
+    in n_fft points as librosa pads a shorter win_length."""
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    start = (n_fft - length) // 2
+    return np.pad(hann, (start, n_fft - length - start)).astype(np.float32)
 
 
 def prepare_clips(clips: list[np.ndarray], recipe: FeatureRecipe) -> np.ndarray:
@@ -212,7 +285,7 @@ def _mel_power(batch: np.ndarray, recipe: FeatureRecipe, hop_length: int) -> np.
     import scipy.fft  # several times faster than numpy.fft on float32 frames
 
     basis_t = _mel_basis_t(recipe)
-    window = _window(recipe.n_fft)
+    window = _window(recipe.window_length, recipe.n_fft)
     count, samples = batch.shape
     n_frames = centered_frames(samples, hop_length)
     live = _frames_with_sound(batch, recipe.n_fft, hop_length, n_frames)
@@ -276,14 +349,35 @@ def librosa_logmel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
         samples = samples / np.abs(samples).max()
 
     def mel(part: np.ndarray, hop: int) -> np.ndarray:
-        return librosa.feature.melspectrogram(y=part, sr=recipe.sample_rate, n_fft=recipe.n_fft, hop_length=hop,
-                                              n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax,
-                                              pad_mode="constant")
+        return recipe.mel_gain * librosa.feature.melspectrogram(
+            y=part, sr=recipe.sample_rate, n_fft=recipe.n_fft, win_length=recipe.win_length, hop_length=hop,
+            n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax, pad_mode="constant")
 
     power = mel(samples[: recipe.clip_samples], recipe.hop_length)
     if recipe.tail_samples:
         power = np.concatenate([power, mel(samples[recipe.clip_samples:], recipe.tail_hop_length)], axis=1)
     return librosa.power_to_db(power, ref=1.0, top_db=recipe.top_db)[..., np.newaxis]
+
+
+def features_at_rates(clips: list[np.ndarray], rates: list[int], recipe: FeatureRecipe) -> np.ndarray:
+    """Model inputs for decoded clips each at its own rate (`FeatureRecipe.at_rate`), in their order:
+    one batch per rate."""
+    if len(set(rates)) == 1:
+        at_rate = _at_rate_or_fail(recipe, rates[0])
+        return compute_features(prepare_clips(clips, at_rate), at_rate)
+    features = np.empty((len(clips), *recipe.input_shape), dtype=np.float32)
+    for rate in sorted(set(rates)):
+        rows = [row for row, clip_rate in enumerate(rates) if clip_rate == rate]
+        at_rate = _at_rate_or_fail(recipe, rate)
+        features[rows] = compute_features(prepare_clips([clips[row] for row in rows], at_rate), at_rate)
+    return features
+
+
+def _at_rate_or_fail(recipe: FeatureRecipe, rate: int) -> FeatureRecipe:
+    at_rate = recipe.at_rate(rate)
+    if at_rate is None:
+        raise ValueError(f"the recipe has no {rate} Hz form: resample those clips to {recipe.sample_rate} Hz")
+    return at_rate
 
 
 def compute_features(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:

@@ -273,10 +273,24 @@ def _pcm_mono(content: bytes, layout: _PcmLayout, max_frames: int) -> np.ndarray
 def decode(path: Path | str, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
     """Mono float32 samples at `sample_rate`, reading at most `max_seconds` of the file (a catalogued path
     in the catalog's text form is opened as the file it names: drumcat/paths.py)."""
+    mono, native_rate = _read_audio(path, max_seconds)
+    return resample(mono, native_rate, sample_rate)
+
+
+def decode_native(path: Path | str, min_rate: int, *, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate: the file's own rate, or `min_rate` for a file recorded below it
+    (resampled up), reading at most `max_seconds` of the file."""
+    mono, native_rate = _read_audio(path, max_seconds)
+    if native_rate < min_rate:
+        return resample(mono, native_rate, min_rate), min_rate
+    return mono, native_rate
+
+
+def _read_audio(path: Path | str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     mono, native_rate = _read_mono(Path(os_path(str(path))), max_seconds)
     if mono.shape[0] == 0:
         raise AudioReadError("decode_error", "the file holds no audio frames")
-    return resample(mono, native_rate, sample_rate)
+    return mono, native_rate
 
 
 def _frame_limit(max_seconds: float | None, rate: int) -> int:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
-from drumcat.audio.files import AudioReadError, decode, resample
+from drumcat.audio.features import FeatureRecipe, compute_features, features_at_rates, prepare_clips
+from drumcat.audio.files import AudioReadError, decode, decode_native, resample
 from drumcat.model.bundle import ModelBundle, read_checked_lite
 from drumcat.model.metrics import calibrated
 from drumcat.model.runtime import LiteRuntime
@@ -38,18 +38,31 @@ DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context 
 
 def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
     """Decode and compute features for (hash, path) items. Returns hashes, features, and (hash, path, error)."""
-    hashes, clips, errors = [], [], []
+    hashes, clips, rates, errors = [], [], [], []
     for digest, path in items:
         try:
-            samples = decode(path, recipe.sample_rate, max_seconds=recipe.total_seconds + DECODE_MARGIN_S)
+            samples, rate = decode_for(path, recipe)
         except (AudioReadError, OSError) as exc:
             errors.append((digest, path, str(exc) or type(exc).__name__))
             continue
         hashes.append(digest)
         clips.append(samples)  # prepare_clips trims or pads it to the clip length
+        rates.append(rate)
     if not clips:
         return hashes, np.zeros((0, *recipe.input_shape), dtype=np.float32), errors
-    return hashes, compute_features(prepare_clips(clips, recipe), recipe), errors
+    return hashes, features_at_rates(clips, rates, recipe), errors
+
+
+def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
+    """A file's samples and their rate: the recipe's, or with `native_rates` the file's own where it is
+    higher and the recipe has a form for it."""
+    max_seconds = recipe.total_seconds + DECODE_MARGIN_S
+    if not recipe.native_rates:
+        return decode(path, recipe.sample_rate, max_seconds=max_seconds), recipe.sample_rate
+    samples, rate = decode_native(path, recipe.sample_rate, max_seconds=max_seconds)
+    if recipe.at_rate(rate) is None:
+        return resample(samples, rate, recipe.sample_rate), recipe.sample_rate
+    return samples, rate
 
 
 @dataclass
