@@ -69,12 +69,13 @@ def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dic
 
 
 def recipes_to_time() -> dict[str, FeatureRecipe]:
-    """Every training recipe by its rate, and those with native_rates also as they were without it."""
+    """Every training recipe by its rate, and those below the archive's 44.1 kHz also with native_rates
+    (features at the file's rate, no resampling: run 37)."""
     recipes = {}
     for rate, recipe in sorted(RECIPES_BY_RATE.items()):
         recipes[f"{rate:,}"] = recipe
-        if recipe.native_rates:
-            recipes[f"{rate:,} resampled"] = dataclasses.replace(recipe, native_rates=False)
+        if rate < 44_100:
+            recipes[f"{rate:,} native"] = dataclasses.replace(recipe, native_rates=True)
     return recipes
 
 

@@ -30,7 +30,8 @@ def test_the_recipe_cost_bench_times_every_recipe_rate_on_real_files(tmp_path: P
 
     paths = make_archive(tmp_path / "archive", 4)
     recipes = recipes_to_time()
-    assert set(recipes) == {f"{rate:,}" for rate in RECIPES_BY_RATE} | {"32,000 resampled"}
+    assert set(recipes) == {f"{rate:,}" for rate in RECIPES_BY_RATE} | {"22,050 native", "32,000 native"}
+    assert recipes["32,000 native"].native_rates and not recipes["32,000"].native_rates
     for recipe in recipes.values():
         costs = pipeline_cost(paths, recipe, repeats=1)
         assert set(costs) == {"decode", "features"} and all(ms > 0 for ms in costs.values())
