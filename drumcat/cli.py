@@ -786,6 +786,8 @@ def train(
     folds_like: Annotated[Path | None, typer.Option(
         help="With --kit-folds: hold out each kit in the fold an earlier run's --fold-probabilities file held "
              "it in, so a changed dataset is compared on the same folds.")] = None,
+    recipe_name: Annotated[str | None, typer.Option(
+        "--recipe", help="A named feature recipe instead of the dataset rate's own (shared-grid: 32 kHz).")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
@@ -824,6 +826,8 @@ def train(
         if not 0 < synth_train_kits <= TRAIN_KITS:
             raise DrumcatError(f"--synth-train-kits {synth_train_kits}: use 1 to {TRAIN_KITS} (0: none)")
         recipe["synth_train_kits"] = synth_train_kits
+    if recipe_name is not None:
+        recipe["recipe_name"] = recipe_name
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

@@ -474,6 +474,29 @@ def test_drumcat_train_refuses_a_dataset_at_a_rate_it_has_no_recipe_for_in_one_l
     assert "holds clips at 48000 Hz" in result.stderr and "--rate" in result.stderr
 
 
+def test_a_named_recipe_trains_on_a_dataset_at_its_rate_and_is_refused_at_another_in_one_line(
+        tmp_path: Path) -> None:
+    """`train --recipe shared-grid`: the card carries that recipe (a 30 ms window, 10 ms hop, features at a
+    file's own rate), and its window and hop stay whole at 44.1 and 48 kHz, so the FFT bins stay where
+    they are; a dataset at another rate is refused before anything trains."""
+    from drumcat.model.train.train import NAMED_RECIPES
+    from tests.helpers import drumcat
+
+    grid = NAMED_RECIPES["shared-grid"]
+    for rate in (44_100, 48_000):
+        at_rate = grid.at_rate(rate)
+        assert at_rate.window_length == at_rate.n_fft and at_rate.sample_rate / at_rate.n_fft == 32_000 / 960
+    dataset = small_dataset(tmp_path / "dataset", rate=32_000)
+    out = tmp_path / "models" / "grid.keras"
+    train(dataset, out, epochs=1, copies=1, refit=False, recipe_name="shared-grid")
+    card = load_bundle(out).card
+    assert card.features == grid and card.features.input_shape == (64, 101, 1) and card.features.native_rates
+    result = drumcat("train", "--dataset", str(small_dataset(tmp_path / "old")), "--recipe", "shared-grid",
+                     "--validation-only", cwd=tmp_path, check=False)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert "at 32000 Hz" in result.stderr and "22050 Hz" in result.stderr
+
+
 def test_a_shared_recording_is_found_in_clips_at_32_khz_too() -> None:
     from drumcat.audio.files import resample
 

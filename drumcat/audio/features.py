@@ -60,8 +60,9 @@ class FeatureRecipe:
     window and hops in seconds and the same mel bands in Hz at the file's own rate (resampling 44.1 kHz
     files to 32 kHz cost `infer` 16%: README, run 35). What it changes in a model's answers is measured
     (`bench/native_rates.py`; README, run 37: at 44.1 kHz 1.7% of unseen one-shots changed folders, the FFT's
-    bins being 2% closer together than at 32 kHz), so no recipe `train` writes has it on. False: every file
-    is resampled to sample_rate, the exact preprocessing of training."""
+    bins being 2% closer together than at 32 kHz), so only a recipe whose window scales to whole samples
+    has it on (`train --recipe shared-grid`). False: every file is resampled to sample_rate, the exact
+    preprocessing of training."""
     mel_gain: float = 1.0
     """Factor on the mel filterbank. 1, except in the recipes `at_rate` derives: a band's power grows with
     the window and FFT sizes, and this brings it back to the original recipe's scale."""
@@ -121,15 +122,20 @@ class FeatureRecipe:
         seconds, the mel bands the same in Hz, the power brought to this recipe's scale; None where the
         nearest whole hops would change the input's shape (the file is resampled instead).
 
-        The window is rounded to whole samples and centered in the next FFT size scipy computes fast
-        (1,411 samples at 44.1 kHz in 1,440 points: an FFT of 1,411 points costs three times as much)."""
+        Where the window and the FFT scale to whole numbers of samples (1,024 at 32 kHz is 1,536 at
+        48 kHz; 960 is 1,323 at 44.1 kHz), the FFT's bins fall at the same frequencies. Otherwise the
+        window is rounded and centered in the next FFT size scipy computes fast (1,411 samples at 44.1 kHz
+        in 1,440 points, where 1,411 points cost three times as much), and the bins fall a little closer
+        together: 30.6 Hz against 31.25, which moved near ties to other folders (README, run 37)."""
         import scipy.fft
 
         if rate == self.sample_rate:
             return self
         scale = rate / self.sample_rate
         window = round(self.window_length * scale)
-        n_fft = scipy.fft.next_fast_len(window, real=True)
+        n_fft = round(self.n_fft * scale)
+        if not (_whole(self.window_length * scale) and _whole(self.n_fft * scale)):
+            n_fft = scipy.fft.next_fast_len(window, real=True)
         clip_samples = round(self.clip_seconds * rate)
         hop = _hop_keeping_frames(self.hop_length * scale, clip_samples, centered_frames(self.clip_samples,
                                                                                        self.hop_length))
@@ -167,6 +173,10 @@ class FeatureRecipe:
             raise DrumcatError(f"{where}: native_rates needs feature_type logmel")
         if not 0 < self.window_length <= self.n_fft or self.mel_gain <= 0:
             raise DrumcatError(f"{where}: win_length must be between 1 and n_fft, mel_gain positive")
+
+
+def _whole(samples: float) -> bool:
+    return abs(samples - round(samples)) < 1e-9
 
 
 def _hop_keeping_frames(exact_hop: float, samples: int, frames: int) -> int | None:

@@ -64,9 +64,27 @@ RECIPES_BY_RATE = {recipe.sample_rate: recipe for recipe in (
 clips, since a model cannot hear above what its clips hold."""
 
 
-def recipe_for(dataset: Path) -> FeatureRecipe:
-    """The feature recipe for a built dataset's clip rate."""
+NAMED_RECIPES = {
+    # A 30 ms window and a 10 ms hop are whole numbers of samples at 32, 44.1 and 48 kHz (960/320, 1,323/441,
+    # 1,440/480), so files at those rates share one FFT grid (bins 33.3 Hz apart) and need no resampling: the
+    # 32 kHz recipe's 1,024-sample window is 1,411.2 samples at 44.1 kHz, and the nearest fast FFT moved near
+    # ties to other folders (run 37). 101 frames. Not yet judged.
+    "shared-grid": dataclasses.replace(RECIPE, sample_rate=32_000, n_fft=960, hop_length=320, native_rates=True),
+}
+"""Recipes `train --recipe NAME` uses instead of the dataset rate's own (a dataset at the recipe's rate)."""
+
+
+def recipe_for(dataset: Path, name: str | None = None) -> FeatureRecipe:
+    """The feature recipe for a built dataset's clip rate, or the named one (NAMED_RECIPES) at that rate."""
     rate = clip_rate_of(dataset)
+    if name is not None:
+        if name not in NAMED_RECIPES:
+            raise DrumcatError(f"--recipe {name}: no such recipe; known: {', '.join(NAMED_RECIPES)}")
+        if NAMED_RECIPES[name].sample_rate != rate:
+            raise DrumcatError(f"--recipe {name} is at {NAMED_RECIPES[name].sample_rate} Hz and {dataset} holds "
+                             f"clips at {rate} Hz: build a dataset at that rate (`python -m "
+                             "drumcat.model.train.dataset --rate`)")
+        return NAMED_RECIPES[name]
     if rate not in RECIPES_BY_RATE:
         raise DrumcatError(f"{dataset} holds clips at {rate} Hz; training knows {', '.join(map(str, RECIPES_BY_RATE))}"
                          f" Hz: rebuild it with `python -m drumcat.model.train.dataset --rate`")
@@ -723,13 +741,13 @@ def candidate_on_validation(
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
-    folds_like: Path | None = None,
+    folds_like: Path | None = None, recipe_name: str | None = None,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
-                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset))
+                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name))
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities, like=folds_like)
@@ -741,7 +759,7 @@ def train(
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
     ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
-    synth_train_kits: int = 0,
+    synth_train_kits: int = 0, recipe_name: str | None = None,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -758,7 +776,7 @@ def train(
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
                      ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits,
-                     recipe=recipe_for(dataset))
+                     recipe=recipe_for(dataset, recipe_name))
     teacher, recipe = setup.teacher, setup.recipe
     rate = recipe.sample_rate
     train_split = load_split(dataset, "train", classes, rate)
