@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drumcat.audio.features import FeatureRecipe  # noqa: E402
 from drumcat.audio.files import decode_native, resample  # noqa: E402
 from drumcat.model.bundle import ModelBundle, load_bundle  # noqa: E402
-from drumcat.model.evaluate import AUDIO_EXTENSIONS  # noqa: E402
+from drumcat.model.evaluate import AUDIO_EXTENSIONS, read_labeled  # noqa: E402
 from drumcat.model.pipeline import featurize  # noqa: E402
 from drumcat.taxonomy import canonical, core_decisions  # noqa: E402
 
@@ -80,12 +80,6 @@ def at_rate(paths: list[str], rate: int, folder: Path) -> list[str]:
     return copies
 
 
-def labeled_files(csv_path: Path) -> tuple[list[str], list[str]]:
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [str((csv_path.parent / row["path"]).resolve()) for row in rows], [row["label"] for row in rows]
-
-
 def unlabeled_files(pattern: str) -> list[str]:
     return sorted(path for folder in glob.glob(pattern) for path in glob.glob(f"{folder}/*")
                   if Path(path).suffix.lower().lstrip(".") in AUDIO_EXTENSIONS)
@@ -114,7 +108,10 @@ def main() -> None:
         print(split_csv(args.split_csv / "manifest.csv", "validation", args.split_csv / "validation.csv"))
         return
     bundle = load_bundle(args.model)
-    sets = {str(path): labeled_files(path) for path in args.labeled}
+    sets = {}
+    for csv_path in args.labeled:
+        pairs = read_labeled(csv_path)  # paths resolved against the CSV's folder, as `drumcat evaluate` reads them
+        sets[str(csv_path)] = ([path for path, _ in pairs], [label for _, label in pairs])
     sets |= {pattern: (unlabeled_files(pattern), None) for pattern in args.unlabeled}
     report = {"model": bundle.name, "recipe": bundle.card.features.as_dict(), "sets": {}}
     for name, (paths, truth) in sets.items():

@@ -127,10 +127,10 @@ class FeatureRecipe:
         window is rounded and centered in the next FFT size scipy computes fast (1,411 samples at 44.1 kHz
         in 1,440 points, where 1,411 points cost three times as much), and the bins fall a little closer
         together: 30.6 Hz against 31.25, which moved near ties to other folders (README, run 37)."""
-        import scipy.fft
-
         if rate == self.sample_rate:
             return self
+        import scipy.fft
+
         scale = rate / self.sample_rate
         window = round(self.window_length * scale)
         n_fft = round(self.n_fft * scale)
@@ -146,7 +146,7 @@ class FeatureRecipe:
         return replace(
             self, sample_rate=rate, n_fft=n_fft, win_length=window if window != n_fft else None,
             hop_length=hop, tail_hop_length=tail_hop, fmax=self.fmax or self.sample_rate / 2, native_rates=False,
-            mel_gain=self.mel_gain * _band_power(self) / _band_power_at(window, n_fft))
+            mel_gain=self.mel_gain * _band_power(self.window_length, self.n_fft) / _band_power(window, n_fft))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "card") -> FeatureRecipe:
@@ -188,11 +188,7 @@ def _hop_keeping_frames(exact_hop: float, samples: int, frames: int) -> int | No
     return None
 
 
-def _band_power(recipe: FeatureRecipe) -> float:
-    return _band_power_at(recipe.window_length, recipe.n_fft)
-
-
-def _band_power_at(window: int, n_fft: int) -> float:
+def _band_power(window: int, n_fft: int) -> float:
     """How a mel band's power for the same sound scales with the STFT: as the window's length times the
     FFT size, for tones and noise alike (a bin's power grows with the window, and the Slaney filters weigh
     bins by Hz, so a band sums more of them as the FFT grows)."""
