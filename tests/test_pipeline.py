@@ -43,7 +43,7 @@ def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_
     """With `native_rates`, a 44.1 or 48 kHz file is not resampled to the recipe's 32 kHz: its features
     are the recipe's at its rate, close to the resampled ones; a 22.05 kHz file is resampled up as
     before; a recipe with no form at a file's rate resamples that file."""
-    import dataclasses
+    from dataclasses import replace
 
     import numpy as np
     import soundfile as sf
@@ -59,7 +59,7 @@ def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_
         sf.write(path, resample(render("Snare", seed=7), 44_100, rate), rate, subtype="FLOAT")
         items.append((str(rate), str(path)))
     native = FeatureRecipe(sample_rate=32_000, hop_length=384, native_rates=True)
-    resampled = dataclasses.replace(native, native_rates=False)
+    resampled = replace(native, native_rates=False)
     hashes, features, errors = featurize(items, native)
     _, reference, _ = featurize(items, resampled)
     assert hashes == ["44100", "48000", "22050"] and not errors and features.shape == reference.shape
@@ -69,8 +69,10 @@ def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_
     np.testing.assert_array_equal(features[2], reference[2])
     no_form = FeatureRecipe(sample_rate=32_000, hop_length=100, native_rates=True)  # 137.8-sample hops
     assert no_form.at_rate(44_100) is None
-    np.testing.assert_array_equal(featurize(items[:1], no_form)[1],
-                                  featurize(items[:1], dataclasses.replace(no_form, native_rates=False))[1])
+    assert no_form.at_rate(48_000) is not None  # 150-sample hops
+    mixed, by_resampling = featurize(items, no_form)[1], featurize(items, replace(no_form, native_rates=False))[1]
+    np.testing.assert_array_equal(mixed[[0, 2]], by_resampling[[0, 2]])  # one chunk: each rate on its own path
+    assert not np.array_equal(mixed[1], by_resampling[1])
 
 
 def test_the_native_rates_bench_compares_both_pipelines_on_real_files(tmp_path: Path) -> None:

@@ -50,19 +50,29 @@ def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list
         rates.append(rate)
     if not clips:
         return hashes, np.zeros((0, *recipe.input_shape), dtype=np.float32), errors
-    return hashes, features_at_rates(clips, rates, recipe), errors
+    return hashes, features_at_rates(*resampled_without_form(clips, rates, recipe), recipe), errors
 
 
 def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     """A file's samples and their rate: the recipe's, or with `native_rates` the file's own where it is
-    higher and the recipe has a form for it."""
+    higher (`resampled_without_form` then resamples the rates the recipe has no form for)."""
     max_seconds = recipe.total_seconds + DECODE_MARGIN_S
     if not recipe.native_rates:
         return decode(path, recipe.sample_rate, max_seconds=max_seconds), recipe.sample_rate
-    samples, rate = decode_native(path, recipe.sample_rate, max_seconds=max_seconds)
-    if recipe.at_rate(rate) is None:
-        return resample(samples, rate, recipe.sample_rate), recipe.sample_rate
-    return samples, rate
+    return decode_native(path, recipe.sample_rate, max_seconds=max_seconds)
+
+
+def resampled_without_form(clips: list[np.ndarray], rates: list[int],
+                           recipe: FeatureRecipe) -> tuple[list[np.ndarray], list[int]]:
+    """The clips at a rate the recipe has no form for (`FeatureRecipe.at_rate` is None) resampled to the
+    recipe's rate; the others as they are. Asked once per rate in a chunk, not once per file."""
+    without_form = {rate for rate in set(rates) if recipe.at_rate(rate) is None}
+    if not without_form:
+        return clips, rates
+    target = recipe.sample_rate
+    resampled = [resample(clip, rate, target) if rate in without_form else clip
+                 for clip, rate in zip(clips, rates, strict=True)]
+    return resampled, [target if rate in without_form else rate for rate in rates]
 
 
 @dataclass
