@@ -51,7 +51,8 @@ def test_logmel_of_short_and_silent_clips_equals_librosa() -> None:
 
 
 @pytest.mark.parametrize("rate, n_fft, n_mels, fmin, fmax", [
-    (22_050, 1024, 64, 20.0, None), (16_000, 512, 40, 0.0, 8000.0), (44_100, 2048, 128, 30.0, 16_000.0)])
+    (22_050, 1024, 64, 20.0, None), (16_000, 512, 40, 0.0, 8000.0), (44_100, 2048, 128, 30.0, 16_000.0),
+    (44_100, 1323, 64, 20.0, 16_000.0)])  # an odd FFT: the shared grid at 44.1 kHz
 def test_mel_filterbank_equals_librosa(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
     recipe = FeatureRecipe(sample_rate=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     reference = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
@@ -110,6 +111,23 @@ def test_logmel_with_a_shorter_window_and_a_gain_equals_librosa() -> None:
     clips = [render(name, seed=5)[:50_000] for name in ("Kick", "Hihat", "Crash")]
     ours = compute_features(prepare_clips(clips, recipe), recipe)
     reference = np.stack([librosa_logmel(c, recipe) for c in clips])
+    np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000])
+def test_the_shared_grid_at_a_files_own_rate_equals_librosa_with_the_models_input_shape(rate: int) -> None:
+    """`--recipe shared-grid` at 44.1 kHz is a 1,323-point FFT, odd: every centered frame is computed
+    (librosa frames an odd FFT one short), the bins fall at its own frequencies, and the shape is the
+    model's input, for full, short and silent clips."""
+    from drumcat.audio.features import features_at_rates, librosa_logmel
+    from drumcat.model.train.train import NAMED_RECIPES
+
+    grid = NAMED_RECIPES["shared-grid"]
+    clips = [render(name, seed=6)[:length] for name, length in (("Kick", 60_000), ("Crash", 44_100),
+                                                                 ("Hihat", 3_000))] + [np.zeros(5, np.float32)]
+    ours = features_at_rates(clips, [rate] * len(clips), grid)
+    assert ours.shape == (len(clips), *grid.input_shape)
+    reference = np.stack([librosa_logmel(c, grid.at_rate(rate)) for c in clips])
     np.testing.assert_allclose(ours, reference, atol=0.01)
 
 

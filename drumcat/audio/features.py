@@ -229,7 +229,7 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 
 def _slaney_mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Triangular filters between mel-spaced edges, each scaled to unit area: (n_mels, 1 + n_fft // 2)."""
-    fft_hz = np.linspace(0, rate / 2, 1 + n_fft // 2)
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / rate)  # k * rate / n_fft: below rate / 2 at the top for an odd FFT
     edges = _mel_to_hz(np.linspace(_hz_to_mel(np.float64(fmin)), _hz_to_mel(np.float64(fmax)), n_mels + 2))
     widths = np.diff(edges)
     distance = edges[:, np.newaxis] - fft_hz[np.newaxis, :]
@@ -299,7 +299,9 @@ def _mel_power(batch: np.ndarray, recipe: FeatureRecipe, hop_length: int) -> np.
     live = _frames_with_sound(batch, recipe.n_fft, hop_length, n_frames)
     order = np.argsort(live, kind="stable")
     pad = recipe.n_fft // 2
-    padded = np.zeros((count, samples + 2 * pad), dtype=np.float32)  # center=True, constant padding
+    # center=True, constant padding; one more zero on the right for an odd FFT (1,323 points at 44.1 kHz),
+    # so that frame t is centered on sample t * hop for every frame `centered_frames` counts.
+    padded = np.zeros((count, samples + recipe.n_fft), dtype=np.float32)
     padded[:, pad:pad + samples] = batch[order]
     frames = np.lib.stride_tricks.sliding_window_view(padded, recipe.n_fft, axis=1)[:, ::hop_length]
     power = np.zeros((count, n_frames, recipe.n_mels), dtype=np.float32)
@@ -357,6 +359,8 @@ def librosa_logmel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
         samples = samples / np.abs(samples).max()
 
     def mel(part: np.ndarray, hop: int) -> np.ndarray:
+        if recipe.n_fft % 2:  # librosa frames an odd FFT one short of the centered count; a zero restores it
+            part = np.append(part, np.float32(0))
         return recipe.mel_gain * librosa.feature.melspectrogram(
             y=part, sr=recipe.sample_rate, n_fft=recipe.n_fft, win_length=recipe.win_length, hop_length=hop,
             n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax, pad_mode="constant")
