@@ -8,9 +8,11 @@
 on the benchmark archive (44.1 kHz files, bench/archive.py), and soxr's resampler alone for one 1.05 s
 clip from 44.1 and 48 kHz to each rate (the decode margin included, as the pipeline reads it). The
 22,050 Hz recipe is the reference measured in the same run: 44.1 -> 22.05 kHz is soxr's cheap half-band
-case, so the bench archive favours that rate more than an archive of 48 kHz files would.
+case, so the bench archive favours that rate more than an archive of 48 kHz files would. The named
+recipes (`train --recipe NAME`) are timed too, and with --model each model's own export on batches of its
+input shape (the model's share of a file, which grows with the input's frames).
 
-    python bench/recipe_cost.py [--files 1024] [--repeats 5]
+    python bench/recipe_cost.py [--files 1024] [--repeats 5] [--model M.keras ...]
 
 Prints milliseconds per file (medians of the repeats) and each rate's total against the reference's.
 """
@@ -33,8 +35,9 @@ import numpy as np  # noqa: E402
 from bench.archive import make_archive  # noqa: E402
 from drumcat.audio.features import FeatureRecipe, features_at_rates  # noqa: E402
 from drumcat.audio.files import resample  # noqa: E402
+from drumcat.model.bundle import load_bundle  # noqa: E402
 from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S, decode_for  # noqa: E402
-from drumcat.model.train.train import RECIPE, RECIPES_BY_RATE  # noqa: E402
+from drumcat.model.train.train import NAMED_RECIPES, RECIPE, RECIPES_BY_RATE  # noqa: E402
 
 REFERENCE_RATE = RECIPE.sample_rate  # the shipped recipe's
 SOURCE_RATES = (44_100, 48_000)
@@ -76,7 +79,16 @@ def recipes_to_time() -> dict[str, FeatureRecipe]:
         recipes[f"{rate:,}"] = recipe
         if rate < 44_100:
             recipes[f"{rate:,} native"] = dataclasses.replace(recipe, native_rates=True)
+    recipes.update(NAMED_RECIPES)
     return recipes
+
+
+def model_cost(model: Path, repeats: int, batch: int = 256) -> float:
+    """ms per file for the model's runtime (its LiteRT export where it has one) on a batch of inputs."""
+    bundle = load_bundle(model).ready()
+    features = np.random.default_rng(0).normal(-40, 15, (batch, *bundle.card.input_shape)).astype(np.float32)
+    bundle.predict(features)  # warm: the interpreter's buffers
+    return median_ms(lambda: bundle.predict(features), batch, repeats)
 
 
 def resampler_cost(source_rate: int, target_rate: int, repeats: int) -> float:
@@ -92,6 +104,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--archive", type=Path, default=Path("build/bench/archive"))
+    parser.add_argument("--model", type=Path, action="append", default=[], help="also time this model")
     args = parser.parse_args()
     paths = make_archive(args.archive, args.files)
     recipes = recipes_to_time()
@@ -108,6 +121,10 @@ def main() -> None:
     for source in SOURCE_RATES:
         cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)
         print(f"  from {source:,} Hz  {cells}")
+    for model in args.model:
+        card = load_bundle(model).card
+        print(f"model {model} ({card.version}, input {card.input_shape}): "
+              f"{model_cost(model, args.repeats):.3f} ms per file")
 
 
 if __name__ == "__main__":

@@ -25,18 +25,21 @@ def test_the_recipe_cost_bench_times_every_recipe_rate_on_real_files(tmp_path: P
     the resampler for each rate pair; every stage is measured. Which costs more is printed, never asserted
     (a timing is not a test)."""
     from bench.archive import make_archive
-    from bench.recipe_cost import pipeline_cost, recipes_to_time, resampler_cost
-    from drumcat.model.train.train import RECIPES_BY_RATE
+    from bench.recipe_cost import model_cost, pipeline_cost, recipes_to_time, resampler_cost
+    from drumcat.model.train.train import NAMED_RECIPES, RECIPES_BY_RATE
+    from drumcat.resources import default_model_path
 
     paths = make_archive(tmp_path / "archive", 4)
     recipes = recipes_to_time()
-    assert set(recipes) == {f"{rate:,}" for rate in RECIPES_BY_RATE} | {"22,050 native", "32,000 native"}
+    assert set(recipes) == ({f"{rate:,}" for rate in RECIPES_BY_RATE} | {"22,050 native", "32,000 native"}
+                            | set(NAMED_RECIPES))
     assert recipes["32,000 native"].native_rates and not recipes["32,000"].native_rates
     for recipe in recipes.values():
         costs = pipeline_cost(paths, recipe, repeats=1)
         assert set(costs) == {"decode", "features"} and all(ms > 0 for ms in costs.values())
     for rate in RECIPES_BY_RATE:
         assert resampler_cost(44_100, rate, repeats=1) > 0
+    assert model_cost(default_model_path(), repeats=1, batch=8) > 0
 
 
 def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_path: Path) -> None:
