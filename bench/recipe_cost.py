@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from bench.archive import make_archive  # noqa: E402
 from drumcat.audio.features import FeatureRecipe, features_at_rates  # noqa: E402
 from drumcat.audio.files import resample  # noqa: E402
-from drumcat.model.bundle import load_bundle  # noqa: E402
+from drumcat.model.bundle import ModelBundle, load_bundle  # noqa: E402
 from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S, decode_for  # noqa: E402
 from drumcat.model.train.train import NAMED_RECIPES, RECIPE, RECIPES_BY_RATE  # noqa: E402
 
@@ -83,9 +83,8 @@ def recipes_to_time() -> dict[str, FeatureRecipe]:
     return recipes
 
 
-def model_cost(model: Path, repeats: int, batch: int = 256) -> float:
+def model_cost(bundle: ModelBundle, repeats: int, batch: int = 256) -> float:
     """ms per file for the model's runtime (its LiteRT export where it has one) on a batch of inputs."""
-    bundle = load_bundle(model).ready()
     features = np.random.default_rng(0).normal(-40, 15, (batch, *bundle.card.input_shape)).astype(np.float32)
     bundle.predict(features)  # warm: the interpreter's buffers
     return median_ms(lambda: bundle.predict(features), batch, repeats)
@@ -122,9 +121,9 @@ def main() -> None:
         cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)
         print(f"  from {source:,} Hz  {cells}")
     for model in args.model:
-        card = load_bundle(model).card
-        print(f"model {model} ({card.version}, input {card.input_shape}): "
-              f"{model_cost(model, args.repeats):.3f} ms per file")
+        bundle = load_bundle(model)
+        print(f"model {model} ({bundle.card.version}, input {bundle.card.input_shape}): "
+              f"{model_cost(bundle, args.repeats):.3f} ms per file")
 
 
 if __name__ == "__main__":

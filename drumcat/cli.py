@@ -787,8 +787,8 @@ def train(
         help="With --kit-folds: hold out each kit in the fold an earlier run's --fold-probabilities file held "
              "it in, so a changed dataset is compared on the same folds.")] = None,
     recipe_name: Annotated[str | None, typer.Option(
-        "--recipe", help="A named feature recipe instead of the dataset rate's own (shared-grid, shared-grid-20ms: "
-                        "32 kHz).")] = None,
+        "--recipe", help="A named feature recipe (at 32 kHz) instead of the dataset rate's own; an unknown name "
+                        "lists the known ones.")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS

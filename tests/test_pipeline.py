@@ -26,6 +26,7 @@ def test_the_recipe_cost_bench_times_every_recipe_rate_on_real_files(tmp_path: P
     (a timing is not a test)."""
     from bench.archive import make_archive
     from bench.recipe_cost import model_cost, pipeline_cost, recipes_to_time, resampler_cost
+    from drumcat.model.bundle import load_bundle
     from drumcat.model.train.train import NAMED_RECIPES, RECIPES_BY_RATE
     from drumcat.resources import default_model_path
 
@@ -39,7 +40,7 @@ def test_the_recipe_cost_bench_times_every_recipe_rate_on_real_files(tmp_path: P
         assert set(costs) == {"decode", "features"} and all(ms > 0 for ms in costs.values())
     for rate in RECIPES_BY_RATE:
         assert resampler_cost(44_100, rate, repeats=1) > 0
-    assert model_cost(default_model_path(), repeats=1, batch=8) > 0
+    assert model_cost(load_bundle(default_model_path()), repeats=1, batch=8) > 0
 
 
 def test_native_rates_feature_files_at_their_own_rate_and_resample_the_rest(tmp_path: Path) -> None:
