@@ -15,11 +15,12 @@ Measured (dataset of 6,236 clips, 2 cores, 199 s to embed). On the validation ki
 0.860 / 0.830 (core accuracy / macro-F1), MSD_musicnn 0.837 / 0.807 (an exploration run), against the
 CNN's 0.881 / 0.858 (mean of three seeds, core loss) and aisfx's 0.917 / 0.905. Judged there, musicnn
 does not beat the CNN, so it was not distilled. The test kits, read once after that decision, disagree:
-0.881 / 0.854, against the CNN's 0.845 / 0.787 and aisfx's 0.850 / 0.806 (README, "The default model").
+0.881 / 0.854, against the CNN's 0.845 / 0.787 and aisfx's 0.850 / 0.806 (docs/model-history.md,
+"A probe of `musicnn`").
 `--kit-folds 5` (grouped cross-validation over the training + validation kits, in the folds of
 `drumcat train --kit-folds 5`) sides with validation: 0.782 ± 0.091 at C = 0.01, against aisfx's 0.825 ±
 0.084 and the CNN's 0.818 ± 0.095 (folds that hold out what the splits hold out, before the noise bursts
-were spread over them; README, "Cross-validation over kits").
+were spread over them; docs/model-history.md, "Cross-validation over kits").
 """
 
 from __future__ import annotations

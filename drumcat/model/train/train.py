@@ -704,11 +704,11 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
                          probabilities_out: Path | None = None, like: Path | None = None) -> dict[str, Any]:
     """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
     kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
-    One fold of about a thousand clips differs from the next by some ±0.02 (README, "Cross-validation over
-    kits"); the mean over folds moves less. The test kits are never read. `probabilities_out` keeps every clip's
-    calibrated out-of-fold probabilities (.npz), so a decision rule or an ensemble of runs can be judged
-    later on the same folds without training again. `like` takes the folds from such a file instead
-    (`folds_of_earlier_run`)."""
+    One fold of about a thousand clips differs from the next by some ±0.02 (docs/model-history.md,
+    "Cross-validation over kits"); the mean over folds moves less. The test kits are never read.
+    `probabilities_out` keeps every clip's calibrated out-of-fold probabilities (.npz), so a decision rule
+    or an ensemble of runs can be judged later on the same folds without training again. `like` takes the
+    folds from such a file instead (`folds_of_earlier_run`)."""
     quiet_tensorflow()
     import tensorflow as tf
 
