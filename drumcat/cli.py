@@ -789,9 +789,13 @@ def train(
     recipe_name: Annotated[str | None, typer.Option(
         "--recipe", help="A named feature recipe (at 32 kHz) instead of the dataset rate's own; an unknown name "
                         "lists the known ones.")] = None,
+    pooling: Annotated[str | None, typer.Option(
+        help="How each network pools its last feature maps: global (the shipped recipe) or time (over time "
+             "only, one row per frequency band).")] = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
+    from drumcat.model.train.train import POOLINGS
     from drumcat.model.train.train import train as run_train
 
     try:
@@ -829,6 +833,10 @@ def train(
         recipe["synth_train_kits"] = synth_train_kits
     if recipe_name is not None:
         recipe["recipe_name"] = recipe_name
+    if pooling is not None:
+        if pooling not in POOLINGS:
+            raise DrumcatError(f"--pooling {pooling}: use one of {', '.join(POOLINGS)}")
+        recipe["pooling"] = pooling
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

@@ -227,10 +227,12 @@ def augmented_training_set(
 WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
 STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
 CORE_WEIGHT = 1.0  # the core-class cross-entropy beside the fine one (`training_loss`; README, run 22)
+POOLINGS = ("global", "time")
+"""How a network pools its last feature maps (`_pooled`); the first is the shipped recipe's."""
 
 
 def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                members: int = 1) -> Any:
+                members: int = 1, pooling: str = POOLINGS[0]) -> Any:
     """A small CNN over log-mel patches (~0.2 M parameters, well under 5 MB). The first convolution
     strides by 2: at full resolution its 24 feature maps cost more memory traffic than all later layers,
     and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7).
@@ -245,15 +247,15 @@ def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: Feat
 
     inputs = keras.Input(shape=recipe.input_shape, name="features")
     if members == 1:
-        x = layers.Dropout(0.4, name="dropout")(_member_embedding(inputs, widths, prefix=""))
+        x = layers.Dropout(0.4, name="dropout")(_member_embedding(inputs, widths, prefix="", pooling=pooling))
     else:
-        x = layers.Concatenate(name="embedding")([_member_embedding(inputs, widths, prefix=member_prefix(k))
+        x = layers.Concatenate(name="embedding")([_member_embedding(inputs, widths, member_prefix(k), pooling)
                                                   for k in range(members)])
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="drumcat_cnn" if members == 1 else f"drumcat_ensemble{members}")
 
 
-def _member_embedding(inputs: Any, widths: tuple[int, ...], prefix: str) -> Any:
+def _member_embedding(inputs: Any, widths: tuple[int, ...], prefix: str, pooling: str) -> Any:
     """One network from its input to its 128-wide embedding; `prefix` keeps the members' layer names apart."""
     from keras import layers
 
@@ -267,9 +269,23 @@ def _member_embedding(inputs: Any, widths: tuple[int, ...], prefix: str) -> Any:
     x = layers.Conv2D(widths[3], 3, padding="same", use_bias=False, name=f"{prefix}conv3")(x)
     x = layers.BatchNormalization(name=f"{prefix}bn3")(x)
     x = layers.Activation("relu", name=f"{prefix}relu3")(x)
-    pooled = layers.Concatenate(name=f"{prefix}pool")([layers.GlobalAveragePooling2D(name=f"{prefix}avg")(x),
-                                                       layers.GlobalMaxPooling2D(name=f"{prefix}max")(x)])
-    return layers.Dense(128, activation="relu", name=f"{prefix}embedding")(pooled)
+    return layers.Dense(128, activation="relu", name=f"{prefix}embedding")(_pooled(x, prefix, pooling))
+
+
+def _pooled(x: Any, prefix: str, pooling: str) -> Any:
+    """The last feature maps (bands, frames, channels) as one vector: their mean and maximum over
+    "global": bands and frames, so a pattern counts the same wherever it sits;
+    "time": frames only, one mean and maximum per band row (4 of them for 64 mel bands), so the Dense after it
+    knows where in the spectrum a pattern sits, as a kick told from a low tom by pitch needs."""
+    from keras import layers
+
+    if pooling == "global":
+        return layers.Concatenate(name=f"{prefix}pool")([layers.GlobalAveragePooling2D(name=f"{prefix}avg")(x),
+                                                         layers.GlobalMaxPooling2D(name=f"{prefix}max")(x)])
+    over_frames = (1, x.shape[2])
+    return layers.Flatten(name=f"{prefix}pool")(layers.Concatenate(name=f"{prefix}pool_rows")(
+        [layers.AveragePooling2D(over_frames, name=f"{prefix}avg")(x),
+         layers.MaxPooling2D(over_frames, name=f"{prefix}max")(x)]))
 
 
 def member_prefix(index: int) -> str:
@@ -292,10 +308,10 @@ def member_seeds(seed: int, members: int) -> list[int]:
 
 
 def ensemble_of(models: list[Any], num_classes: int, widths: tuple[int, ...] = WIDTHS,
-                recipe: FeatureRecipe = RECIPE) -> Any:
+                recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0]) -> Any:
     """A fresh, uncompiled model holding trained networks' weights (`build_model`): one network's copy
     (nothing of its optimizer kept), or the ensemble of several whose logits are averaged."""
-    ensemble = build_model(num_classes, widths, recipe, members=len(models))
+    ensemble = build_model(num_classes, widths, recipe, members=len(models), pooling=pooling)
     if len(models) == 1:
         ensemble.set_weights(models[0].get_weights())
         return ensemble
@@ -329,12 +345,12 @@ def training_loss(core_weight: float) -> Any:
 
 
 def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                   core_weight: float = CORE_WEIGHT, ema: float = 0.0) -> Any:
+                   core_weight: float = CORE_WEIGHT, ema: float = 0.0, pooling: str = POOLINGS[0]) -> Any:
     """With `ema`, the optimizer also keeps an exponential moving average of the weights (that momentum
     per step), which the model is validated with and ends with (`ema_callbacks`)."""
     import keras
 
-    model = build_model(num_classes, widths, recipe)
+    model = build_model(num_classes, widths, recipe, pooling=pooling)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3, use_ema=ema > 0,
                                                    ema_momentum=ema if ema > 0 else 0.99),
                   loss=training_loss(core_weight),
@@ -448,12 +464,14 @@ class Setup:
     synth_train_kits: int = 0
     """Synthesized kits added to what every model fits on (`synthesized_training_kits`); never validated or
     tested on, so a kit-fold comparison holds out exactly the same real clips with and without them."""
+    pooling: str = POOLINGS[0]
+    """How each network pools its last feature maps (`_pooled`)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
            kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0,
-           synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE) -> Setup:
+           synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0]) -> Setup:
         """The setup `train`'s options describe, on features of `recipe` (the dataset's: `recipe_for`): a
         model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
@@ -465,7 +483,7 @@ class Setup:
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
                    kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape,
-                   synth_train_kits=synth_train_kits)
+                   synth_train_kits=synth_train_kits, pooling=pooling)
 
     def fitting_split(self, split: Split) -> Split:
         """What a model fits on, given the kits it may learn from: those, plus the synthesized training kits."""
@@ -483,10 +501,10 @@ class Setup:
         return x, targets, labels
 
     def model(self, num_classes: int) -> Any:
-        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema)
+        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema, self.pooling)
 
     def ensemble(self, models: list[Any], num_classes: int) -> Any:
-        return ensemble_of(models, num_classes, self.widths, self.recipe)
+        return ensemble_of(models, num_classes, self.widths, self.recipe, self.pooling)
 
     def ema_callbacks(self) -> list[Any]:
         """With `ema`: validate with the averaged weights, and let early stopping keep those (it must come
@@ -748,13 +766,13 @@ def candidate_on_validation(
     teacher_targets_path: Path | None = None, tail_seconds: float = RECIPE.tail_seconds,
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
-    folds_like: Path | None = None, recipe_name: str | None = None,
+    folds_like: Path | None = None, recipe_name: str | None = None, pooling: str = POOLINGS[0],
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
-                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name))
+                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name), pooling=pooling)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities, like=folds_like)
@@ -766,7 +784,7 @@ def train(
     refit: bool = True, teacher_path: Path | None = None, teacher_targets_path: Path | None = None,
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
     ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
-    synth_train_kits: int = 0, recipe_name: str | None = None,
+    synth_train_kits: int = 0, recipe_name: str | None = None, pooling: str = POOLINGS[0],
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -783,7 +801,7 @@ def train(
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
                      ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits,
-                     recipe=recipe_for(dataset, recipe_name))
+                     recipe=recipe_for(dataset, recipe_name), pooling=pooling)
     teacher, recipe = setup.teacher, setup.recipe
     rate = recipe.sample_rate
     train_split = load_split(dataset, "train", classes, rate)
@@ -857,6 +875,7 @@ def train(
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
+                            + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + (f"; an ensemble of {members} of them" if members > 1 else ""),
             "litert_weights": lite_weights,
             "distillation": (teacher.describe() if teacher else
