@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from drumcat.audio.synth import render, write_sample
 from drumcat.model.bundle import load_bundle
 from drumcat.model.metrics import apply_temperature
 from drumcat.model.train.dataset import Clip, without_duplicates, without_shared_recordings
 from drumcat.model.train.train import (
+    POOLINGS,
     RECIPE,
     STUDENT_WIDTHS,
+    WIDTHS,
     Teacher,
     build_model,
     ensemble_of,
@@ -270,7 +273,8 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--members", "0"], "--members 0: use 1"),
                              (["--members", "2", "--validation-only"], "--members compares on validation"),
                              (["--decay-reshape", "1.5"], "--decay-reshape 1.5: use a share between 0 and 1"),
-                             (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150")):
+                             (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150"),
+                             (["--pooling", "bands"], "--pooling bands: use one of global, time")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
@@ -392,14 +396,15 @@ def test_per_source_figures_average_over_the_folds_that_hold_the_source() -> Non
     assert summary["per_source_core_accuracy"] == {"a": 0.7, "b": 0.8}
 
 
-def test_an_ensemble_averages_its_members_logits_behind_one_dense_softmax() -> None:
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_an_ensemble_averages_its_members_logits_behind_one_dense_softmax(pooling: str) -> None:
     import keras
 
-    members = [build_model(34) for _ in range(2)]
+    members = [build_model(34, pooling=pooling) for _ in range(2)]
     for index, member in enumerate(members):  # distinct weights, as two seeds give
         rng = np.random.default_rng(index)
         member.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in member.get_weights()])
-    ensemble = ensemble_of(members, 34)
+    ensemble = ensemble_of(members, 34, pooling=pooling)
     x = np.random.default_rng(9).normal(0, 1, (5, *RECIPE.input_shape)).astype(np.float32)
     log_members = [np.log(m.predict(x, verbose=0).astype(np.float64)) for m in members]
     expected = np.exp(np.mean(log_members, axis=0))
@@ -443,6 +448,23 @@ def test_a_32_khz_dataset_trains_a_model_whose_card_hears_up_to_16_khz(tmp_path:
     again = evaluate_split(bundle.predict(features_of(clips.clips, bundle.card.features))[0], clips.labels,
                            card.labels)
     assert again["core"]["accuracy"] == card.metrics["test"]["core"]["accuracy"]
+
+
+def test_a_network_pooled_over_time_only_keeps_a_row_per_band_and_ships_like_the_default(tmp_path: Path) -> None:
+    """`--pooling time`: the last maps' mean and maximum per band row (4 rows for 64 bands) reach the
+    embedding, the card says so, and the saved model loads in safe mode and exports to LiteRT with the
+    figures the card gives."""
+    model = build_model(34, pooling="time")
+    assert model.get_layer("pool").output.shape[-1] == 2 * 4 * WIDTHS[3]
+    assert build_model(34).get_layer("pool").output.shape[-1] == 2 * WIDTHS[3]
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "models" / "rows.keras"
+    card = train(dataset, out, epochs=1, copies=1, refit=False, pooling="time")
+    assert "pooled over time only" in card.training["architecture"]
+    bundle = load_bundle(out)
+    clips = load_split(dataset, "test", card.labels)
+    again = evaluate_split(bundle.predict(features_of(clips.clips))[0], clips.labels, card.labels)
+    assert again["core"]["accuracy"] == card.metrics["test_litert"]["core_accuracy"]
 
 
 def test_every_rate_a_dataset_can_be_built_at_has_a_feature_recipe_at_that_rate() -> None:
