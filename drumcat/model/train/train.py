@@ -228,7 +228,8 @@ WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
 STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
 CORE_WEIGHT = 1.0  # the core-class cross-entropy beside the fine one (`training_loss`; README, run 22)
 POOLINGS = ("global", "time")
-"""How a network pools its last feature maps (`_pooled`); the first is the shipped recipe's."""
+"""How a network pools its last feature maps (`_pooled`); the first is the shipped recipe's. On the kit folds
+"time" tied with it (run 43, docs/model-history.md): not adopted."""
 
 
 def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
