@@ -792,6 +792,9 @@ def train(
     pooling: Annotated[str | None, typer.Option(
         help="How each network pools its last feature maps: global (the shipped recipe) or time (over time "
              "only, one row per frequency band).")] = None,
+    library_norm: Annotated[bool, typer.Option(
+        help="With --kit-folds: also score each fold with batch-normalization statistics measured on the "
+             "held-out clips (the whole fold, and each kit alone), as if they were a user's library.")] = False,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
@@ -810,6 +813,8 @@ def train(
         raise DrumcatError(f"--fold-probabilities {fold_probabilities}: add --kit-folds K (and --validation-only)")
     if folds_like and not kit_folds:
         raise DrumcatError(f"--folds-like {folds_like}: add --kit-folds K (and --validation-only)")
+    if library_norm and not kit_folds:
+        raise DrumcatError("--library-norm: add --kit-folds K (and --validation-only)")
     if folds_like and not folds_like.is_file():
         raise DrumcatError(f"--folds-like {folds_like}: no such file; give an earlier run's --fold-probabilities .npz")
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
@@ -852,7 +857,7 @@ def train(
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
                                               teacher_targets_path=teacher_targets, kit_folds=kit_folds,
                                               fold_probabilities=fold_probabilities, folds_like=folds_like,
-                                              **recipe)
+                                              library_norm=library_norm, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
                              teacher_path=teacher, teacher_targets_path=teacher_targets, members=members,

@@ -241,6 +241,30 @@ def test_synthesized_training_kits_join_every_fit_and_are_never_held_out(tmp_pat
     assert not np.allclose(runs[0]["probabilities"], runs[1]["probabilities"])
 
 
+def test_kit_folds_also_score_statistics_measured_on_the_held_out_library(tmp_path: Path) -> None:
+    """`--library-norm` (run 44): each fold's model scored again with its batch-normalization statistics
+    measured on the held-out clips: per library and per kit are the same statistics where a fold holds one
+    kit, differ where it holds two, and are not the training kits'."""
+    from tests.helpers import drumcat
+
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "folds.npz"
+    result = drumcat("train", "--dataset", str(dataset), "--validation-only", "--kit-folds", "2", "--library-norm",
+                     "--epochs", "1", "--copies", "1", "--fold-probabilities", str(out), cwd=tmp_path)
+    summary = json.loads(result.stdout)
+    assert set(summary["renormalized"]) == {"library", "kit"}
+    assert 0.0 <= summary["renormalized"]["library"]["core_accuracy"]["mean"] <= 1.0
+    folds = np.load(out)
+    np.testing.assert_allclose(folds["probabilities_library_norm"].sum(axis=1), 1.0, rtol=1e-5)
+    one_kit = [f for f in (1, 2) if len(set(folds["kits"][folds["fold"] == f])) == 1]
+    assert len(one_kit) == 1  # three kits in two folds: one fold holds a kit alone, the other two kits
+    for fold, alike in ((one_kit[0], True), (3 - one_kit[0], False)):
+        held = folds["fold"] == fold
+        same = np.allclose(folds["probabilities_library_norm"][held], folds["probabilities_kit_norm"][held], atol=1e-5)
+        assert same == alike
+    assert not np.allclose(folds["probabilities_library_norm"], folds["probabilities"])
+
+
 def test_a_candidate_compared_on_validation_is_the_model_train_selects(tmp_path: Path) -> None:
     """`--validation-only` runs the selection `train` runs: with op determinism and the same seed, the
     same validation figures, to the last digit (and it never reads the test kits)."""
@@ -274,7 +298,8 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--members", "2", "--validation-only"], "--members compares on validation"),
                              (["--decay-reshape", "1.5"], "--decay-reshape 1.5: use a share between 0 and 1"),
                              (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150"),
-                             (["--pooling", "bands"], "--pooling bands: use one of global, time")):
+                             (["--pooling", "bands"], "--pooling bands: use one of global, time"),
+                             (["--library-norm"], "--library-norm: add --kit-folds K")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 

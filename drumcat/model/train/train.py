@@ -28,6 +28,7 @@ from drumcat.audio.files import fit_length, resample
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.model.evaluate import core_report
+from drumcat.model.library_norm import with_library_statistics
 from drumcat.model.metrics import (
     apply_temperature,
     classification_report,
@@ -722,14 +723,17 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
 
 
 def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1,
-                         probabilities_out: Path | None = None, like: Path | None = None) -> dict[str, Any]:
+                         probabilities_out: Path | None = None, like: Path | None = None,
+                         library_norm: bool = False) -> dict[str, Any]:
     """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
     kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
     One fold of about a thousand clips differs from the next by some ±0.02 (docs/model-history.md,
     "Cross-validation over kits"); the mean over folds moves less. The test kits are never read.
     `probabilities_out` keeps every clip's calibrated out-of-fold probabilities (.npz), so a decision rule
     or an ensemble of runs can be judged later on the same folds without training again. `like` takes the
-    folds from such a file instead (`folds_of_earlier_run`)."""
+    folds from such a file instead (`folds_of_earlier_run`). With `library_norm`, each fold's model is also
+    scored with its batch-normalization statistics measured on the held-out fold (`library_norm`), as if the
+    fold were a user's library, and with them measured on each held-out kit alone; same temperature."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -740,6 +744,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     runs = {}
     out_of_fold = np.zeros((len(whole.labels), len(classes)), dtype=np.float32)
     fold_of_row = np.zeros(len(whole.labels), dtype=int)
+    renormalized = {"library": np.zeros_like(out_of_fold), "kit": np.zeros_like(out_of_fold)}
+    renormalized_runs: dict[str, dict[int, Any]] = {"library": {}, "kit": {}}
     held_out = folds_of_earlier_run(like, whole.kits) if like else kit_folds(whole.kits, folds)
     if len(held_out) != folds:
         raise DrumcatError(f"{like} holds {len(held_out)} folds, not {folds}")
@@ -754,12 +760,39 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
         core = runs[number]["core"]
         print(f"fold {number} of {folds} ({len(held)} clips held out): core accuracy {core['accuracy']:.4f}, "
               f"macro-F1 {core['macro_f1']:.4f}")
+        if library_norm:
+            for scope, adapted in renormalized_probabilities(chosen.model, x_held, held_split.kits).items():
+                adapted = apply_temperature(adapted, chosen.temperature)
+                renormalized[scope][held] = adapted
+                renormalized_runs[scope][number] = {**evaluate_split(adapted, held_split.labels, classes),
+                                                    "per_source": per_source(adapted, held_split, classes)}
+                core = renormalized_runs[scope][number]["core"]
+                print(f"fold {number}, statistics per {scope}: core accuracy {core['accuracy']:.4f}, "
+                      f"macro-F1 {core['macro_f1']:.4f}")
     if probabilities_out:
         probabilities_out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(probabilities_out, probabilities=out_of_fold, fold=fold_of_row, classes=np.array(classes),
                             labels=np.array([classes[i] for i in whole.labels]), kits=np.array(whole.kits),
-                            sources=np.array(whole.sources), paths=np.array(whole.paths))
-    return {"folds": folds, "seed": seed, **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
+                            sources=np.array(whole.sources), paths=np.array(whole.paths),
+                            **({f"probabilities_{scope}_norm": p for scope, p in renormalized.items()}
+                               if library_norm else {}))
+    summary = {"folds": folds, "seed": seed, **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
+    if library_norm:
+        summary["renormalized"] = {scope: {k: v for k, v in seed_summary(each).items() if k != "seeds"}
+                                   for scope, each in renormalized_runs.items()}
+    return summary
+
+
+def renormalized_probabilities(model: Any, x: np.ndarray, kits: list[str]) -> dict[str, np.ndarray]:
+    """`model`'s probabilities for `x` with its batch-normalization statistics measured on all of `x`
+    ("library") and on each kit's own clips ("kit")."""
+    by_library = with_library_statistics(model, x).predict(x, batch_size=256, verbose=0)
+    by_kit = np.zeros_like(by_library)
+    kit_array = np.array(kits)
+    for kit in sorted(set(kits)):
+        rows = np.flatnonzero(kit_array == kit)
+        by_kit[rows] = with_library_statistics(model, x[rows]).predict(x[rows], batch_size=256, verbose=0)
+    return {"library": by_library, "kit": by_kit}
 
 
 def candidate_on_validation(
@@ -768,6 +801,7 @@ def candidate_on_validation(
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
     folds_like: Path | None = None, recipe_name: str | None = None, pooling: str = POOLINGS[0],
+    library_norm: bool = False,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
@@ -776,7 +810,8 @@ def candidate_on_validation(
                      synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name), pooling=pooling)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
-                                    probabilities_out=fold_probabilities, like=folds_like)
+                                    probabilities_out=fold_probabilities, like=folds_like,
+                                    library_norm=library_norm)
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
 
 
