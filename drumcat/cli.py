@@ -792,13 +792,16 @@ def train(
     pooling: Annotated[str | None, typer.Option(
         help="How each network pools its last feature maps: global (the shipped recipe) or time (over time "
              "only, one row per frequency band).")] = None,
+    input_view: Annotated[str | None, typer.Option(
+        help="What each network sees: plain (the log-mel patch, the shipped recipe) or band-centered (a second "
+             "channel, each mel band minus its mean over the clip).")] = None,
     library_norm: Annotated[bool, typer.Option(
         help="With --kit-folds: also score each fold with batch-normalization statistics measured on the "
              "held-out clips (the whole fold, and each kit alone), as if they were a user's library.")] = False,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
-    from drumcat.model.train.train import POOLINGS
+    from drumcat.model.train.train import INPUT_VIEWS, POOLINGS
     from drumcat.model.train.train import train as run_train
 
     try:
@@ -842,6 +845,10 @@ def train(
         if pooling not in POOLINGS:
             raise DrumcatError(f"--pooling {pooling}: use one of {', '.join(POOLINGS)}")
         recipe["pooling"] = pooling
+    if input_view is not None:
+        if input_view not in INPUT_VIEWS:
+            raise DrumcatError(f"--input-view {input_view}: use one of {', '.join(INPUT_VIEWS)}")
+        recipe["input_view"] = input_view
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

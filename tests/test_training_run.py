@@ -299,7 +299,8 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--decay-reshape", "1.5"], "--decay-reshape 1.5: use a share between 0 and 1"),
                              (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150"),
                              (["--pooling", "bands"], "--pooling bands: use one of global, time"),
-                             (["--library-norm"], "--library-norm: add --kit-folds K")):
+                             (["--library-norm"], "--library-norm: add --kit-folds K"),
+                             (["--input-view", "tilted"], "--input-view tilted: use one of plain, band-centered")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
@@ -486,6 +487,30 @@ def test_a_network_pooled_over_time_only_keeps_a_row_per_band_and_ships_like_the
     out = tmp_path / "models" / "rows.keras"
     card = train(dataset, out, epochs=1, copies=1, refit=False, pooling="time")
     assert "pooled over time only" in card.training["architecture"]
+    bundle = load_bundle(out)
+    clips = load_split(dataset, "test", card.labels)
+    again = evaluate_split(bundle.predict(features_of(clips.clips))[0], clips.labels, card.labels)
+    assert again["core"]["accuracy"] == card.metrics["test_litert"]["core_accuracy"]
+
+
+def test_a_band_centered_input_view_ignores_a_per_band_coloring_and_ships_like_the_default(tmp_path: Path) -> None:
+    """`--input-view band-centered`: the second channel is each band minus its mean over frames, so an EQ (a
+    constant added to each band of the log-mel patch) leaves it unchanged while the first channel moves; the
+    saved model loads in safe mode and exports to LiteRT with the figures the card gives."""
+    import keras
+
+    model = build_model(34, input_view="band-centered")
+    views = keras.Model(model.input, model.get_layer("input_views").output)
+    rng = np.random.default_rng(0)
+    patch = rng.normal(size=(2, *RECIPE.input_shape)).astype(np.float32)
+    coloring = rng.normal(scale=6.0, size=(1, RECIPE.input_shape[0], 1, 1)).astype(np.float32)
+    plain, colored = np.asarray(views(patch)), np.asarray(views(patch + coloring))
+    np.testing.assert_allclose(plain[..., 1], colored[..., 1], atol=1e-4)
+    np.testing.assert_allclose(plain[..., 0] + coloring[..., 0], colored[..., 0], atol=1e-4)
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "models" / "centered.keras"
+    card = train(dataset, out, epochs=1, copies=1, refit=False, input_view="band-centered")
+    assert "each band minus its mean over frames" in card.training["architecture"]
     bundle = load_bundle(out)
     clips = load_split(dataset, "test", card.labels)
     again = evaluate_split(bundle.predict(features_of(clips.clips))[0], clips.labels, card.labels)

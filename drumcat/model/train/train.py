@@ -228,13 +228,15 @@ def augmented_training_set(
 WIDTHS = (24, 48, 96, 128)  # filters of the four convolutions
 STUDENT_WIDTHS = (16, 32, 64, 96)  # half the multiply-adds: what a student distilled from the default gets
 CORE_WEIGHT = 1.0  # the core-class cross-entropy beside the fine one (`training_loss`; README, run 22)
+INPUT_VIEWS = ("plain", "band-centered")
+"""What each network sees of the log-mel input (`_input_view`); the first is the shipped recipe's."""
 POOLINGS = ("global", "time")
 """How a network pools its last feature maps (`_pooled`); the first is the shipped recipe's. On the kit folds
 "time" tied with it (run 43, docs/model-history.md): not adopted."""
 
 
 def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                members: int = 1, pooling: str = POOLINGS[0]) -> Any:
+                members: int = 1, pooling: str = POOLINGS[0], input_view: str = INPUT_VIEWS[0]) -> Any:
     """A small CNN over log-mel patches (~0.2 M parameters, well under 5 MB). The first convolution
     strides by 2: at full resolution its 24 feature maps cost more memory traffic than all later layers,
     and striding makes the forward pass 3x cheaper on a CPU with the same accuracy (README, runs 6-7).
@@ -248,13 +250,29 @@ def build_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: Feat
     from keras import layers
 
     inputs = keras.Input(shape=recipe.input_shape, name="features")
+    seen = _input_view(inputs, input_view)
     if members == 1:
-        x = layers.Dropout(0.4, name="dropout")(_member_embedding(inputs, widths, prefix="", pooling=pooling))
+        x = layers.Dropout(0.4, name="dropout")(_member_embedding(seen, widths, prefix="", pooling=pooling))
     else:
-        x = layers.Concatenate(name="embedding")([_member_embedding(inputs, widths, member_prefix(k), pooling)
+        x = layers.Concatenate(name="embedding")([_member_embedding(seen, widths, member_prefix(k), pooling)
                                                   for k in range(members)])
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="drumcat_cnn" if members == 1 else f"drumcat_ensemble{members}")
+
+
+def _input_view(inputs: Any, view: str) -> Any:
+    """"plain": the log-mel patch as it is. "band-centered": a second channel beside it, each mel band minus
+    its mean over the clip's frames. A recording chain's coloring (an EQ, a microphone, a console) adds a
+    constant to each band of a log-mel patch, so it drops out of that channel while the decay of each band
+    stays: what sets one kit's cymbal apart from another's should be left. Standard layers only, so the
+    model still loads in safe mode and exports to LiteRT."""
+    from keras import layers
+
+    if view == "plain":
+        return inputs
+    band_means = layers.AveragePooling2D((1, inputs.shape[2]), name="band_means")(inputs)
+    centered = layers.Subtract(name="band_centered")([inputs, band_means])
+    return layers.Concatenate(name="input_views")([inputs, centered])
 
 
 def _member_embedding(inputs: Any, widths: tuple[int, ...], prefix: str, pooling: str) -> Any:
@@ -310,10 +328,10 @@ def member_seeds(seed: int, members: int) -> list[int]:
 
 
 def ensemble_of(models: list[Any], num_classes: int, widths: tuple[int, ...] = WIDTHS,
-                recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0]) -> Any:
+                recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0], input_view: str = INPUT_VIEWS[0]) -> Any:
     """A fresh, uncompiled model holding trained networks' weights (`build_model`): one network's copy
     (nothing of its optimizer kept), or the ensemble of several whose logits are averaged."""
-    ensemble = build_model(num_classes, widths, recipe, members=len(models), pooling=pooling)
+    ensemble = build_model(num_classes, widths, recipe, members=len(models), pooling=pooling, input_view=input_view)
     if len(models) == 1:
         ensemble.set_weights(models[0].get_weights())
         return ensemble
@@ -347,12 +365,13 @@ def training_loss(core_weight: float) -> Any:
 
 
 def compiled_model(num_classes: int, widths: tuple[int, ...] = WIDTHS, recipe: FeatureRecipe = RECIPE,
-                   core_weight: float = CORE_WEIGHT, ema: float = 0.0, pooling: str = POOLINGS[0]) -> Any:
+                   core_weight: float = CORE_WEIGHT, ema: float = 0.0, pooling: str = POOLINGS[0],
+                   input_view: str = INPUT_VIEWS[0]) -> Any:
     """With `ema`, the optimizer also keeps an exponential moving average of the weights (that momentum
     per step), which the model is validated with and ends with (`ema_callbacks`)."""
     import keras
 
-    model = build_model(num_classes, widths, recipe, pooling=pooling)
+    model = build_model(num_classes, widths, recipe, pooling=pooling, input_view=input_view)
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-3, use_ema=ema > 0,
                                                    ema_momentum=ema if ema > 0 else 0.99),
                   loss=training_loss(core_weight),
@@ -468,12 +487,15 @@ class Setup:
     tested on, so a kit-fold comparison holds out exactly the same real clips with and without them."""
     pooling: str = POOLINGS[0]
     """How each network pools its last feature maps (`_pooled`)."""
+    input_view: str = INPUT_VIEWS[0]
+    """What each network sees of its input (`_input_view`)."""
 
     @classmethod
     def of(cls, *, copies: int, tail_seconds: float, teacher_path: Path | None = None,
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
            kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0,
-           synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0]) -> Setup:
+           synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0],
+           input_view: str = INPUT_VIEWS[0]) -> Setup:
         """The setup `train`'s options describe, on features of `recipe` (the dataset's: `recipe_for`): a
         model teacher means the half-size student widths."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
@@ -485,7 +507,7 @@ class Setup:
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
                    kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape,
-                   synth_train_kits=synth_train_kits, pooling=pooling)
+                   synth_train_kits=synth_train_kits, pooling=pooling, input_view=input_view)
 
     def fitting_split(self, split: Split) -> Split:
         """What a model fits on, given the kits it may learn from: those, plus the synthesized training kits."""
@@ -503,10 +525,11 @@ class Setup:
         return x, targets, labels
 
     def model(self, num_classes: int) -> Any:
-        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema, self.pooling)
+        return compiled_model(num_classes, self.widths, self.recipe, self.core_weight, self.ema, self.pooling,
+                              self.input_view)
 
     def ensemble(self, models: list[Any], num_classes: int) -> Any:
-        return ensemble_of(models, num_classes, self.widths, self.recipe, self.pooling)
+        return ensemble_of(models, num_classes, self.widths, self.recipe, self.pooling, self.input_view)
 
     def ema_callbacks(self) -> list[Any]:
         """With `ema`: validate with the averaged weights, and let early stopping keep those (it must come
@@ -801,13 +824,14 @@ def candidate_on_validation(
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
     folds_like: Path | None = None, recipe_name: str | None = None, pooling: str = POOLINGS[0],
-    library_norm: bool = False,
+    library_norm: bool = False, input_view: str = INPUT_VIEWS[0],
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
-                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name), pooling=pooling)
+                     synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name), pooling=pooling,
+                     input_view=input_view)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities, like=folds_like,
@@ -821,6 +845,7 @@ def train(
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
     ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
     synth_train_kits: int = 0, recipe_name: str | None = None, pooling: str = POOLINGS[0],
+    input_view: str = INPUT_VIEWS[0],
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -837,7 +862,7 @@ def train(
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
                      ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits,
-                     recipe=recipe_for(dataset, recipe_name), pooling=pooling)
+                     recipe=recipe_for(dataset, recipe_name), pooling=pooling, input_view=input_view)
     teacher, recipe = setup.teacher, setup.recipe
     rate = recipe.sample_rate
     train_split = load_split(dataset, "train", classes, rate)
@@ -912,6 +937,8 @@ def train(
             "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
+                            + ("; a second input channel, each band minus its mean over frames"
+                               if input_view == "band-centered" else "")
                             + (f"; an ensemble of {members} of them" if members > 1 else ""),
             "litert_weights": lite_weights,
             "distillation": (teacher.describe() if teacher else
