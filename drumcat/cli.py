@@ -798,6 +798,9 @@ def train(
     library_norm: Annotated[bool, typer.Option(
         help="With --kit-folds: also score each fold with batch-normalization statistics measured on the "
              "held-out clips (the whole fold, and each kit alone), as if they were a user's library.")] = False,
+    kit_share: Annotated[float, typer.Option(
+        help="With --kit-folds: each fold's model learns from only this share of the other folds' clips, "
+             "whole kits in a fixed order, for a learning curve over the number of kits.")] = 1.0,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
@@ -818,6 +821,10 @@ def train(
         raise DrumcatError(f"--folds-like {folds_like}: add --kit-folds K (and --validation-only)")
     if library_norm and not kit_folds:
         raise DrumcatError("--library-norm: add --kit-folds K (and --validation-only)")
+    if kit_share != 1.0 and not kit_folds:
+        raise DrumcatError(f"--kit-share {kit_share}: add --kit-folds K (and --validation-only)")
+    if not 0.0 < kit_share <= 1.0:
+        raise DrumcatError(f"--kit-share {kit_share}: use a share above 0 and at most 1")
     if folds_like and not folds_like.is_file():
         raise DrumcatError(f"--folds-like {folds_like}: no such file; give an earlier run's --fold-probabilities .npz")
     recipe = {} if tail_seconds is None else {"tail_seconds": tail_seconds}  # unset: the shipped recipe's
@@ -864,7 +871,7 @@ def train(
             summary = candidate_on_validation(dataset, epochs=epochs, copies=copies, seeds=seed_list,
                                               teacher_targets_path=teacher_targets, kit_folds=kit_folds,
                                               fold_probabilities=fold_probabilities, folds_like=folds_like,
-                                              library_norm=library_norm, **recipe)
+                                              library_norm=library_norm, kit_share=kit_share, **recipe)
         else:
             card = run_train(dataset, out, epochs=epochs, copies=copies, refit=refit, seeds=seed_list,
                              teacher_path=teacher, teacher_targets_path=teacher_targets, members=members,

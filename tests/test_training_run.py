@@ -300,7 +300,10 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--synth-train-kits", "151"], "--synth-train-kits 151: use 1 to 150"),
                              (["--pooling", "bands"], "--pooling bands: use one of global, time"),
                              (["--library-norm"], "--library-norm: add --kit-folds K"),
-                             (["--input-view", "tilted"], "--input-view tilted: use one of plain, band-centered")):
+                             (["--input-view", "tilted"], "--input-view tilted: use one of plain, band-centered"),
+                             (["--kit-share", "0.5"], "--kit-share 0.5: add --kit-folds K"),
+                             (["--validation-only", "--kit-folds", "2", "--kit-share", "1.5"],
+                              "--kit-share 1.5: use a share above 0 and at most 1")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 
@@ -366,6 +369,24 @@ def test_kit_folds_spread_the_noise_bursts_so_every_fold_trains_on_some() -> Non
                for n, fold in enumerate(folds) for other in folds[n + 1:])  # real kits still held out whole
 
 
+def test_a_share_of_the_kits_keeps_whole_kits_nested_in_the_larger_shares() -> None:
+    """`--kit-share` (the learning curve over kits): a share is taken by whole kits, about that share of the
+    clips, each smaller share's kits among a larger one's, and the noise bursts kept like kits of one clip."""
+    from drumcat.model.train.train import share_of_kits
+
+    kits = [f"machine:{n}" for n in range(40) for _ in range(5)] + ["synth:train"] * 20
+    rows = np.arange(len(kits))
+    shares = {share: share_of_kits(rows, kits, share) for share in (0.25, 0.5, 1.0)}
+    assert shares[1.0].tolist() == rows.tolist()
+    for share in (0.25, 0.5):
+        kept = shares[share]
+        assert share * len(rows) <= len(kept) < share * len(rows) + 5
+        whole = {kits[i] for i in kept if kits[i].startswith("machine:")}
+        assert sum(kits[i] in whole for i in kept) == 5 * len(whole)  # every kept kit with all its clips
+    assert set(shares[0.25].tolist()) < set(shares[0.5].tolist())
+    assert 0 < sum(kits[i] == "synth:train" for i in shares[0.5]) < 20  # draws spread, not a block
+
+
 def test_kit_weights_let_a_big_kit_count_by_the_square_root_of_its_size() -> None:
     from drumcat.model.train.train import Setup, Split, kit_weights
 
@@ -395,6 +416,22 @@ def test_kit_fold_cross_validation_reports_every_fold(tmp_path: Path) -> None:
     filed = core_decisions(kept["probabilities"][held], [str(c) for c in kept["classes"]]).labels
     accuracy = float(np.mean([canonical(str(c)) == p for c, p in zip(kept["labels"][held], filed, strict=True)]))
     assert round(accuracy, 4) == summary["core_accuracy"]["per_seed"][0]
+
+
+def test_kit_folds_with_a_share_of_the_kits_learn_from_fewer_clips(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from drumcat.model.train.train import Setup, compare_on_kit_folds
+
+    dataset = small_dataset(tmp_path / "dataset")
+    learned = {}
+    for share in (1.0, 0.5):
+        summary = compare_on_kit_folds(dataset, Setup(copies=1), folds=2, epochs=1, share=share)
+        learned[share] = [int(n) for n in re.findall(r"(\d+) to learn from", capsys.readouterr().out)]
+        assert summary.get("kit_share", 1.0) == share and len(summary["core_accuracy"]["per_seed"]) == 2
+    pairs = list(zip(learned[0.5], learned[1.0], strict=True))  # a fold learning from one kit keeps it whole
+    assert all(0 < half <= whole for half, whole in pairs) and any(half < whole for half, whole in pairs), learned
 
 
 def test_a_moving_average_of_the_weights_is_what_the_folds_are_scored_with(tmp_path: Path) -> None:

@@ -146,6 +146,26 @@ def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     return [np.array(sorted(rows), dtype=int) for rows in held]
 
 
+def share_of_kits(rows: np.ndarray, kit_of_row: list[str], share: float) -> np.ndarray:
+    """`rows` cut to about `share` of their clips by whole kits (with their `holdout_group`), for a learning
+    curve: how a fold's figures move with the number of kits a model learns from. Kits are taken in one fixed
+    shuffled order until the share of clips is reached, so a smaller share's kits are among a larger one's
+    and every seed sees the same kits; `independent_draws` count as kits of one clip, as in `kit_folds`."""
+    if share >= 1.0:
+        return rows
+    groups: dict[str, list[int]] = {}
+    for row in rows:
+        kit = kit_of_row[row]
+        groups.setdefault(f"{kit}#{row}" if independent_draws(kit) else holdout_group(kit), []).append(int(row))
+    order = sorted(groups, key=lambda name: hashlib.sha256(name.encode()).hexdigest())
+    kept: list[int] = []
+    for name in order:
+        if len(kept) >= share * len(rows):
+            break
+        kept.extend(groups[name])
+    return np.array(sorted(kept), dtype=int)
+
+
 def folds_of_earlier_run(earlier: Path, kit_of_row: list[str]) -> list[np.ndarray]:
     """The rows of each fold as an earlier kit-fold run held them out (its `--fold-probabilities` file): every
     kit in the fold it was in then, and `independent_draws` clips spread as they were, in order. `kit_folds`
@@ -747,7 +767,7 @@ def compare_on_validation(dataset: Path, setup: Setup, *, epochs: int = 30, seed
 
 def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int = 30, seed: int = 1,
                          probabilities_out: Path | None = None, like: Path | None = None,
-                         library_norm: bool = False) -> dict[str, Any]:
+                         library_norm: bool = False, share: float = 1.0) -> dict[str, Any]:
     """A candidate's figures by grouped cross-validation over the training + validation kits: each fold's
     kits held out, the model selected on them as `select_on_validation` selects on the validation kits.
     One fold of about a thousand clips differs from the next by some ±0.02 (docs/model-history.md,
@@ -756,7 +776,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     or an ensemble of runs can be judged later on the same folds without training again. `like` takes the
     folds from such a file instead (`folds_of_earlier_run`). With `library_norm`, each fold's model is also
     scored with its batch-normalization statistics measured on the held-out fold (`library_norm`), as if the
-    fold were a user's library, and with them measured on each held-out kit alone; same temperature."""
+    fold were a user's library, and with them measured on each held-out kit alone; same temperature. With
+    `share` below 1, each fold's model learns from only that share of the other folds' clips (`share_of_kits`)."""
     quiet_tensorflow()
     import tensorflow as tf
 
@@ -773,7 +794,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
     if len(held_out) != folds:
         raise DrumcatError(f"{like} holds {len(held_out)} folds, not {folds}")
     for number, held in enumerate(held_out, start=1):
-        fit_split, held_split = subset(whole, np.setdiff1d(np.arange(len(whole.labels)), held)), subset(whole, held)
+        fitting = share_of_kits(np.setdiff1d(np.arange(len(whole.labels)), held), whole.kits, share)
+        fit_split, held_split = subset(whole, fitting), subset(whole, held)
         x_held = features_of(held_split.clips, setup.recipe)
         chosen = select_on_validation(seed, fit_split, held_split, x_held, classes, epochs=epochs, setup=setup)
         probabilities = apply_temperature(chosen.validation_probabilities, chosen.temperature)
@@ -781,8 +803,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
         runs[number] = {**evaluate_split(probabilities, held_split.labels, classes),
                         "per_source": per_source(probabilities, held_split, classes)}
         core = runs[number]["core"]
-        print(f"fold {number} of {folds} ({len(held)} clips held out): core accuracy {core['accuracy']:.4f}, "
-              f"macro-F1 {core['macro_f1']:.4f}")
+        print(f"fold {number} of {folds} ({len(held)} clips held out, {len(fitting)} to learn from): "
+              f"core accuracy {core['accuracy']:.4f}, macro-F1 {core['macro_f1']:.4f}")
         if library_norm:
             for scope, adapted in renormalized_probabilities(chosen.model, x_held, held_split.kits).items():
                 adapted = apply_temperature(adapted, chosen.temperature)
@@ -799,7 +821,8 @@ def compare_on_kit_folds(dataset: Path, setup: Setup, *, folds: int, epochs: int
                             sources=np.array(whole.sources), paths=np.array(whole.paths),
                             **({f"probabilities_{scope}_norm": p for scope, p in renormalized.items()}
                                if library_norm else {}))
-    summary = {"folds": folds, "seed": seed, **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
+    summary = {"folds": folds, "seed": seed, **({"kit_share": share} if share < 1 else {}),
+               **{k: v for k, v in seed_summary(runs).items() if k != "seeds"}}
     if library_norm:
         summary["renormalized"] = {scope: {k: v for k, v in seed_summary(each).items() if k != "seeds"}
                                    for scope, each in renormalized_runs.items()}
@@ -824,7 +847,7 @@ def candidate_on_validation(
     core_weight: float = CORE_WEIGHT, kit_balance: bool = False, kit_folds: int = 0,
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
     folds_like: Path | None = None, recipe_name: str | None = None, pooling: str = POOLINGS[0],
-    library_norm: bool = False, input_view: str = INPUT_VIEWS[0],
+    library_norm: bool = False, input_view: str = INPUT_VIEWS[0], kit_share: float = 1.0,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
@@ -835,7 +858,7 @@ def candidate_on_validation(
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities, like=folds_like,
-                                    library_norm=library_norm)
+                                    library_norm=library_norm, share=kit_share)
     return compare_on_validation(dataset, setup, epochs=epochs, seeds=seeds)
 
 
