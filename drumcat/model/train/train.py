@@ -132,6 +132,12 @@ def subset(split: Split, rows: np.ndarray) -> Split:
                  [split.sources[i] for i in rows], [split.paths[i] for i in rows])
 
 
+def _holdout_key(kit: str, row: int) -> str:
+    """What a row is held out (or kept) together with: its kit's `holdout_group`, or the row alone for the
+    `independent_draws`, which spread like kits of one clip."""
+    return f"{kit}#{row}" if independent_draws(kit) else holdout_group(kit)
+
+
 def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     """The rows of each of `folds` held-out folds, every kit's clips (with its `holdout_group`) in exactly
     one, except `independent_draws`, spread like kits of one clip: groups taken largest first, each into
@@ -139,7 +145,7 @@ def kit_folds(kit_of_row: list[str], folds: int) -> list[np.ndarray]:
     cross-validation and the probes' (bench/probe.py) use the same folds."""
     kits: dict[str, list[int]] = {}
     for row, kit in enumerate(kit_of_row):
-        kits.setdefault(f"{kit}#{row}" if independent_draws(kit) else holdout_group(kit), []).append(row)
+        kits.setdefault(_holdout_key(kit, row), []).append(row)
     held: list[list[int]] = [[] for _ in range(folds)]
     for _, members in sorted(kits.items(), key=lambda item: (-len(item[1]), item[0])):
         min(held, key=len).extend(members)
@@ -155,8 +161,7 @@ def share_of_kits(rows: np.ndarray, kit_of_row: list[str], share: float) -> np.n
         return rows
     groups: dict[str, list[int]] = {}
     for row in rows:
-        kit = kit_of_row[row]
-        groups.setdefault(f"{kit}#{row}" if independent_draws(kit) else holdout_group(kit), []).append(int(row))
+        groups.setdefault(_holdout_key(kit_of_row[row], int(row)), []).append(int(row))
     order = sorted(groups, key=lambda name: hashlib.sha256(name.encode()).hexdigest())
     kept: list[int] = []
     for name in order:
