@@ -684,3 +684,20 @@ def test_the_analog_cymbals_bench_measures_how_long_a_sound_rings_and_how_bright
     short, long = decay_and_centroid(noise * np.exp(-t / 0.02)), decay_and_centroid(noise * np.exp(-t / 0.2))
     assert 0.05 < short[0] < 0.1 and 0.6 < long[0] < 0.8  # -30 dB after 3.45 time constants
     assert decay_and_centroid(np.sin(2 * np.pi * 500 * t) * np.exp(-t / 0.2))[1] < 1000 < long[1]
+
+
+def test_the_kit_context_bench_ranks_a_sound_among_its_own_kit_only() -> None:
+    """The same sound is the longest-ringing of one kit and the shortest of another: its context says so,
+    and a kit of one sound has no rank to give (0.5)."""
+    from bench.kit_context import kit_context, percentile_within
+
+    kits = np.array(["a", "a", "a", "b", "b", "c"])
+    decay = np.array([[0.2], [0.5], [0.9], [0.9], [2.0], [0.9]])
+    assert percentile_within(decay, kits)[:, 0].tolist() == [0.0, 0.5, 1.0, 0.0, 1.0, 0.5]
+    core_sums = np.tile([[0.7, 0.3]], (6, 1))
+    core_sums[0] = [0.1, 0.9]
+    context = kit_context(core_sums, decay, kits)
+    assert np.allclose(context[:3, :2], [0.5, 0.5])  # kit a's mean core sums, the same for each of its sounds
+    assert np.allclose(context[3:5, :2], [0.7, 0.3])
+    assert context[2, -2] > 0 > context[3, -2]  # decay's z-score: 0.9 rings long in kit a, short in kit b
+    assert np.allclose(context[:, -1], np.log([3, 3, 3, 2, 2, 1]))
