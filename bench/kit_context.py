@@ -123,7 +123,7 @@ def main() -> None:
     for path in args.runs:
         run = np.load(path)
         classes = [str(c) for c in run["classes"]]
-        truth = [canonical(str(label)) for label in run["labels"]]
+        truth = np.array([canonical(str(label)) for label in run["labels"]])
         fold, kits = run["fold"], run["kits"]
         sound = acoustics_of(args.dataset, run["paths"])
         logs = log_core_sums(run["probabilities"], classes)
@@ -133,7 +133,7 @@ def main() -> None:
         print(line("  core sum", fold_scores(truth, core_sum(run["probabilities"], classes), fold)))
         for kind in STACKERS:
             for name, inputs in (("own", own), ("kit", with_kit)):
-                predicted = stacked(inputs, np.array(truth), fold, kind)
+                predicted = stacked(inputs, truth, fold, kind)
                 print(line(f"  {name}, {kind}", fold_scores(truth, predicted, fold)))
     print(f"core folders: {', '.join(CORE)}")
 
