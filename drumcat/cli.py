@@ -747,6 +747,16 @@ def print_kits_with_mistakes(per_kit: list[dict[str, Any]]) -> None:
         console.out.print(f"… and {len(wrong) - KITS_SHOWN} more kits with mistakes (--json lists every kit)")
 
 
+def _parsed_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(width) for width in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 4 or min(widths) < 1:
+        raise DrumcatError(f"--widths {text}: give four positive filter counts, e.g. 24,48,96,128")
+    return widths
+
+
 @app.command()
 def train(
     dataset: Annotated[Path, typer.Option(help="Folder made by `make dataset`.")] = Path("build/dataset"),
@@ -801,6 +811,9 @@ def train(
     kit_share: Annotated[float, typer.Option(
         help="With --kit-folds: each fold's model learns from only this share of the other folds' clips, "
              "whole kits in a fixed order, for a learning curve over the number of kits.")] = 1.0,
+    widths: Annotated[str | None, typer.Option(
+        help="Filters of each network's four convolutions, comma-separated [default: the recipe's, 24,48,96,128]")]
+    = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     from drumcat.model.runtime import LITE_WEIGHTS
@@ -856,6 +869,8 @@ def train(
         if input_view not in INPUT_VIEWS:
             raise DrumcatError(f"--input-view {input_view}: use one of {', '.join(INPUT_VIEWS)}")
         recipe["input_view"] = input_view
+    if widths is not None:
+        recipe["widths"] = _parsed_widths(widths)
     if members < 1:
         raise DrumcatError(f"--members {members}: use 1 (one network) or more")
     if lite_weights not in LITE_WEIGHTS:

@@ -520,15 +520,15 @@ class Setup:
            teacher_targets_path: Path | None = None, core_weight: float = CORE_WEIGHT,
            kit_balance: bool = False, ema: float = 0.0, members: int = 1, decay_reshape: float = 0.0,
            synth_train_kits: int = 0, recipe: FeatureRecipe = RECIPE, pooling: str = POOLINGS[0],
-           input_view: str = INPUT_VIEWS[0]) -> Setup:
+           input_view: str = INPUT_VIEWS[0], widths: tuple[int, ...] | None = None) -> Setup:
         """The setup `train`'s options describe, on features of `recipe` (the dataset's: `recipe_for`): a
-        model teacher means the half-size student widths."""
+        model teacher means the half-size student widths, unless `widths` says otherwise."""
         teacher = Teacher.load(teacher_path) if teacher_path else None
         if teacher and teacher.sample_rate != recipe.sample_rate:
             raise DrumcatError(f"teacher {teacher_path} hears {teacher.sample_rate} Hz and the dataset is at "
                              f"{recipe.sample_rate} Hz: use a teacher trained at the dataset's rate")
         return cls(recipe=dataclasses.replace(recipe, tail_seconds=tail_seconds),
-                   widths=STUDENT_WIDTHS if teacher else WIDTHS, copies=copies, teacher=teacher,
+                   widths=widths or (STUDENT_WIDTHS if teacher else WIDTHS), copies=copies, teacher=teacher,
                    teacher_targets=(TeacherTargets.load(teacher_targets_path, list(FINE_CLASSES))
                                     if teacher_targets_path else None), core_weight=core_weight,
                    kit_balance=kit_balance, ema=ema, members=members, decay_reshape=decay_reshape,
@@ -853,13 +853,14 @@ def candidate_on_validation(
     fold_probabilities: Path | None = None, ema: float = 0.0, decay_reshape: float = 0.0, synth_train_kits: int = 0,
     folds_like: Path | None = None, recipe_name: str | None = None, pooling: str = POOLINGS[0],
     library_norm: bool = False, input_view: str = INPUT_VIEWS[0], kit_share: float = 1.0,
+    widths: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """`drumcat train --validation-only`: the recipe `train` would run with these options, on validation
     (or, with `kit_folds`, by grouped cross-validation over the training + validation kits, first seed)."""
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_targets_path=teacher_targets_path,
                      core_weight=core_weight, kit_balance=kit_balance, ema=ema, decay_reshape=decay_reshape,
                      synth_train_kits=synth_train_kits, recipe=recipe_for(dataset, recipe_name), pooling=pooling,
-                     input_view=input_view)
+                     input_view=input_view, widths=widths)
     if kit_folds:
         return compare_on_kit_folds(dataset, setup, folds=kit_folds, epochs=epochs, seed=seeds[0],
                                     probabilities_out=fold_probabilities, like=folds_like,
@@ -873,7 +874,7 @@ def train(
     tail_seconds: float = RECIPE.tail_seconds, core_weight: float = CORE_WEIGHT, kit_balance: bool = False,
     ema: float = 0.0, members: int = 1, lite_weights: str = "float32", decay_reshape: float = 0.0,
     synth_train_kits: int = 0, recipe_name: str | None = None, pooling: str = POOLINGS[0],
-    input_view: str = INPUT_VIEWS[0],
+    input_view: str = INPUT_VIEWS[0], widths: tuple[int, ...] | None = None,
 ) -> ModelCard:
     """Train the default model once per seed and ship the first seed's model (fixed before any run, so
     no run is chosen by its test score); the card gives its figures and the mean and spread over seeds.
@@ -890,7 +891,8 @@ def train(
     setup = Setup.of(copies=copies, tail_seconds=tail_seconds, teacher_path=teacher_path,
                      teacher_targets_path=teacher_targets_path, core_weight=core_weight, kit_balance=kit_balance,
                      ema=ema, members=members, decay_reshape=decay_reshape, synth_train_kits=synth_train_kits,
-                     recipe=recipe_for(dataset, recipe_name), pooling=pooling, input_view=input_view)
+                     recipe=recipe_for(dataset, recipe_name), pooling=pooling, input_view=input_view,
+                     widths=widths)
     teacher, recipe = setup.teacher, setup.recipe
     rate = recipe.sample_rate
     train_split = load_split(dataset, "train", classes, rate)
