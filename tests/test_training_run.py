@@ -302,6 +302,7 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--library-norm"], "--library-norm: add --kit-folds K"),
                              (["--input-view", "tilted"], "--input-view tilted: use one of plain, band-centered"),
                              (["--kit-share", "0.5"], "--kit-share 0.5: add --kit-folds K"),
+                             (["--widths", "24,48"], "--widths 24,48: give four positive filter counts"),
                              (["--validation-only", "--kit-folds", "2", "--kit-share", "1.5"],
                               "--kit-share 1.5: use a share above 0 and at most 1")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
@@ -551,6 +552,16 @@ def assert_it_ships_like_the_default(tmp_path: Path, described: str, **option: s
     clips = load_split(dataset, "test", card.labels)
     again = evaluate_split(bundle.predict(features_of(clips.clips))[0], clips.labels, card.labels)
     assert again["core"]["accuracy"] == card.metrics["test_litert"]["core_accuracy"]
+
+
+def test_a_wider_network_has_the_widths_asked_for_and_ships_like_the_default(tmp_path: Path) -> None:
+    """`--widths` (run 51's capacity question): each convolution gets the filters asked for, and the model
+    ships as the default does."""
+    from drumcat.model.train.train import Setup
+
+    wide = Setup(widths=(8, 16, 32, 40)).model(34)
+    assert [wide.get_layer(f"conv{k}").filters for k in range(4)] == [8, 16, 32, 40]
+    assert_it_ships_like_the_default(tmp_path, "convolution widths [8, 16, 32, 40]", widths=(8, 16, 32, 40))
 
 
 def test_every_rate_a_dataset_can_be_built_at_has_a_feature_recipe_at_that_rate() -> None:
