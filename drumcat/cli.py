@@ -812,7 +812,7 @@ def train(
         help="With --kit-folds: each fold's model learns from only this share of the other folds' clips, "
              "whole kits in a fixed order, for a learning curve over the number of kits.")] = 1.0,
     widths: Annotated[str | None, typer.Option(
-        help="Filters of each network's four convolutions, comma-separated [default: the recipe's, 24,48,96,128]")]
+        help="Filters of each network's four convolutions, comma-separated [default: the recipe's]")]
     = None,
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
