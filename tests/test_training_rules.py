@@ -13,6 +13,7 @@ from drumcat.model.metrics import apply_temperature, expected_calibration_error,
 from drumcat.model.train.labels import (
     FONT_KEY_OVERRIDES,
     GM_KEYS,
+    label_by_name,
     label_for_font_key,
     label_for_instrument,
     label_for_sonic_pi,
@@ -69,6 +70,41 @@ def test_the_collection_readers_skip_a_file_whose_name_contradicts_its_folder(tm
     assert tidal == [("Ride-01.wav", "Ride")] and dirt == [("000_hh3hit1.wav", "Hihat")]
     assert sorted(skipped) == ["dirt: hh/011_hh3snare1.wav (its name says another class)",
                                "tidal: linn9000-rd/Crash-03.wav (its name says another class)"]
+
+
+@pytest.mark.parametrize(("label", "stem", "expected"), [
+    ("Hihat", "Hat Reverse", "Reverse"), ("Kick", "Bassdrum Reverse", "Reverse"),
+    ("Hihat", "zHat Closed Reversed", "Reverse"), ("Crash", "zCrash Reverse", "Reverse"),
+    ("Crash", "Crash-Reverb", "Crash"), ("Snare", "SNAREDRUM_047", "Snare"),
+])
+def test_a_file_named_as_played_backwards_is_the_reverse_class(label: str, stem: str, expected: str) -> None:
+    assert label_by_name(label, stem) == expected
+
+
+def test_the_collection_readers_file_a_reversed_hit_under_reverse(tmp_path: Path) -> None:
+    from drumcat.model.train.sources import dirt_files, tidal_files
+
+    tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
+    for relative in ["machines/AlesisSR16/alesissr16-oh/Hat Open.wav",
+                     "machines/AlesisSR16/alesissr16-oh/Hat Reverse.wav", "hh/000_hh3hit1.wav", "hh/001_hhreverse.wav"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / relative, tone, 22050)
+    skipped: Counter = Counter()
+    tidal = [(item.path.name, item.label) for item in tidal_files(tmp_path, skipped)]
+    dirt = [(item.path.name, item.label) for item in dirt_files(tmp_path, skipped)]
+    assert tidal == [("Hat Open.wav", "Hihat"), ("Hat Reverse.wav", "Reverse")]
+    assert dirt == [("000_hh3hit1.wav", "Hihat"), ("001_hhreverse.wav", "Reverse")]
+    assert not skipped
+
+
+def test_a_hit_already_played_backwards_is_never_reversed_again() -> None:
+    from drumcat.model.train.dataset import Clip, reversed_clips
+
+    ramp = np.linspace(0.0, 1.0, 11025, dtype=np.float32) * np.sin(np.arange(11025, dtype=np.float32))
+    clips = [Clip(ramp, "Reverse", "tidal-drum-machines", "machine:AlesisSR16", "Hat Reverse.wav"),
+             Clip(ramp[::-1].copy(), "Hihat", "tidal-drum-machines", "machine:AlesisSR16", "Hat Open.wav")]
+    made = list(reversed_clips(clips, {"train": 5}))
+    assert [clip.origin for clip in made] == ["reversed Hat Open.wav"]
 
 
 def test_sonic_pi_names() -> None:

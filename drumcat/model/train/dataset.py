@@ -49,6 +49,7 @@ from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
 from drumcat.model.train.labels import (
     GM_KEYS,
+    label_by_name,
     label_for_font_key,
     label_for_instrument,
     label_for_sonic_pi,
@@ -188,7 +189,7 @@ def hydrogen_clips(skipped: Counter, rate: int = CLIP_RATE) -> Iterator[Clip]:
                     skipped[f"{kit}: {filename} ({exc})"] += 1
                     continue
                 if clip is not None:
-                    yield Clip(clip, label, package, kit, f"{name}: {filename}")
+                    yield Clip(clip, label_by_name(label, Path(filename).stem), package, kit, f"{name}: {filename}")
 
 
 # --- soundfonts --------------------------------------------------------------------------------------
@@ -300,7 +301,8 @@ def reversed_clips(clips: list[Clip], per_split: dict[str, int], rate: int = CLI
     """Reverse hits of each split's own clips, so a held-out kit stays held out."""
     rng = np.random.default_rng(7)
     for split, count in per_split.items():
-        pool = [c for c in clips if split_of(c.kit) == split and c.label not in ("Noise", "Vox")]
+        # A hit already played backwards would come out forwards: never labelled Reverse.
+        pool = [c for c in clips if split_of(c.kit) == split and c.label not in ("Noise", "Vox", "Reverse")]
         for index in rng.choice(len(pool), size=min(count, len(pool)), replace=False):
             original = pool[index]
             clip = to_clip(original.samples[::-1].copy(), rate)

@@ -134,6 +134,13 @@ def name_contradicts(label: str, file_stem: str) -> bool:
     return named_core != MISC and named_core != canonical(label)
 
 
+def label_by_name(label: str, file_stem: str) -> str:
+    """A file whose name says it is a hit played backwards ("Hat Reverse.wav", "zCrash Reversed.wav") is
+    the Reverse class, whatever drum its folder or instrument names: a reversed hat swells into its
+    attack and sounds like no hat. Any other file keeps `label`."""
+    return "Reverse" if re.search(r"revers", file_stem, re.IGNORECASE) else label
+
+
 def label_for_sonic_pi(stem: str) -> str | None:
     return _first_match(_SONIC_PI_RULES, stem)
 

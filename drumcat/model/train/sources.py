@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.model.train.labels import label_for_dirt, label_for_tidal, name_contradicts
+from drumcat.model.train.labels import label_by_name, label_for_dirt, label_for_tidal, name_contradicts
 
 DEFAULT_SOURCES_DIR = Path("build/sources")
 
@@ -109,7 +109,8 @@ def tidal_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if name_contradicts(label, path.stem):
             skipped[f"tidal: {folder}/{path.name} (its name says another class)"] += 1
             continue
-        yield CollectionFile(path, label, machine_kit(machine), f"{machine}/{folder}/{path.name}")
+        yield CollectionFile(path, label_by_name(label, path.stem), machine_kit(machine),
+                             f"{machine}/{folder}/{path.name}")
 
 
 def dirt_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
@@ -124,7 +125,7 @@ def dirt_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if name_contradicts(label, path.stem):
             skipped[f"dirt: {folder}/{path.name} (its name says another class)"] += 1
             continue
-        yield CollectionFile(path, label, machine_kit(folder), f"{folder}/{path.name}")
+        yield CollectionFile(path, label_by_name(label, path.stem), machine_kit(folder), f"{folder}/{path.name}")
 
 
 READERS = {TIDAL.name: tidal_files, DIRT.name: dirt_files}
