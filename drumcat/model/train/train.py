@@ -337,11 +337,12 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.3.0"
+MODEL_VERSION = "3.5.0"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
-kits share kept once, in the held-out kit; README, "The default model")."""
+kits share kept once, in the held-out kit; 3.5: a file whose name says it is played backwards labeled
+Reverse; README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
