@@ -10,9 +10,7 @@ clip from 44.1 and 48 kHz to each rate (the decode margin included, as the pipel
 22,050 Hz recipe is the reference measured in the same run: 44.1 -> 22.05 kHz is soxr's cheap half-band
 case, so the bench archive favours that rate more than an archive of 48 kHz files would. The named
 recipes (`train --recipe NAME`) are timed too, and with --model each model's own export on batches of its
-input shape (the model's share of a file, which grows with the input's frames). Last, the shipped recipe's
-features with the mel filterbank in groups of bands (as `infer` computes them) against the dense product,
-alternated in the same run.
+input shape (the model's share of a file, which grows with the input's frames).
 
     python bench/recipe_cost.py [--files 1024] [--repeats 5] [--model M.keras ...]
 
@@ -35,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.archive import make_archive  # noqa: E402
-from drumcat.audio import features as features_module  # noqa: E402
 from drumcat.audio.features import FeatureRecipe, features_at_rates  # noqa: E402
 from drumcat.audio.files import resample  # noqa: E402
 from drumcat.model.bundle import ModelBundle, load_bundle  # noqa: E402
@@ -72,23 +69,6 @@ def pipeline_cost(paths: list[Path], recipe: FeatureRecipe, repeats: int) -> dic
 
     return {"decode": median_ms(decode_all, len(paths), repeats),
             "features": median_ms(features_all, len(paths), repeats)}
-
-
-def grouped_product_gain(paths: list[Path], repeats: int) -> tuple[float, float]:
-    """ms per file for the shipped recipe's features with the filterbank in groups of bands (as shipped) and
-    as one group over every bin (the dense product before session 35), alternated within each repeat."""
-    shipped = features_module._BANDS_PER_GROUP
-    costs: dict[int, list[float]] = {shipped: [], RECIPE.n_mels: []}
-    try:
-        for _ in range(repeats):
-            for size in costs:
-                features_module._BANDS_PER_GROUP = size
-                features_module._MEL_BAND_GROUPS.clear()
-                costs[size].append(pipeline_cost(paths, RECIPE, 1)["features"])
-    finally:
-        features_module._BANDS_PER_GROUP = shipped
-        features_module._MEL_BAND_GROUPS.clear()
-    return statistics.median(costs[shipped]), statistics.median(costs[RECIPE.n_mels])
 
 
 def recipes_to_time() -> dict[str, FeatureRecipe]:
@@ -140,9 +120,6 @@ def main() -> None:
     for source in SOURCE_RATES:
         cells = "  ".join(f"-> {rate:,}: {resampler_cost(source, rate, args.repeats):.3f}" for rate in rates)
         print(f"  from {source:,} Hz  {cells}")
-    grouped, dense = grouped_product_gain(paths, args.repeats)
-    print(f"mel product of the {REFERENCE_RATE:,} Hz recipe's features, ms per file: in groups of "
-          f"{features_module._BANDS_PER_GROUP} bands {grouped:.3f}, dense {dense:.3f} ({grouped / dense:.2f}x)")
     for model in args.model:
         bundle = load_bundle(model)
         print(f"model {model} ({bundle.card.version}, input {bundle.card.input_shape}): "
