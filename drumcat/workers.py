@@ -48,7 +48,8 @@ def pool_context() -> BaseContext:
 @contextmanager
 def single_threaded_math_in_children() -> Iterator[None]:
     """For processes started inside: workers are already one per core, and a BLAS thread pool in each
-    would only fight the others for CPU."""
+    would only fight the others for CPU. A spawned worker reads these variables as it starts; a forked
+    one has the parent's BLAS already loaded and needs `one_blas_thread_here` as well."""
     saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
     os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})
     try:
@@ -59,6 +60,20 @@ def single_threaded_math_in_children() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def one_blas_thread_here() -> None:
+    """Workers only: one BLAS thread in this process, whatever the parent's BLAS was set to.
+
+    A forked worker inherits the parent's OpenBLAS, configured when numpy loaded (one thread per core
+    unless a variable said otherwise), and the environment set for children comes too late for it.
+    The parent can still be single-threaded at fork time, because OpenBLAS stops its threads whenever
+    the process forks (a `scan` in the same process does) and restarts them on its next call. Each
+    worker then ran two spinning BLAS threads on its core: a library caller's `infer` went 3-8x slower
+    (README, Performance). threadpoolctl sets the limit through the library's own call."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def silence_native_stderr() -> None:

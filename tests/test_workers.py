@@ -52,3 +52,40 @@ def test_keep_freed_memory_stops_page_faults_on_reused_memory() -> None:
         assert result.returncode == 0, result.stderr
         faults[mode] = int(result.stdout)
     assert faults["keep"] < faults["default"] / 10, faults
+
+
+WORKER_BLAS_THREADS = """
+import os
+import threadpoolctl
+from drumcat.model.pipeline import Chunk, WorkerPipeline
+
+
+class ReportBlasThreads:
+    def warm_up(self) -> None:
+        pass
+
+    def __call__(self, items):
+        info = threadpoolctl.threadpool_info()
+        return Chunk([str(max(p["num_threads"] for p in info if p["user_api"] == "blas"))], [])
+
+
+if __name__ == "__main__":
+    import numpy  # OpenBLAS loads with the two threads the environment asks for
+    child = os.fork()  # as a scan in the same process does: OpenBLAS stops its threads around a fork
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    with WorkerPipeline([("hash", "path")] * 256, ReportBlasThreads(), workers=2) as chunks:
+        print(" ".join(sorted({chunk.hashes[0] for chunk in chunks})))
+"""
+
+
+def test_forked_workers_run_one_blas_thread_whatever_the_parent_has(tmp_path) -> None:
+    """The parent is single-threaded at fork time but its OpenBLAS is set to two threads; without
+    one_blas_thread_here each worker would run two (infer from Python after a scan was 3-8x slower)."""
+    script = tmp_path / "probe.py"
+    script.write_text(WORKER_BLAS_THREADS)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            env={"OPENBLAS_NUM_THREADS": "2", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"], result.stdout

@@ -27,6 +27,7 @@ from drumcat.model.metrics import calibrated
 from drumcat.model.runtime import LiteRuntime
 from drumcat.workers import (
     keep_freed_memory,
+    one_blas_thread_here,
     pool_context,
     silence_native_stderr,
     single_threaded_math_in_children,
@@ -135,6 +136,7 @@ def _init_worker(processor: ChunkProcessor) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
     silence_native_stderr()
     keep_freed_memory()
+    one_blas_thread_here()
     os.nice(5)  # the parent's model loading and writing come first; workers take the cycles left over
     gc.freeze()  # what start-up allocated is long-lived: the collector need not walk it again per chunk
     _worker_processor = processor
