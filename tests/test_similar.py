@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drumcat.commands.infer import infer
 from drumcat.commands.similar import EmbeddingIndex, active_model_id, index_dir, similar
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle
 from drumcat.storage.catalog import Catalog, rows
-from drumcat.storage.results import decode_embeddings
+from drumcat.storage.results import CLOSE_QUANTILE, close_similarity, decode_embeddings, unit_rows
 
 
 @pytest.fixture
@@ -93,3 +95,15 @@ def test_bad_queries_are_one_line_errors(inferred: Catalog, tmp_path: Path) -> N
 def test_an_uninferred_catalog_says_to_infer_first(catalog: Catalog) -> None:
     with pytest.raises(DrumcatError, match="run `drumcat infer` first"):
         similar(catalog, "x")
+
+
+@given(size=st.integers(0, 64), seed=st.integers(0, 2**32 - 1))
+def test_the_close_radius_is_the_quantile_of_the_pairs_above_the_diagonal(size: int, seed: int) -> None:
+    """Every unordered pair once, the sound itself never: the reference takes np.triu_indices."""
+    population = unit_rows(np.random.default_rng(seed).normal(size=(size, 8)))
+    if size < 2:
+        assert close_similarity(population) == 1.0
+        return
+    pairs = (population @ population.T)[np.triu_indices(size, k=1)]
+    position = int(CLOSE_QUANTILE * (pairs.size - 1))
+    assert close_similarity(population) == np.sort(pairs)[position]

@@ -262,10 +262,13 @@ def embedding_sample(conn: Connection, model_id: int) -> list[dict[str, Any]]:
 
 def close_similarity(population: np.ndarray) -> float:
     """The cosine similarity above which a pair counts as close: the CLOSE_QUANTILE of sample pairs."""
-    similarities = population @ population.T
-    upper = similarities[np.triu_indices(len(population), k=1)]
-    if not upper.size:
+    if len(population) < 2:
         return 1.0
+    similarities = population @ population.T
+    # The pairs above the diagonal, row by row: what similarities[np.triu_indices(n, k=1)] gives, without its
+    # two index arrays (32 MB of fresh pages for the 2,048 sample). The review order's step after `infer`
+    # took 0.17 s instead of 0.21 on the bench archive (medians of 5, alternated).
+    upper = np.concatenate([row[i + 1:] for i, row in enumerate(similarities[:-1])])
     position = int(CLOSE_QUANTILE * (upper.size - 1))
     return float(np.partition(upper, position)[position])  # the quantile, without a full sort
 
