@@ -101,18 +101,34 @@ def drumcat_infer(root: Path, count: int, workdir: Path) -> tuple[float, float]:
     return count / elapsed, peak / 1024
 
 
-def drumcat_infer_steady(root: Path, count: int, workdir: Path) -> float:
-    """files/s of the library's infer() alone: the model already loaded, as on a large archive."""
-    from drumcat.commands.infer import infer
-    from drumcat.model.bundle import load_bundle
+STEADY = """
+import os, sys, time
+from drumcat.workers import BLAS_THREAD_VARIABLES
+for variable in BLAS_THREAD_VARIABLES:  # as `drumcat` itself does before numpy loads
+    os.environ.setdefault(variable, "1")
+from drumcat.commands.infer import infer
+from drumcat.model.bundle import load_bundle
+from drumcat.storage.catalog import Catalog
+bundle, catalog = load_bundle(), Catalog(sys.argv[1])
+start = time.perf_counter()
+summary = infer(catalog, bundle)
+print(summary.predicted, summary.predicted / (time.perf_counter() - start))
+"""
 
-    bundle = load_bundle()
-    catalog = Catalog(workdir / f"steady-{time.monotonic_ns()}.db")
-    scan(catalog, [root], ScanConfig())
-    start = time.perf_counter()
-    summary = infer(catalog, bundle)
-    assert summary.predicted == count, summary
-    return count / (time.perf_counter() - start)
+
+def drumcat_infer_steady(root: Path, count: int, workdir: Path) -> float:
+    """files/s of the library's infer() alone, the model already loaded, as on a large archive. In a
+    process of its own: this one has TensorFlow's threads (the reference), which would make infer spawn
+    its workers rather than fork them, and start-up is what this figure leaves out."""
+    db = workdir / f"steady-{time.monotonic_ns()}.db"
+    scan(Catalog(db), [root], ScanConfig())
+    result = subprocess.run([sys.executable, "-c", STEADY, str(db)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    if result.returncode != 0:
+        raise SystemExit(f"infer() failed: {result.stderr.strip().splitlines()[-1:]}")
+    predicted, rate = result.stdout.split()
+    assert int(predicted) == count, result.stdout
+    return float(rate)
 
 
 def main() -> None:
