@@ -9,7 +9,10 @@ decisions (--round; `drumcat serve --learn-every`), so each next 25 come from th
 learned so far ranks it. This user runs the page's own learner (commands/learning.py).
 
     python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
-                          [--split test] [--model PATH] [--round 25]
+                          [--split test] [--model PATH] [--round 25] [--carried]
+
+With --carried it adapts nothing and prints, for the queue's first N corrected, the sounds a correction
+carries over to (`drumcat adapt`'s close radius) and how many of them are truly of another core class.
 
 To choose among methods, use kits the model never saw besides the test kits: `--split validation` with a
 model trained `--no-refit` (the shipped model was refit on the validation kits).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sqlite3
 import statistics
@@ -134,6 +138,40 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
             "seconds": seconds}
 
 
+def carried_over(base_db: Path, truth: dict[str, str], size: int, work: Path) -> str:
+    """The targets the queue's first `size` corrections carry over to, against the truth, through adapt's
+    own functions: one line of the --carried table."""
+    from drumcat.model.adapt import close_radius, close_to_overrides, propagated
+    from drumcat.storage.catalog import Catalog, rows
+    from drumcat.storage.results import decode_embeddings, unit_rows
+    from drumcat.taxonomy import canonical
+
+    db = work / f"carried-{size}.db"
+    with sqlite3.connect(base_db) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    chosen = next_in_review_order(db, size)
+    correct(db, chosen, truth)
+    catalog = Catalog(db)
+    with catalog.read() as conn:
+        model = rows(conn, "SELECT id, labels FROM models WHERE id = (SELECT model_id FROM active_model)")[0]
+        stored = {r["hash"]: r["embedding"] for r in rows(conn, "SELECT hash, embedding FROM predictions "
+                                                                "WHERE model_id = :m", {"m": model["id"]})}
+    labels = json.loads(model["labels"])
+    over = decode_embeddings([stored[h] for h in chosen]).astype(np.float64)
+    over_labels = [truth[h] for h in chosen]
+    radius = close_radius(catalog, model["id"])
+    near = close_to_overrides(catalog, model["id"], over, radius, len(labels), limit=len(truth))
+    carried = [labels[i] for i in propagated(near, over, over_labels, labels, radius).argmax(axis=1)]
+    similarity = (unit_rows(near.embeddings) @ unit_rows(over).T).max(axis=1) if near.hashes else np.zeros(0)
+    catalog.close()
+    wrong = [s for h, label, s in zip(near.hashes, carried, similarity, strict=True)
+             if canonical(label) != canonical(truth[h])]
+    def span(values: list[float]) -> str:
+        return f"{min(values):.4f}–{max(values):.4f}" if values else "—"
+
+    return f"| {size} | {radius:.4f} | {len(near.hashes)} | {len(wrong)} | {span(wrong)} | {span(list(similarity))} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=Path("build/dataset"))
@@ -142,6 +180,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="whose kits the simulated user owns")
     parser.add_argument("--model", type=Path, help="the base model (default: the shipped one)")
     parser.add_argument("--round", type=int, default=ROUND, help="decisions between two rounds of the page's learning")
+    parser.add_argument("--carried", action="store_true",
+                        help="adapt nothing: count the carried-over targets of another core class than their sound")
     args = parser.parse_args()
     if not (args.dataset / "manifest.csv").is_file():
         raise SystemExit(f"{args.dataset}: no manifest.csv; build the training set with `make dataset`")
@@ -150,6 +190,12 @@ def main() -> None:
         base_db, truth = build_catalog(args.dataset, work, args.split, args.model)
         print(f"{len(truth)} {args.split} sounds; the base model's core accuracy on all of them: "
               f"{measure(predictions(base_db), set(), truth)[0]:.3f}")
+        if args.carried:
+            print("| N | close radius | sounds carried over to | of another core class | their similarity | all |")
+            print("|---|---|---|---|---|---|")
+            for size in (int(s) for s in args.sizes.split(",")):
+                print(carried_over(base_db, truth, size, work), flush=True)
+            return
         print("| N | order | core accuracy before | after | macro-F1 before | after | adapt seconds |")
         print("|---|---|---|---|---|---|---|")
         for size in (int(s) for s in args.sizes.split(",")):
