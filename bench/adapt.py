@@ -138,6 +138,10 @@ def run(base_db: Path, truth: dict[str, str], work: Path, size: int, order: str,
             "seconds": seconds}
 
 
+def span(values: list[float]) -> str:
+    return f"{min(values):.4f}–{max(values):.4f}" if values else "—"
+
+
 def carried_over(base_db: Path, truth: dict[str, str], size: int, work: Path) -> str:
     """The targets the queue's first `size` corrections carry over to, against the truth, through adapt's
     own functions: one line of the --carried table."""
@@ -166,9 +170,6 @@ def carried_over(base_db: Path, truth: dict[str, str], size: int, work: Path) ->
     catalog.close()
     wrong = [s for h, label, s in zip(near.hashes, carried, similarity, strict=True)
              if canonical(label) != canonical(truth[h])]
-    def span(values: list[float]) -> str:
-        return f"{min(values):.4f}–{max(values):.4f}" if values else "—"
-
     return f"| {size} | {radius:.4f} | {len(near.hashes)} | {len(wrong)} | {span(wrong)} | {span(list(similarity))} |"
 
 

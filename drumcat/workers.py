@@ -69,7 +69,7 @@ def one_blas_thread_here() -> None:
     unless a variable said otherwise), and the environment set for children comes too late for it.
     The parent can still be single-threaded at fork time, because OpenBLAS stops its threads whenever
     the process forks (a `scan` in the same process does) and restarts them on its next call. Each
-    worker then ran two spinning BLAS threads on its core: a library caller's `infer` went 3-8x slower
+    worker then ran two spinning BLAS threads on its core: a library caller's `infer` went 3-12x slower
     (README, Performance). threadpoolctl sets the limit through the library's own call."""
     from threadpoolctl import threadpool_limits
 

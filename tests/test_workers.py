@@ -82,7 +82,7 @@ if __name__ == "__main__":
 
 def test_forked_workers_run_one_blas_thread_whatever_the_parent_has(tmp_path) -> None:
     """The parent is single-threaded at fork time but its OpenBLAS is set to two threads; without
-    one_blas_thread_here each worker would run two (infer from Python after a scan was 3-8x slower)."""
+    one_blas_thread_here each worker would run two (infer from Python after a scan was 3-12x slower)."""
     script = tmp_path / "probe.py"
     script.write_text(WORKER_BLAS_THREADS)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
