@@ -1,12 +1,13 @@
 """Adaptation benchmark: a simulated user corrects sounds of kits the model never saw, then adapts.
 
-The held-out test kits of the training set (`make dataset`) are scanned into a catalog and inferred with
-the shipped model. For N = 25, 50, 100, 200 the user corrects the first N sounds of the review order
-(`review_queue`), or N sounds chosen at random, with their true labels; `drumcat adapt` fits a model;
-core accuracy and macro-F1 are measured on all the other sounds of those kits, before and after. A third
-user is the review page's: it corrects the first sounds of the queue while the page learns after every 25
-decisions (--round; `drumcat serve --learn-every`), so each next 25 come from the queue as the model
-learned so far ranks it. This user runs the page's own learner (commands/learning.py).
+The held-out test kits of the training set (`make dataset`), each clip in the folder its collection keeps it
+in, are scanned into a catalog and inferred with the shipped model. For N = 25, 50, 100, 200 the user
+corrects the first N sounds of the review order (`review_queue`), or N sounds chosen at random, with their
+true labels; `drumcat adapt` fits a model; core accuracy and macro-F1 are measured on all the other sounds
+of those kits, before and after. A third user is the review page's: it corrects the first sounds of the
+queue while the page learns after every 25 decisions (--round; `drumcat serve --learn-every`), so each next
+25 come from the queue as the model learned so far ranks it. This user runs the page's own learner
+(commands/learning.py).
 
     python bench/adapt.py [--dataset build/dataset] [--sizes 25,50,100,200] [--seeds 3]
                           [--split test] [--model PATH] [--round 25] [--carried]
@@ -41,6 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from drumcat.commands.learning import ROUND  # noqa: E402  (the page's default, after the path is set)
 
 
+def origin_folder(row: dict[str, str]) -> Path:
+    """Where a clip lies in the simulated user's archive: its collection's own folder for a file of a
+    collection (`RolandTR808/rolandtr808-bd`, `ht`), one folder per kit for a Hydrogen kit, a soundfont,
+    a voice or a synthesized kit, as a producer's library keeps them."""
+    kit = row["kit"].split(":", 1)[-1]
+    inside = Path(row["origin"]).parent if "/" in row["origin"] else Path(kit)
+    return Path(row["source"]) / inside
+
+
 def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | None = None
                   ) -> tuple[Path, dict[str, str]]:
     """A split's clips scanned and inferred in a catalog (by `model`, or the shipped one); returns it and
@@ -52,12 +62,13 @@ def build_catalog(dataset: Path, work: Path, split: str = "test", model: Path | 
     from drumcat.storage.catalog import Catalog, rows
 
     archive = work / f"archive-{split}"
-    archive.mkdir()
     label_of_name = {}
     with (dataset / "manifest.csv").open() as handle:
         for row in csv.DictReader(handle):
             if row["split"] == split:
-                shutil.copyfile(dataset / row["path"], archive / Path(row["path"]).name)
+                folder = archive / origin_folder(row)
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dataset / row["path"], folder / Path(row["path"]).name)
                 label_of_name[Path(row["path"]).name] = row["label"]
     catalog = Catalog(work / f"{split}.db")
     scan(catalog, [archive], ScanConfig())
