@@ -13,7 +13,8 @@ queue while the page learns after every 25 decisions (--round; `drumcat serve --
                           [--split test] [--model PATH] [--round 25] [--carried]
 
 With --carried it adapts nothing and prints, for the queue's first N corrected, the sounds a correction
-carries over to (`drumcat adapt`'s close radius) and how many of them are truly of another core class.
+carries over to (`drumcat adapt`'s close radius, in the correction's folder) and how many of them are truly
+of another core class.
 
 To choose among methods, use kits the model never saw besides the test kits: `--split validation` with a
 model trained `--no-refit` (the shipped model was refit on the validation kits).
@@ -156,9 +157,16 @@ def span(values: list[float]) -> str:
 def carried_over(base_db: Path, truth: dict[str, str], size: int, work: Path) -> str:
     """The targets the queue's first `size` corrections carry over to, against the truth, through adapt's
     own functions: one line of the --carried table."""
-    from drumcat.model.adapt import close_radius, close_to_overrides, propagated
+    from drumcat.model.adapt import (
+        Corrections,
+        carry_similarity,
+        close_radius,
+        close_to_overrides,
+        folders_of,
+        propagated,
+    )
     from drumcat.storage.catalog import Catalog, rows
-    from drumcat.storage.results import decode_embeddings, unit_rows
+    from drumcat.storage.results import decode_embeddings
     from drumcat.taxonomy import canonical
 
     db = work / f"carried-{size}.db"
@@ -172,12 +180,13 @@ def carried_over(base_db: Path, truth: dict[str, str], size: int, work: Path) ->
         stored = {r["hash"]: r["embedding"] for r in rows(conn, "SELECT hash, embedding FROM predictions "
                                                                 "WHERE model_id = :m", {"m": model["id"]})}
     labels = json.loads(model["labels"])
-    over = decode_embeddings([stored[h] for h in chosen]).astype(np.float64)
-    over_labels = [truth[h] for h in chosen]
+    corrections = Corrections(decode_embeddings([stored[h] for h in chosen]).astype(np.float64),
+                              [truth[h] for h in chosen], folders_of(catalog, chosen))
     radius = close_radius(catalog, model["id"])
-    near = close_to_overrides(catalog, model["id"], over, radius, len(labels), limit=len(truth))
-    carried = [labels[i] for i in propagated(near, over, over_labels, labels, radius).argmax(axis=1)]
-    similarity = (unit_rows(near.embeddings) @ unit_rows(over).T).max(axis=1) if near.hashes else np.zeros(0)
+    near = close_to_overrides(catalog, model["id"], corrections, radius, len(labels), limit=len(truth))
+    carried = [labels[i] for i in propagated(near, corrections, labels, radius).argmax(axis=1)]
+    similarity = (carry_similarity(near.embeddings, near.folders, corrections).max(axis=1) if near.hashes
+                  else np.zeros(0))
     catalog.close()
     wrong = [s for h, label, s in zip(near.hashes, carried, similarity, strict=True)
              if canonical(label) != canonical(truth[h])]

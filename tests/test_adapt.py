@@ -28,7 +28,7 @@ def test_adapt_writes_a_registered_bundle_that_classifies_the_catalog(corrected:
     training = adapted.card.training
     assert training["adapted_from"]["name"] == "drumcat-v2" and sum(training["overrides_used"].values()) >= 20
     assert set(adapted.card.metrics["cross_validation"]) == {"folds", "overrides", "base", "adapted"}
-    assert set(training["close_to_a_correction"]) == {"sounds", "cosine_similarity_at_least"}
+    assert set(training["close_to_a_correction"]) == {"sounds", "cosine_similarity_at_least", "in_its_folder"}
     assert not report.activated
     with corrected.read() as conn:
         assert rows(conn, "SELECT DISTINCT model FROM latest_predictions") == [{"model": "drumcat-v2"}]
@@ -144,11 +144,19 @@ def test_the_cli_prints_the_cross_validation_and_how_to_apply(corrected: Catalog
     assert card_path_for(tmp_path / "cli.keras").is_file()
 
 
-def test_a_correction_carries_over_to_every_sound_close_to_it(catalog: Catalog, scanned: Path,
-                                                                bundle: ModelBundle) -> None:
-    """close_to_overrides finds every uncorrected sound within the radius of a correction, in the whole
-    catalog; propagated gives those the correction's label and leaves the others the base vector."""
-    from drumcat.model.adapt import close_radius, close_to_overrides, propagated, replay_examples
+def test_a_correction_carries_over_to_the_close_sounds_of_its_folder(catalog: Catalog, scanned: Path,
+                                                                     bundle: ModelBundle) -> None:
+    """close_to_overrides finds every uncorrected sound within the radius of a correction and in its folder,
+    in the whole catalog; propagated gives those the correction's label, and every other sound, close ones
+    of other folders included, keeps the base vector."""
+    from drumcat.model.adapt import (
+        Corrections,
+        close_radius,
+        close_to_overrides,
+        folders_of,
+        propagated,
+        replay_examples,
+    )
     from drumcat.storage.results import unit_rows
 
     infer(catalog, bundle, workers=1)
@@ -159,19 +167,25 @@ def test_a_correction_carries_over_to_every_sound_close_to_it(catalog: Catalog, 
     with catalog.connect() as conn:
         write_overrides(conn, [{"hash": corrected["hash"], "correct_label": "Tom", "note": "test"}])
     over = decode_embeddings([corrected["embedding"]]).astype(np.float64)
+    corrections = Corrections(over, ["Tom"], folders_of(catalog, [corrected["hash"]]))
     similarity = (unit_rows(decode_embeddings([r["embedding"] for r in others])) @ unit_rows(over).T)[:, 0]
     ranked = np.sort(similarity)
     radius = float((ranked[len(ranked) // 2] + ranked[len(ranked) // 2 + 1]) / 2)  # between two sounds
     labels = list(bundle.card.labels)
+    beside = [bool(folders & corrections.folders[0]) for folders in folders_of(catalog, [r["hash"] for r in others])]
+    close_here = {r["hash"] for r, s, b in zip(others, similarity, beside, strict=True) if s >= radius and b}
+    close_elsewhere = {r["hash"] for r, s, b in zip(others, similarity, beside, strict=True) if s >= radius and not b}
+    assert close_here and close_elsewhere  # the fixture's three take folders hold both kinds
 
-    near = close_to_overrides(catalog, model_id, over, radius, len(labels), limit=len(found))
-    assert set(near.hashes) == {r["hash"] for r, s in zip(others, similarity, strict=True) if s >= radius}
-    assert corrected["hash"] not in near.hashes and 0 < len(near.hashes) < len(others)
-    closest = close_to_overrides(catalog, model_id, over, radius, len(labels), limit=3)  # a library of copies
-    assert set(closest.hashes) == {others[i]["hash"] for i in np.argsort(-similarity)[:3]}
+    near = close_to_overrides(catalog, model_id, corrections, radius, len(labels), limit=len(found))
+    assert set(near.hashes) == close_here and corrected["hash"] not in near.hashes
+    closest = close_to_overrides(catalog, model_id, corrections, radius, len(labels), limit=3)  # many copies
+    nearest_here = [others[i]["hash"] for i in np.argsort(-similarity) if others[i]["hash"] in close_here][:3]
+    assert set(closest.hashes) == set(nearest_here)
     everyone = replay_examples(catalog, model_id, 10_000, len(labels))
-    targets = propagated(everyone, over, ["Tom"], labels, radius)
-    close = np.isin(everyone.hashes, near.hashes)
-    assert (targets[close].argmax(axis=1) == labels.index("Tom")).all() and (targets[close].max(axis=1) == 1).all()
-    np.testing.assert_array_equal(targets[~close], everyone.targets[~close])
+    targets = propagated(everyone, corrections, labels, radius)
+    carried = np.isin(everyone.hashes, list(close_here))
+    assert (targets[carried].argmax(axis=1) == labels.index("Tom")).all() and (targets[carried].max(axis=1) == 1).all()
+    np.testing.assert_array_equal(targets[~carried], everyone.targets[~carried])
+    assert np.isin(list(close_elsewhere), everyone.hashes).all()  # so those kept their base vectors
     assert -1.0 <= close_radius(catalog, model_id) <= 1.0

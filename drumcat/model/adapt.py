@@ -5,8 +5,11 @@ this catalog: the overrides (the owner's labels, each a sound of this library) a
 library's other sounds with the base model's own calibrated probabilities as soft targets (so classes
 nobody corrected are not forgotten), pulled toward the base output layer (an L2 penalty on the change).
 A correction also carries over: every other sound of the catalog within the close radius of a corrected
-one (the review order's radius, the 1% nearest pairs: other velocity layers, near copies) is given the
-correction's label as its target instead of the base model's vector.
+one (the review order's radius, the 1% nearest pairs) and in the same folder (other velocity layers and
+round robins of the same instrument, copies beside it) is given the correction's label as its target
+instead of the base model's vector. A close sound of another folder keeps the base model's vector: at the
+radius's edge it is as often another instrument of the same machine, or another kit's drum that happens to
+sound alike (bench/adapt.py --carried).
 The output layer starts as the base model's own, temperature included, so with nothing learned the
 adapted model is the base model. Everything is fitted on the embeddings `infer` stored (an override's
 file is decoded again only when the base model has no embedding for it), so no audio is re-read for
@@ -199,13 +202,34 @@ def override_examples(catalog: Catalog, bundle: ModelBundle, model_id: int, labe
     return hashes, np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1), targets
 
 
+Folders = list[frozenset[str]]  # per sound, the folders holding a present copy of it
+
+
+@dataclass
+class Corrections:
+    """The overrides adapt learns from: each corrected sound's embedding, its owner's label, its folders."""
+
+    embeddings: np.ndarray
+    labels: list[str]
+    folders: Folders
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> Corrections:
+        return Corrections(self.embeddings[indices], [self.labels[i] for i in indices],
+                           [self.folders[i] for i in indices])
+
+
 @dataclass
 class Pool:
-    """Uncorrected sounds of this catalog: their embeddings and the base model's stored calibrated vectors."""
+    """Uncorrected sounds of this catalog: their embeddings, the base model's stored calibrated vectors and
+    their folders."""
 
     hashes: list[str]
     embeddings: np.ndarray
     targets: np.ndarray
+    folders: Folders
 
     def merged(self, other: Pool) -> Pool:
         if not self.hashes or not other.hashes:
@@ -214,17 +238,50 @@ class Pool:
         keep = [i for i, digest in enumerate(other.hashes) if digest not in known]
         return Pool(self.hashes + [other.hashes[i] for i in keep],
                     np.concatenate([self.embeddings, other.embeddings[keep]]),
-                    np.concatenate([self.targets, other.targets[keep]]))
+                    np.concatenate([self.targets, other.targets[keep]]),
+                    self.folders + [other.folders[i] for i in keep])
 
 
-def _pool_of(found: list[dict[str, Any]], n_labels: int) -> Pool:
+def folders_of(catalog: Catalog, hashes: list[str]) -> Folders:
+    """The folders (parent directories) holding a present copy of each sound."""
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT hash, path FROM present_files WHERE hash IN (SELECT value FROM json_each(:h))",
+                     {"h": json.dumps(hashes)})
+    held: dict[str, set[str]] = {}
+    for row in found:
+        held.setdefault(row["hash"], set()).add(os.path.dirname(row["path"]))
+    return [frozenset(held.get(digest, ())) for digest in hashes]
+
+
+def sharing_a_folder(folders: Folders, others: Folders) -> np.ndarray:
+    """(len(folders), len(others)) booleans: whether the two sounds have a copy in the same folder."""
+    columns: dict[str, list[int]] = {}
+    for j, held in enumerate(others):
+        for folder in held:
+            columns.setdefault(folder, []).append(j)
+    shared = np.zeros((len(folders), len(others)), dtype=bool)
+    for i, held in enumerate(folders):
+        for folder in held:
+            shared[i, columns.get(folder, [])] = True
+    return shared
+
+
+def carry_similarity(embeddings: np.ndarray, folders: Folders, corrections: Corrections) -> np.ndarray:
+    """Each sound's cosine similarity to each correction where the two share a folder, -inf elsewhere: the
+    one home of the carry-over rule (within the close radius, in the correction's folder)."""
+    similarity = unit_rows(embeddings) @ unit_rows(corrections.embeddings).T
+    return np.where(sharing_a_folder(folders, corrections.folders), similarity, -np.inf)
+
+
+def _pool_of(catalog: Catalog, found: list[dict[str, Any]], n_labels: int) -> Pool:
     if not found:
-        return Pool([], np.zeros((0, 0)), np.zeros((0, n_labels)))
+        return Pool([], np.zeros((0, 0)), np.zeros((0, n_labels)), [])
     vectors = decode_embeddings([r["embedding"] for r in found]).astype(np.float64)
     targets = np.array([json.loads(r["probabilities"]) for r in found], dtype=np.float64)
     if targets.shape[1] < n_labels:  # new labels: the base model never gives them
         targets = np.concatenate([targets, np.zeros((len(targets), n_labels - targets.shape[1]))], axis=1)
-    return Pool([r["hash"] for r in found], vectors, targets)
+    hashes = [r["hash"] for r in found]
+    return Pool(hashes, vectors, targets, folders_of(catalog, hashes))
 
 
 UNCORRECTED = """SELECT p.hash, p.embedding, p.probabilities FROM predictions p
@@ -236,7 +293,7 @@ def replay_examples(catalog: Catalog, model_id: int, count: int, n_labels: int) 
     """Uncorrected sounds with the base model's stored calibrated vectors (a hash-ordered, random-like sample)."""
     with catalog.read() as conn:
         found = rows(conn, UNCORRECTED + " ORDER BY p.hash LIMIT :n", {"m": model_id, "n": count})
-    return _pool_of(found, n_labels)
+    return _pool_of(catalog, found, n_labels)
 
 
 def close_radius(catalog: Catalog, model_id: int) -> float:
@@ -249,10 +306,10 @@ def close_radius(catalog: Catalog, model_id: int) -> float:
     return close_similarity(unit_rows(decode_embeddings([r["embedding"] for r in sample])))
 
 
-def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius: float, n_labels: int,
+def close_to_overrides(catalog: Catalog, model_id: int, corrections: Corrections, radius: float, n_labels: int,
                        limit: int) -> Pool:
-    """The uncorrected sounds of the catalog within `radius` of an override, whether or not the replay
-    sample holds them: the sounds a correction should carry over to. At most `limit`, the closest first,
+    """The uncorrected sounds of the catalog within `radius` of an override in its folder, whether or not the
+    replay sample holds them: the sounds a correction carries over to. At most `limit`, the closest first,
     so that a library of near copies cannot make the fit as big as the catalog (the others still get
     the adapted model's results, and lie as close to the correction as the ones fitted)."""
     def page(last: str) -> list[dict[str, Any]]:
@@ -264,54 +321,61 @@ def close_to_overrides(catalog: Catalog, model_id: int, over: np.ndarray, radius
         keep = sorted(np.argsort(closeness, kind="stable")[::-1][:limit])
         return [found[i] for i in keep], [closeness[i] for i in keep]
 
-    corrections, found, closeness = unit_rows(over), [], []
+    unit, found, closeness = unit_rows(corrections.embeddings), [], []
     for batch in pages_by_hash(page):
-        similarity = (unit_rows(decode_embeddings([r["embedding"] for r in batch])) @ corrections.T).max(axis=1)
+        vectors = decode_embeddings([r["embedding"] for r in batch])
+        # Folders only for the few within the radius of any correction: reading every sound's would cost more.
+        within = np.flatnonzero((unit_rows(vectors) @ unit.T).max(axis=1) >= radius)
+        if not len(within):
+            continue
+        candidates = [batch[i] for i in within]
+        similarity = carry_similarity(vectors[within], folders_of(catalog, [r["hash"] for r in candidates]),
+                                      corrections).max(axis=1)
         near = np.flatnonzero(similarity >= radius)
-        found += [batch[i] for i in near]
+        found += [candidates[i] for i in near]
         closeness += similarity[near].tolist()
         if len(found) > 2 * limit:  # keep the closest `limit` so far: memory stays bounded too
             found, closeness = closest(found, closeness)
-    return _pool_of(closest(found, closeness)[0], n_labels)
+    return _pool_of(catalog, closest(found, closeness)[0], n_labels)
 
 
-def propagated(pool: Pool, over: np.ndarray, over_labels: list[str], labels: list[str], radius: float) -> np.ndarray:
-    """The pool's targets, with each sound within `radius` of an override given that override's label
-    (the closest one's): a correction carries over to the other velocity layers and near copies of a
+def propagated(pool: Pool, corrections: Corrections, labels: list[str], radius: float) -> np.ndarray:
+    """The pool's targets, with each sound a correction carries over to (`carry_similarity` at least
+    `radius`) given that correction's label (the closest one's): the other velocity layers and copies of a
     sound, which the base model's own vector would otherwise pull back."""
     targets = pool.targets.copy()
-    if not len(pool.hashes) or not len(over):
+    if not len(pool.hashes) or not len(corrections):
         return targets
-    similarity = unit_rows(pool.embeddings) @ unit_rows(over).T
+    similarity = carry_similarity(pool.embeddings, pool.folders, corrections)
     near = similarity.max(axis=1) >= radius
     closest = similarity.argmax(axis=1)
-    one_hot = np.eye(len(labels))[[labels.index(label) for label in over_labels]]
+    one_hot = np.eye(len(labels))[[labels.index(label) for label in corrections.labels]]
     targets[near] = one_hot[closest[near]]
     return targets
 
 
-def examples_of(over: np.ndarray, over_labels: list[str], pool: Pool, labels: list[str], radius: float) -> Examples:
-    one_hot = np.eye(len(labels))[[labels.index(label) for label in over_labels]]
+def examples_of(corrections: Corrections, pool: Pool, labels: list[str], radius: float) -> Examples:
+    over = corrections.embeddings
+    one_hot = np.eye(len(labels))[[labels.index(label) for label in corrections.labels]]
     if not len(pool.hashes):
         return Examples(over, one_hot, np.full(len(over), OVERRIDE_WEIGHT))
     return Examples(np.concatenate([over, pool.embeddings]),
-                    np.concatenate([one_hot, propagated(pool, over, over_labels, labels, radius)]),
+                    np.concatenate([one_hot, propagated(pool, corrections, labels, radius)]),
                     np.concatenate([np.full(len(over), OVERRIDE_WEIGHT), np.ones(len(pool.hashes))]))
 
 
-def cross_validate(start: Head, over: np.ndarray, over_labels: list[str], pool: Pool, labels: list[str],
+def cross_validate(start: Head, corrections: Corrections, pool: Pool, labels: list[str],
                    radius: float, mapping: dict[str, str] | None) -> dict[str, Any]:
     """Accuracy on each fold of the overrides held out, base model against adapted, fine and core (a
     held-out override's label carries over to no other sound)."""
-    order = np.random.default_rng(0).permutation(len(over))
-    folds = np.array_split(order, min(FOLDS, len(over)))
+    order = np.random.default_rng(0).permutation(len(corrections))
+    folds = np.array_split(order, min(FOLDS, len(corrections)))
     truth, base_probs, adapted_probs = [], [], []
     for held in folds:
-        kept = np.setdiff1d(order, held)
-        head = fit_head(start, examples_of(over[kept], [over_labels[i] for i in kept], pool, labels, radius))
-        truth += [over_labels[i] for i in held]
-        base_probs.append(start.probabilities(over[held]))
-        adapted_probs.append(head.probabilities(over[held]))
+        head = fit_head(start, examples_of(corrections.subset(np.setdiff1d(order, held)), pool, labels, radius))
+        truth += [corrections.labels[i] for i in held]
+        base_probs.append(start.probabilities(corrections.embeddings[held]))
+        adapted_probs.append(head.probabilities(corrections.embeddings[held]))
     core_truth = [canonical(label, mapping) for label in truth]
 
     def accuracies(probabilities: np.ndarray) -> dict[str, float]:
@@ -407,16 +471,17 @@ def adapt(
         raise DrumcatError(f"adapt needs at least {MIN_OVERRIDES} usable overrides, this catalog has {len(over)}"
                            f"{f' ({reasons}: skipped)' if reasons else ''}; correct more sounds first "
                            "(the review page, or `drumcat override`)")
+    corrections = Corrections(over, over_labels, folders_of(catalog, hashes))
     replay_count = max(MIN_REPLAY, REPLAY_PER_OVERRIDE * len(over))
     radius = close_radius(catalog, base_row["id"])
     replay = replay_examples(catalog, base_row["id"], replay_count, len(labels))
-    near = close_to_overrides(catalog, base_row["id"], over, radius, len(labels), limit=replay_count)
+    near = close_to_overrides(catalog, base_row["id"], corrections, radius, len(labels), limit=replay_count)
     pool = replay.merged(near)
     start = base_head(bundle, labels)
     stage("cross-validating on the overrides")
-    validation = cross_validate(start, over, over_labels, pool, labels, radius, mapping)
+    validation = cross_validate(start, corrections, pool, labels, radius, mapping)
     stage("fitting on every override")
-    head = fit_head(start, examples_of(over, over_labels, pool, labels, radius), steps=steps)
+    head = fit_head(start, examples_of(corrections, pool, labels, radius), steps=steps)
     card = ModelCard(
         name=out.stem, version="1", labels=labels, features=bundle.card.features, weights_sha256="",
         temperature=1.0, embedding_layer=embedding_tensor_layer(bundle.keras_model, bundle.card),
@@ -426,15 +491,16 @@ def adapt(
                              "weights_sha256": bundle.card.weights_sha256, "path": str(bundle.path)},
             "overrides_used": dict(sorted(Counter(over_labels).items())),
             "overrides_skipped": dict(skipped), "replay_sounds": len(pool.hashes),
-            "close_to_a_correction": {"sounds": len(near.hashes), "cosine_similarity_at_least": round(radius, 4)},
+            "close_to_a_correction": {"sounds": len(near.hashes), "cosine_similarity_at_least": round(radius, 4),
+                                      "in_its_folder": True},
             "new_labels": new,
             "litert_weights": bundle.card.lite_weights,  # the base's: its stored embeddings came from that export
             "recipe": f"the base network up to its embedding, frozen; a new softmax output layer started from the "
                       f"base one (temperature {bundle.card.temperature:g} folded in), fitted by full-batch Adam "
                       f"({steps} steps) on the overrides (weight {OVERRIDE_WEIGHT:g} each) and a replay sample of "
                       f"this catalog's other sounds with the base model's calibrated vectors as targets, except "
-                      f"that every sound within the close radius of a correction takes its label; with an "
-                      f"L2 pull ({L2_TO_BASE:g}) toward the base layer",
+                      f"that every sound within the close radius of a correction and in its folder takes its label; "
+                      f"with an L2 pull ({L2_TO_BASE:g}) toward the base layer",
         },
         metrics={"cross_validation": validation},
     )
