@@ -559,7 +559,7 @@ def adapt(
     cv = report.cross_validation
     console.out.print(f"wrote {report.out} from {report.base} in {report.seconds:.0f} s: "
                       f"{sum(report.overrides_used.values())} overrides, {report.replay} replayed sounds "
-                      f"({report.carried_over} close to a correction, fitted with its label)")
+                      f"({report.carried_over} close to a correction in its folder, fitted with its label)")
     console.out.print(console.table(
         f"cross-validation on the overrides ({cv['folds']} folds: each fold held out, fitted on the rest)",
         [{"model": name, **cv[name]} for name in ("base", "adapted")]))

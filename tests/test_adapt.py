@@ -139,7 +139,7 @@ def test_the_cli_prints_the_cross_validation_and_how_to_apply(corrected: Catalog
                              "--out", str(tmp_path / "cli.keras")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "cross-validation on the overrides" in result.stdout
-    assert "close to a correction, fitted with its label" in result.stdout
+    assert "close to a correction in its folder, fitted with its label" in result.stdout
     assert "apply it: drumcat model use cli" in result.stdout
     assert card_path_for(tmp_path / "cli.keras").is_file()
 
