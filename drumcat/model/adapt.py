@@ -8,8 +8,8 @@ A correction also carries over: every other sound of the catalog within the clos
 one (the review order's radius, the 1% nearest pairs) and in the same folder (other velocity layers and
 round robins of the same instrument, copies beside it) is given the correction's label as its target
 instead of the base model's vector. A close sound of another folder keeps the base model's vector: at the
-radius's edge it is as often another instrument of the same machine, or another kit's drum that happens to
-sound alike (bench/adapt.py --carried).
+radius's edge it can be another instrument of the same machine, or another kit's drum that sounds alike
+(bench/adapt.py --carried; README, "Adapting to your library").
 The output layer starts as the base model's own, temperature included, so with nothing learned the
 adapted model is the base model. Everything is fitted on the embeddings `infer` stored (an override's
 file is decoded again only when the base model has no embedding for it), so no audio is re-read for
