@@ -59,6 +59,8 @@ def test_use_switches_the_views_and_model_use_switches_back(corrected: Catalog, 
 def test_too_few_overrides_are_refused_naming_the_minimum(catalog: Catalog, scanned: Path,
                                                           bundle: ModelBundle, tmp_path: Path) -> None:
     infer(catalog, bundle, workers=1)
+    with pytest.raises(DrumcatError, match=f"at least {MIN_OVERRIDES} usable overrides, this catalog has 0"):
+        adapt(catalog, out=tmp_path / "m.keras")  # none at all (was a reshape traceback)
     with catalog.read() as conn:
         hashes = [r["hash"] for r in rows(conn, "SELECT hash FROM unique_files LIMIT 5")]
     with catalog.connect() as conn:

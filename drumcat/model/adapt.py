@@ -199,6 +199,8 @@ def override_examples(catalog: Catalog, bundle: ModelBundle, model_id: int, labe
         hashes.append(row["hash"])
         vectors.append(vector)
         targets.append(row["label"])
+    if not vectors:  # none usable: adapt refuses with the minimum, which needs len() of an empty array
+        return hashes, np.zeros((0, 0)), targets
     return hashes, np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1), targets
 
 
