@@ -8,6 +8,9 @@ same run.
 `--files` synthetic one-shots (bench/archive.py) are scanned and inferred with the shipped model; the
 inference rate is the reference. Their stored results are then copied, each copy's embedding moved by
 a little noise, until the catalog holds each `--sounds` count, and `--overrides` of them are corrected.
+Each copy is also catalogued as a file beside its original (a `files` row, no file on disk), so
+that adapt's folder rule lets a correction carry over to the copies in its folder, as it would to a
+producer's velocity layers.
 Prints, per size, the median seconds of a round (adapt, the views switched, the model of the round
 before retired) and what `drumcat infer` would take for those sounds at the rate just measured.
 Target: a round at 50,000 sounds well under the time 25 decisions take (a minute or more of listening).
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +37,7 @@ from drumcat.commands.learning import Learner  # noqa: E402
 from drumcat.commands.scan import scan  # noqa: E402
 from drumcat.config import ScanConfig  # noqa: E402
 from drumcat.model.bundle import load_bundle  # noqa: E402
-from drumcat.storage.catalog import Catalog, rows  # noqa: E402
+from drumcat.storage.catalog import Catalog, execute_many, rows  # noqa: E402
 from drumcat.storage.results import decode_embeddings, end_run, start_run, write_results  # noqa: E402
 from drumcat.storage.rules import write_overrides  # noqa: E402
 
@@ -53,8 +57,9 @@ def grow_to(catalog: Catalog, sounds: int, rng: np.random.Generator) -> None:
     with catalog.read() as conn:
         model = rows(conn, "SELECT id, labels FROM models ORDER BY id LIMIT 1")[0]
         model_id, labels = model["id"], model["labels"]
-        found = rows(conn, "SELECT hash, probabilities, embedding FROM predictions WHERE model_id = :m "
-                           "AND hash NOT LIKE 'copy%'", {"m": model_id})
+        found = rows(conn, "SELECT p.hash, p.probabilities, p.embedding, f.* FROM predictions p "
+                           "JOIN files f ON f.id = (SELECT min(id) FROM files WHERE hash = p.hash) "
+                           "WHERE p.model_id = :m AND p.hash NOT LIKE 'copy%'", {"m": model_id})
         have = conn.exec_driver_sql("SELECT count(*) FROM predictions WHERE model_id = ?", (model_id,)).scalar()
     embeddings = decode_embeddings([r["embedding"] for r in found])
     vectors = np.array([json.loads(r["probabilities"]) for r in found], dtype=np.float32)
@@ -63,10 +68,26 @@ def grow_to(catalog: Catalog, sounds: int, rng: np.random.Generator) -> None:
         take = min(5000, sounds - have)
         pick = rng.integers(0, len(found), take)
         moved = embeddings[pick] * (1 + 0.05 * rng.standard_normal((take, embeddings.shape[1])))
-        write_results(catalog, model_id, run_id, json.loads(labels), [f"copy{have + i:09d}" for i in range(take)],
-                      vectors[pick], moved.astype(np.float32), [])
+        copies = [f"copy{have + i:09d}" for i in range(take)]
+        write_results(catalog, model_id, run_id, json.loads(labels), copies, vectors[pick],
+                      moved.astype(np.float32), [])
+        catalog_beside_originals(catalog, copies, [found[i] for i in pick])
         have += take
     end_run(catalog, run_id, "finished")
+
+
+def catalog_beside_originals(catalog: Catalog, copies: list[str], originals: list[dict]) -> None:
+    """A `files` row for each copy, named after it, in its original's folder (nothing is written to disk)."""
+    columns = ("root_id", "path", "rel_path", "ext", "size", "mtime", "mtime_ns", "hash", "hash_algorithm",
+               "first_seen", "last_seen")
+    values = []
+    for digest, original in zip(copies, originals, strict=True):
+        moved = {"path": os.path.join(os.path.dirname(original["path"]), f"{digest}.wav"),
+                 "rel_path": os.path.join(os.path.dirname(original["rel_path"]), f"{digest}.wav"), "hash": digest}
+        values.append(tuple(moved.get(column, original[column]) for column in columns))
+    with catalog.connect() as conn:
+        execute_many(conn, f"INSERT INTO files ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                     values)
 
 
 def correct_some(catalog: Catalog, count: int, rng: np.random.Generator) -> None:
