@@ -231,6 +231,9 @@ def model_add(
     layout: Annotated[str, typer.Option(help="channels_last (bands, frames, 1) or frames_first (frames, bands).")]
     = "channels_last",
     peak_normalize: Annotated[bool, typer.Option(help="Peak-normalize clips before features.")] = False,
+    start_at_onset: Annotated[bool, typer.Option(
+        help="Cut each file where its sound starts (5 ms before 2% of its peak), if your training clips were.")]
+    = False,
     force: Annotated[bool, typer.Option(help="Replace an existing card.")] = False,
     trust_model: TrustOption = False,
 ) -> None:
@@ -242,7 +245,7 @@ def model_add(
     recipe = FeatureRecipe(
         sample_rate=sample_rate, clip_seconds=clip_seconds, feature_type=feature, n_fft=n_fft,
         hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc, fmin=fmin, fmax=fmax,
-        peak_normalize=peak_normalize, layout=layout,
+        peak_normalize=peak_normalize, layout=layout, start_at_onset=start_at_onset,
     )
     recipe.validate("feature options")
     config = ctx.obj.config

@@ -188,12 +188,19 @@ def test_bring_your_own_mfcc_model(tmp_path: Path, catalog: Catalog, scanned: Pa
     assert result.returncode == 0, result.stderr
     bundle = load_bundle(model)
     assert lite_path_for(model).is_file() and isinstance(bundle.runtime, LiteRuntime)  # exported on add
+    assert not bundle.card.features.start_at_onset  # nobody said how its clips were cut
     summary = infer(catalog, bundle, workers=1)
     assert summary.predicted == len(INSTRUMENTS) * 3
     with catalog.read() as conn:
         labels = {r["label"] for r in rows(conn, "SELECT label FROM latest_predictions")}
         model_rows = conn.exec_driver_sql("SELECT count(*) FROM models").scalar()
     assert labels <= {"Kick", "Snare", "Hihat", "Crash"} and model_rows == 1
+    again = subprocess.run(
+        [sys.executable, "-m", "drumcat.cli", "model", "add", str(model), "--labels", str(labels_file),
+         "--feature", "mfcc", "--n-mfcc", "40", "--start-at-onset", "--force"], capture_output=True, text=True,
+        timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert load_bundle(model).card.features.start_at_onset
 
 
 def test_infer_runs_from_a_worker_thread(catalog: Catalog, scanned: Path, bundle: ModelBundle) -> None:

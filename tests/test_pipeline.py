@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import load_bundle
-from drumcat.model.pipeline import ChunkProcessor
+from drumcat.model.pipeline import ChunkProcessor, featurize
 
 
 def test_a_worker_refuses_an_export_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
@@ -95,3 +98,39 @@ def test_the_native_rates_bench_compares_both_pipelines_on_real_files(tmp_path: 
     assert 0 <= result["core_accuracy_native"] <= 1 and 0 <= result["core_accuracy_resampled"] <= 1
     upsampled = at_rate(paths[:2], 48_000, tmp_path)
     assert [sf.info(path).samplerate for path in upsampled] == [48_000, 48_000]
+
+
+def _write(path: Path, samples: np.ndarray, rate: int = 44_100) -> str:
+    sf.write(str(path), samples, rate, subtype="PCM_24")
+    return str(path)
+
+
+@pytest.mark.parametrize("lead", [1_324, 13_230])  # samples: within the read's margin, and past it (read again)
+def test_a_file_is_cut_where_its_sound_starts_as_the_training_clips_were(tmp_path: Path, lead: int) -> None:
+    """Quiet noise (60 dB under the peak) in front of a 1.5 s tom: with start_at_onset the model gets the
+    features of the tom with the rule's 5 ms in front, a whole clip of it; from the first sample, it does not."""
+    from drumcat.audio.synth import render
+
+    tom = np.pad(render("Tom", 1), (0, 66_150))[:66_150]  # 1.5 s: longer than the clip
+    noise = (np.random.default_rng(0).standard_normal(lead) * 1e-3 * np.abs(tom).max()).astype(np.float32)
+    alone = _write(tmp_path / "alone.wav", np.concatenate([noise[-220:], tom]))  # 5 ms of it, as the rule keeps
+    late = _write(tmp_path / "late.wav", np.concatenate([noise, tom]))
+    recipe = load_bundle().card.features
+    assert recipe.start_at_onset  # the shipped card says so: its training clips were cut at the onset
+
+    _, features, _ = featurize([("a", alone), ("l", late)], recipe)
+    assert np.abs(features[1] - features[0]).mean() < 0.1  # dB: the resampler's context differs at the cut
+    _, uncut, _ = featurize([("a", alone), ("l", late)], dataclasses.replace(recipe, start_at_onset=False))
+    assert np.abs(uncut[1] - uncut[0]).mean() > 1  # dB: the sound arrives late (and past the margin, cut short)
+
+
+def test_the_dataset_cuts_its_clips_with_the_same_rule() -> None:
+    from drumcat.audio.features import PRE_ROLL_SECONDS, clip_start
+    from drumcat.model.train.dataset import CLIP_RATE, to_clip
+    from drumcat.model.train.train import RECIPE
+
+    samples = np.concatenate([np.zeros(1000), np.linspace(0, 1, 50), np.linspace(1, 0, 5000)]).astype(np.float32)
+    start = clip_start(samples, CLIP_RATE)
+    assert start == 1001 - int(PRE_ROLL_SECONDS * CLIP_RATE)  # 1,001 (1/49 of the peak) is the first above 2%
+    np.testing.assert_array_equal(to_clip(samples, CLIP_RATE), samples[start:])
+    assert RECIPE.start_at_onset  # so every card `drumcat train` writes cuts files the same way

@@ -22,6 +22,23 @@ from drumcat.errors import DrumcatError
 FEATURE_TYPES = ("logmel", "mfcc")
 
 
+ONSET_LEVEL = 0.02
+"""A sound starts at its first sample above this share of its peak (-34 dB): above a quiet noise floor."""
+PRE_ROLL_SECONDS = 0.005
+"""Kept before the onset, so the attack's first rise is in the clip."""
+
+
+def clip_start(samples: np.ndarray, rate: int) -> int:
+    """Where a one-shot's clip starts: PRE_ROLL_SECONDS before its onset, or its first sample. The one rule
+    for the dataset's clips (`dataset.to_clip`) and for files at inference (`start_at_onset`)."""
+    magnitude = np.abs(samples)
+    peak = float(magnitude.max(initial=0.0))
+    if peak <= 0:
+        return 0
+    onset = int(np.argmax(magnitude > ONSET_LEVEL * peak))
+    return max(0, onset - int(PRE_ROLL_SECONDS * rate))
+
+
 def centered_frames(samples: int, hop_length: int) -> int:
     """STFT frames of a signal, centered as librosa computes them."""
     return 1 + samples // hop_length
@@ -68,6 +85,11 @@ class FeatureRecipe:
     the window and FFT sizes, and this brings it back to the original recipe's scale."""
     layout: str = "channels_last"
     """Input layout: "channels_last" gives (bands, frames, 1); "frames_first" gives (frames, bands)."""
+    start_at_onset: bool = False
+    """Each file is cut where its sound starts (`clip_start`) before it is fitted to the clip's length, as
+    the dataset cut every clip the default model trained on. Without it, a file with 50 ms of near-silence
+    in front gave that model 0.75 core accuracy on its test kits instead of 0.87 (README, run 57). False:
+    files are read from their first sample (a model whose card does not say how it was trained)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept in the card (e.g. what the features were first computed with)."""
 
@@ -112,7 +134,8 @@ class FeatureRecipe:
         # Settings at their defaults are written as before they existed, so every existing card keeps its hash.
         if not self.tail_seconds:
             del data["tail_seconds"], data["tail_hop_length"]
-        for name, default in (("win_length", None), ("native_rates", False), ("mel_gain", 1.0)):
+        for name, default in (("win_length", None), ("native_rates", False), ("mel_gain", 1.0),
+                              ("start_at_onset", False)):
             if data[name] == default:
                 del data[name]
         return data

@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio.features import FeatureRecipe, compute_features, features_at_rates, prepare_clips
+from drumcat.audio.features import (
+    FeatureRecipe,
+    clip_start,
+    compute_features,
+    features_at_rates,
+    prepare_clips,
+)
 from drumcat.audio.files import AudioReadError, decode, decode_native, resample
 from drumcat.model.bundle import ModelBundle, read_checked_lite
 from drumcat.model.metrics import calibrated
@@ -56,8 +62,20 @@ def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list
 
 def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     """A file's samples and their rate: the recipe's, or with `native_rates` the file's own where it is
-    higher (`resampled_without_form` then resamples the rates the recipe has no form for)."""
-    max_seconds = recipe.total_seconds + DECODE_MARGIN_S
+    higher (`resampled_without_form` then resamples the rates the recipe has no form for). With
+    `start_at_onset`, from where its sound starts (`clip_start`); a file whose sound starts later than the
+    read's margin is read again that much longer, so the clip still holds recipe.total_seconds of it."""
+    samples, rate = _decoded(path, recipe, recipe.total_seconds + DECODE_MARGIN_S)
+    if not recipe.start_at_onset:
+        return samples, rate
+    start = clip_start(samples, rate)
+    if start > DECODE_MARGIN_S * rate and samples.shape[0] >= (recipe.total_seconds + DECODE_MARGIN_S) * rate - 1:
+        samples, rate = _decoded(path, recipe, recipe.total_seconds + DECODE_MARGIN_S + start / rate)
+        start = clip_start(samples, rate)
+    return samples[start:], rate
+
+
+def _decoded(path: str, recipe: FeatureRecipe, max_seconds: float) -> tuple[np.ndarray, int]:
     if not recipe.native_rates:
         return decode(path, recipe.sample_rate, max_seconds=max_seconds), recipe.sample_rate
     return decode_native(path, recipe.sample_rate, max_seconds=max_seconds)

@@ -50,7 +50,8 @@ from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_d
 from drumcat.times import utc_now
 
 RECIPE = FeatureRecipe(sample_rate=22_050, clip_seconds=1.0, feature_type="logmel", n_fft=1024,
-                       hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True)
+                       hop_length=256, n_mels=64, fmin=20.0, fmax=None, top_db=80.0, peak_normalize=True,
+                       start_at_onset=True)  # the dataset's clips are cut so (dataset.to_clip); files are too
 RECIPES_BY_RATE = {recipe.sample_rate: recipe for recipe in (
     RECIPE,
     # The same window; a hop that keeps about as many frames a second (83 against 86); mel bands up to 16 kHz.
@@ -337,12 +338,12 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.5.0"
+MODEL_VERSION = "3.5.1"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
 kits share kept once, in the held-out kit; 3.5: a file whose name says it is played backwards labeled
-Reverse; README, "The default model")."""
+Reverse; 3.5.1: files cut at their onset at inference, as the clips were; README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
