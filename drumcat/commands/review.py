@@ -34,7 +34,7 @@ def update_review_density(catalog: Catalog, model_id: int) -> int:
     close = close_similarity(population)
     scale = total / len(population)
     written = 0
-    while True:
+    while batch:
         hashes = [digest for digest, _ in batch]
         vectors = unit_rows(decode_embeddings([embedding for _, embedding in batch]))
         itself = np.fromiter((digest in in_sample for digest in hashes), bool, len(hashes))  # not its own neighbour
@@ -45,11 +45,10 @@ def update_review_density(catalog: Catalog, model_id: int) -> int:
                              hashes, counts.tolist(), strict=True)])
         written += len(batch)
         if len(batch) < BATCH:  # that was the last of them
-            return written
+            break
         with catalog.read() as conn:
             batch = _uncounted(conn, model_id)
-        if not batch:
-            return written
+    return written
 
 
 def _uncounted(conn: Connection, model_id: int) -> list[tuple[str, bytes]]:
