@@ -161,6 +161,21 @@ def test_corrupt_file_is_recorded_and_the_run_goes_on(catalog: Catalog, scanned:
     assert pending_sounds(catalog, register_model(catalog, bundle.card, bundle.path)) == []  # not retried forever
 
 
+def test_a_silent_file_is_recorded_as_silent_and_goes_to_no_folder(
+    tmp_path: Path, catalog: Catalog, scanned: Path, bundle: ModelBundle
+) -> None:
+    silent = scanned / "v0" / "placeholder.wav"
+    write_sample(silent, np.zeros(22_050, dtype=np.float32))
+    scan(catalog, [scanned], ScanConfig(workers=1))
+    summary = infer(catalog, bundle, workers=1)
+    assert summary.failed == 1 and summary.predicted == len(INSTRUMENTS) * 3
+    assert summary.errors[0]["path"] == str(silent) and summary.errors[0]["error"].startswith("silent: ")
+    with catalog.read() as conn:
+        assert rows(conn, "SELECT path FROM inference_errors") == [{"path": str(silent)}]
+        routed = rows(conn, "SELECT hash FROM routed")
+    assert len(routed) == len(INSTRUMENTS) * 3  # every sound but the silent one has a folder
+
+
 def test_a_model_that_fails_to_load_in_the_background_leaves_the_catalog_untouched(
     tmp_path: Path, catalog: Catalog, scanned: Path
 ) -> None:

@@ -134,3 +134,33 @@ def test_the_dataset_cuts_its_clips_with_the_same_rule() -> None:
     assert start == 1001 - int(PRE_ROLL_SECONDS * CLIP_RATE)  # 1,001 (1/49 of the peak) is the first above 2%
     np.testing.assert_array_equal(to_clip(samples, CLIP_RATE), samples[start:])
     assert RECIPE.start_at_onset  # so every card `drumcat train` writes cuts files the same way
+
+
+def test_silent_files_are_refused_and_a_late_sound_is_found(tmp_path: Path) -> None:
+    """Digital silence, and dither 90 dB down, hold nothing to classify: featurize records why instead of
+    filing them (the shipped model called a silent file a hihat). A tom after 3 s of silence is read on
+    to, and featured as the tom alone; after 40 s, past LATEST_ONSET_SECONDS, it is no one-shot."""
+    from drumcat.audio.synth import render
+
+    rate, tom = 44_100, render("Tom", 1)
+    dither = (np.random.default_rng(0).standard_normal(rate) * 3e-5).astype(np.float32)
+    files = {"zeros": np.zeros(rate, dtype=np.float32), "dither": dither,
+             "tom": np.concatenate([np.zeros(220, dtype=np.float32), tom]),  # the rule's 5 ms in front
+             "late": np.concatenate([np.zeros(3 * rate, dtype=np.float32), tom]),
+             "too late": np.concatenate([np.zeros(40 * rate, dtype=np.float32), tom])}
+    items = [(name, _write(tmp_path / f"{name}.wav", samples, rate)) for name, samples in files.items()]
+    recipe = load_bundle().card.features
+
+    hashes, features, errors = featurize(items, recipe)
+    assert hashes == ["tom", "late"]
+    assert np.abs(features[1] - features[0]).mean() < 0.1  # dB: cut at the same onset
+    reasons = {name: error for name, _, error in errors}
+    assert set(reasons) == {"zeros", "dither", "too late"}
+    assert reasons["zeros"].startswith("silent: nothing above -60 dBFS in the whole file")
+    assert "in its first 31 s" in reasons["too late"]
+
+    read_from_the_start = dataclasses.replace(recipe, start_at_onset=False)
+    hashes, _, errors = featurize(items, read_from_the_start)
+    assert hashes == ["tom"]  # what such a model reads of the late files is their silence
+    assert {error for _, _, error in errors} >= {
+        "silent: nothing above -60 dBFS in the first 1 s, all the model reads; not classified, so it is in no folder"}

@@ -26,6 +26,13 @@ ONSET_LEVEL = 0.02
 """A sound starts at its first sample above this share of its peak (-34 dB): above a quiet noise floor."""
 PRE_ROLL_SECONDS = 0.005
 """Kept before the onset, so the attack's first rise is in the clip."""
+SILENT_PEAK = 1e-3
+"""-60 dBFS: samples whose loudest is below it hold no sound to classify. The dataset drops such clips, so
+a model never learned from one; `infer` records such a file as silent instead of filing it."""
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    return float(np.abs(samples).max(initial=0.0)) < SILENT_PEAK
 
 
 def clip_start(samples: np.ndarray, rate: int) -> int:

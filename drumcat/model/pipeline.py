@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from drumcat.audio.features import (
+    SILENT_PEAK,
     FeatureRecipe,
     clip_start,
     compute_features,
     features_at_rates,
+    is_silent,
     prepare_clips,
 )
 from drumcat.audio.files import AudioReadError, decode, decode_native, resample
@@ -41,6 +43,7 @@ from drumcat.workers import (
 
 CHUNK = 64  # files per worker task: one model call each (4% faster than 32; no gain beyond)
 DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
+LATEST_ONSET_SECONDS = 30.0  # a sound that starts later than this is not a one-shot's
 
 
 def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list[str], np.ndarray, list[tuple]]:
@@ -49,7 +52,7 @@ def featurize(items: list[tuple[str, str]], recipe: FeatureRecipe) -> tuple[list
     for digest, path in items:
         try:
             samples, rate = decode_for(path, recipe)
-        except (AudioReadError, OSError) as exc:
+        except (AudioReadError, OSError, SilentFile) as exc:
             errors.append((digest, path, str(exc) or type(exc).__name__))
             continue
         hashes.append(digest)
@@ -64,15 +67,35 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     """A file's samples and their rate: the recipe's, or with `native_rates` the file's own where it is
     higher (`resampled_without_form` then resamples the rates the recipe has no form for). With
     `start_at_onset`, from where its sound starts (`clip_start`); a file whose sound starts later than the
-    read's margin is read again that much longer, so the clip still holds recipe.total_seconds of it."""
-    samples, rate = _decoded(path, recipe, recipe.total_seconds + DECODE_MARGIN_S)
+    read's margin is read again that much longer, so the clip still holds recipe.total_seconds of it, and
+    one silent as far as the first read went is read on, up to LATEST_ONSET_SECONDS. Raises SilentFile
+    for a file with nothing above SILENT_PEAK where the model would read it."""
+    length = recipe.total_seconds + DECODE_MARGIN_S
+    samples, rate = _decoded(path, recipe, length)
     if not recipe.start_at_onset:
+        _refuse_silence(samples, f"the first {recipe.total_seconds:g} s, all the model reads")
         return samples, rate
+    cut_short = samples.shape[0] >= length * rate - 1
+    if cut_short and is_silent(samples):  # the sound may start later
+        length = LATEST_ONSET_SECONDS + recipe.total_seconds + DECODE_MARGIN_S
+        samples, rate = _decoded(path, recipe, length)
+        cut_short = samples.shape[0] >= length * rate - 1
+    _refuse_silence(samples, f"its first {length:.0f} s" if cut_short else "the whole file")
     start = clip_start(samples, rate)
-    if start > DECODE_MARGIN_S * rate and samples.shape[0] >= (recipe.total_seconds + DECODE_MARGIN_S) * rate - 1:
-        samples, rate = _decoded(path, recipe, recipe.total_seconds + DECODE_MARGIN_S + start / rate)
+    if start > DECODE_MARGIN_S * rate and cut_short:
+        samples, rate = _decoded(path, recipe, length + start / rate)
         start = clip_start(samples, rate)
     return samples[start:], rate
+
+
+class SilentFile(Exception):
+    """A file with no sound to classify: recorded with its reason, like a file that cannot be decoded."""
+
+
+def _refuse_silence(samples: np.ndarray, where: str) -> None:
+    if is_silent(samples):
+        raise SilentFile(f"silent: nothing above {20 * np.log10(SILENT_PEAK):.0f} dBFS in {where}; "
+                         "not classified, so it is in no folder")
 
 
 def _decoded(path: str, recipe: FeatureRecipe, max_seconds: float) -> tuple[np.ndarray, int]:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from drumcat.audio.features import clip_start
+from drumcat.audio.features import clip_start, is_silent
 from drumcat.audio.files import AudioReadError, decode, resample
 from drumcat.audio.fingerprint import RECIPE as FINGERPRINT_RECIPE
 from drumcat.audio.fingerprint import close_pairs, fingerprints
@@ -152,8 +152,7 @@ class Clip:
 def to_clip(samples: np.ndarray, rate: int = CLIP_RATE) -> np.ndarray | None:
     """Cut a one-shot to start at its onset (`clip_start`: 5 ms before the first sample above 2% of peak),
     as `infer` cuts files for a recipe with start_at_onset; None for a silent or too short one."""
-    peak = float(np.abs(samples).max(initial=0.0))
-    if peak < 1e-3 or samples.size < rate // 100:
+    if is_silent(samples) or samples.size < rate // 100:
         return None
     start = clip_start(samples, rate)
     return samples[start:start + int(CLIP_SECONDS * rate)].astype(np.float32)
