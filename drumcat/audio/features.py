@@ -46,6 +46,12 @@ def clip_start(samples: np.ndarray, rate: int) -> int:
     return max(0, onset - int(PRE_ROLL_SECONDS * rate))
 
 
+def with_lead(samples: np.ndarray, rate: int, recipe: FeatureRecipe) -> np.ndarray:
+    """The recipe's `lead_seconds` of zeros in front of a clip (the clip itself when it has none)."""
+    lead = int(round(recipe.lead_seconds * rate))
+    return np.concatenate([np.zeros(lead, dtype=samples.dtype), samples]) if lead else samples
+
+
 def centered_frames(samples: int, hop_length: int) -> int:
     """STFT frames of a signal, centered as librosa computes them."""
     return 1 + samples // hop_length
@@ -97,6 +103,11 @@ class FeatureRecipe:
     the dataset cut every clip the default model trained on. Without it, a file with 50 ms of near-silence
     in front gave that model 0.75 core accuracy on its test kits instead of 0.87 (README, run 57). False:
     files are read from their first sample (a model whose card does not say how it was trained)."""
+    lead_seconds: float = 0.0
+    """Zeros put in front of each file, after the onset cut with `start_at_onset`, before the model reads it.
+    The dataset cuts clips PRE_ROLL_SECONDS before their onset, but training puts 0-20 ms of zeros in front
+    of three copies in four (`augmentation.augment`), so a network learns onsets 5-25 ms in; this places a
+    file's onset inside that range rather than at its edge. 0: the file as read (or cut)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept in the card (e.g. what the features were first computed with)."""
 
@@ -142,7 +153,7 @@ class FeatureRecipe:
         if not self.tail_seconds:
             del data["tail_seconds"], data["tail_hop_length"]
         for name, default in (("win_length", None), ("native_rates", False), ("mel_gain", 1.0),
-                              ("start_at_onset", False)):
+                              ("start_at_onset", False), ("lead_seconds", 0.0)):
             if data[name] == default:
                 del data[name]
         return data
@@ -195,6 +206,8 @@ class FeatureRecipe:
             raise DrumcatError(f"{where}: layout {self.layout!r} must be channels_last or frames_first")
         if self.sample_rate <= 0 or self.clip_seconds <= 0 or self.hop_length <= 0 or self.n_fft <= 0:
             raise DrumcatError(f"{where}: sample_rate, clip_seconds, n_fft and hop_length must be positive")
+        if not 0 <= self.lead_seconds < self.clip_seconds:
+            raise DrumcatError(f"{where}: lead_seconds must be 0 or more and shorter than the clip")
         if self.tail_seconds < 0 or self.tail_hop_length <= 0:
             raise DrumcatError(f"{where}: tail_seconds must be 0 or more and tail_hop_length positive")
         if self.tail_seconds and self.feature_type != "logmel":
