@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -90,6 +91,10 @@ def test_bad_queries_are_one_line_errors(inferred: Catalog, tmp_path: Path) -> N
         similar(inferred, str(tmp_path / "nope.wav"))
     with pytest.raises(DrumcatError, match="at least one"):
         similar(inferred, "x", k=0)
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros(22_050, dtype=np.float32), 22_050)
+    with pytest.raises(DrumcatError, match="silent.wav: nothing to compare: silent: nothing above -60 dBFS"):
+        similar(inferred, str(silent))
 
 
 def test_an_uninferred_catalog_says_to_infer_first(catalog: Catalog) -> None:

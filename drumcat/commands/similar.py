@@ -144,7 +144,7 @@ def embed_file(catalog: Catalog, model_id: int, path: Path) -> np.ndarray:
     bundle = load_bundle(Path(model_path))
     _, features, errors = featurize([(str(path), str(path))], bundle.card.features)
     if errors:
-        raise DrumcatError(f"{path}: cannot decode it ({errors[0][2]})")
+        raise DrumcatError(f"{path}: nothing to compare: {errors[0][2]}")  # unreadable, or silent
     return bundle.predict(features)[1][0]
 
 
