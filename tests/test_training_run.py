@@ -22,6 +22,7 @@ from drumcat.model.train.train import (
     build_model,
     ensemble_of,
     evaluate_split,
+    features_as_read,
     features_of,
     load_split,
     member_seeds,
@@ -63,8 +64,9 @@ def test_train_selects_refits_and_writes_a_loadable_card(tmp_path: Path) -> None
     assert test["fine"]["samples"] == 18
     # The card's figures are the shipped model's own: measured again here from the saved bundle.
     clips = load_split(dataset, "test", card.labels)
-    again = evaluate_split(bundle.predict(features_of(clips.clips))[0], clips.labels, card.labels)
+    again = evaluate_split(bundle.predict(features_as_read(clips.clips))[0], clips.labels, card.labels)
     assert again["core"]["accuracy"] == test["core"]["accuracy"]
+    assert card.features.lead_seconds == RECIPE.lead_seconds > 0  # measured as infer reads files, lead and all
     assert card.metrics["seeds"]["seeds"] == [1] and card.metrics["seeds"]["core_accuracy"]["std"] == 0.0
     assert set(test["per_source"]["sources"]) == {"synth"}
     assert set(card.metrics["test_before_refit"]) == {"fine", "core"}
@@ -173,7 +175,7 @@ def test_a_model_with_a_tail_trains_and_infers_with_its_recipe(tmp_path: Path) -
     assert bundle.card.features.tail_seconds == 1.0
     assert bundle.card.features.input_shape == (64, 87 + 22, 1)
     clips = load_split(dataset, "test", card.labels)
-    again = evaluate_split(bundle.predict(features_of(clips.clips, bundle.card.features))[0], clips.labels,
+    again = evaluate_split(bundle.predict(features_as_read(clips.clips, bundle.card.features))[0], clips.labels,
                            card.labels)
     assert again["core"]["accuracy"] == card.metrics["test"]["core"]["accuracy"]
 
@@ -509,7 +511,7 @@ def test_a_32_khz_dataset_trains_a_model_whose_card_hears_up_to_16_khz(tmp_path:
     bundle = load_bundle(out)
     assert bundle.card.features.sample_rate == 32_000 and bundle.card.features.input_shape == (64, 84, 1)
     clips = load_split(dataset, "test", card.labels, rate=32_000)
-    again = evaluate_split(bundle.predict(features_of(clips.clips, bundle.card.features))[0], clips.labels,
+    again = evaluate_split(bundle.predict(features_as_read(clips.clips, bundle.card.features))[0], clips.labels,
                            card.labels)
     assert again["core"]["accuracy"] == card.metrics["test"]["core"]["accuracy"]
 
