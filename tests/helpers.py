@@ -53,6 +53,12 @@ def assert_embeddings_close(actual: np.ndarray, desired: np.ndarray, weights: st
 def librosa_features(path: str, recipe: FeatureRecipe) -> np.ndarray:
     """The recipe computed independently, the reference design's way: librosa.load + librosa features."""
     samples, _ = librosa.load(path, sr=recipe.sample_rate, mono=True)
+    start = 0
+    if recipe.start_at_onset:  # 5 ms before the first sample above 2% of the peak, written out again here
+        above = np.flatnonzero(np.abs(samples) > 0.02 * np.abs(samples).max())
+        start = max(0, int(above[0]) - int(0.005 * recipe.sample_rate))
+    lead = int(round(recipe.lead_seconds * recipe.sample_rate))  # the file's own samples first, then zeros
+    samples = np.concatenate([np.zeros(max(0, lead - start), dtype=samples.dtype), samples[max(0, start - lead):]])
     return librosa_logmel(samples, recipe)
 
 

@@ -166,21 +166,25 @@ def test_silent_files_are_refused_and_a_late_sound_is_found(tmp_path: Path) -> N
         "silent: nothing above -60 dBFS in the first 1 s, all the model reads; not classified, so it is in no folder"}
 
 
-def test_a_recipe_lead_puts_zeros_in_front_of_the_cut_file(tmp_path: Path) -> None:
-    """lead_seconds: the file cut at its onset, then that much silence in front, as a file that held it
-    and was read uncut; a recipe without it is written to its card as before (the same hash)."""
-    from drumcat.audio.features import FeatureRecipe
+def test_a_recipe_lead_starts_the_clip_earlier_than_the_cut(tmp_path: Path) -> None:
+    """lead_seconds: the clip starts that much before the onset cut, on the file's own samples where it
+    holds them (a noise floor in front runs on unbroken) and on zeros where it does not, as a file that
+    held those zeros and was read uncut; a recipe without it is written to its card as before (same hash)."""
+    from drumcat.audio.features import FeatureRecipe, from_cut
     from drumcat.audio.synth import render
 
-    tom = np.concatenate([np.zeros(220, dtype=np.float32), render("Tom", 1)])  # the cut keeps these 5 ms
-    noisy = _write(tmp_path / "noisy.wav", np.concatenate([np.full(3000, 1e-4, dtype=np.float32), tom]))
-    held = _write(tmp_path / "held.wav", np.concatenate([np.zeros(441, dtype=np.float32), tom]))
     recipe = dataclasses.replace(load_bundle().card.features, start_at_onset=True, lead_seconds=0.01)
+    samples = np.arange(1000, dtype=np.float32)
+    np.testing.assert_array_equal(from_cut(samples, 500, 22_050, recipe), samples[280:])  # 220 of its own
+    np.testing.assert_array_equal(from_cut(samples, 100, 22_050, recipe), np.concatenate([np.zeros(120), samples]))
 
-    _, led, _ = featurize([("n", noisy)], recipe)
+    tom = np.concatenate([np.zeros(220, dtype=np.float32), render("Tom", 1)])  # starts at its cut, as clips do
+    clip = _write(tmp_path / "clip.wav", tom)
+    held = _write(tmp_path / "held.wav", np.concatenate([np.zeros(441, dtype=np.float32), tom]))
+    _, led, _ = featurize([("c", clip)], recipe)
     _, read_whole, _ = featurize([("h", held)], dataclasses.replace(recipe, start_at_onset=False, lead_seconds=0.0))
     assert np.abs(led - read_whole).mean() < 0.1  # dB: the resampler's context differs at the cut
-    _, unled, _ = featurize([("n", noisy)], dataclasses.replace(recipe, lead_seconds=0.0))
+    _, unled, _ = featurize([("c", clip)], dataclasses.replace(recipe, lead_seconds=0.0))
     assert np.abs(unled - read_whole).mean() > 0.5  # so the lead moved the sound by its 10 ms
 
     assert "lead_seconds" not in FeatureRecipe().as_dict() and recipe.as_dict()["lead_seconds"] == 0.01

@@ -46,10 +46,14 @@ def clip_start(samples: np.ndarray, rate: int) -> int:
     return max(0, onset - int(PRE_ROLL_SECONDS * rate))
 
 
-def with_lead(samples: np.ndarray, rate: int, recipe: FeatureRecipe) -> np.ndarray:
-    """The recipe's `lead_seconds` of zeros in front of a clip (the clip itself when it has none)."""
-    lead = int(round(recipe.lead_seconds * rate))
-    return np.concatenate([np.zeros(lead, dtype=samples.dtype), samples]) if lead else samples
+def from_cut(samples: np.ndarray, start: int, rate: int, recipe: FeatureRecipe) -> np.ndarray:
+    """The samples from `start` (where the clip is cut: `clip_start`, or 0) with the recipe's `lead_seconds`
+    before it: the file's own samples where it holds them, so a noise floor in front runs on unbroken, and
+    zeros for the rest."""
+    begin = start - int(round(recipe.lead_seconds * rate))
+    if begin >= 0:
+        return samples[begin:]
+    return np.concatenate([np.zeros(-begin, dtype=samples.dtype), samples])
 
 
 def centered_frames(samples: int, hop_length: int) -> int:
@@ -104,10 +108,11 @@ class FeatureRecipe:
     in front gave that model 0.75 core accuracy on its test kits instead of 0.87 (README, run 57). False:
     files are read from their first sample (a model whose card does not say how it was trained)."""
     lead_seconds: float = 0.0
-    """Zeros put in front of each file, after the onset cut with `start_at_onset`, before the model reads it.
-    The dataset cuts clips PRE_ROLL_SECONDS before their onset, but training puts 0-20 ms of zeros in front
-    of three copies in four (`augmentation.augment`), so a network learns onsets 5-25 ms in; this places a
-    file's onset inside that range rather than at its edge. 0: the file as read (or cut)."""
+    """How much earlier than the onset cut (`start_at_onset`) the model's clip starts: the file's own samples
+    where it holds them, zeros for the rest (`from_cut`). The dataset cuts clips PRE_ROLL_SECONDS before
+    their onset, but training puts 0-20 ms of zeros in front of three copies in four
+    (`augmentation.augment`), so a network learns onsets 5-25 ms in; this places a file's onset inside that
+    range rather than at its edge. 0: the file from its cut (or its first sample)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept in the card (e.g. what the features were first computed with)."""
 

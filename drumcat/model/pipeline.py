@@ -26,9 +26,9 @@ from drumcat.audio.features import (
     clip_start,
     compute_features,
     features_at_rates,
+    from_cut,
     is_silent,
     prepare_clips,
-    with_lead,
 )
 from drumcat.audio.files import AudioReadError, decode, decode_native, resample
 from drumcat.model.bundle import ModelBundle, read_checked_lite
@@ -70,13 +70,13 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     `start_at_onset`, from where its sound starts (`clip_start`); a file whose sound starts later than the
     read's margin is read again that much longer, so the clip still holds recipe.total_seconds of it, and
     one silent as far as the first read went is read on, up to LATEST_ONSET_SECONDS. Raises SilentFile
-    for a file with nothing above SILENT_PEAK where the model would read it. The recipe's `lead_seconds` of
-    zeros go in front of what is returned."""
+    for a file with nothing above SILENT_PEAK where the model would read it. What is returned starts the recipe's
+    `lead_seconds` before the cut (`from_cut`)."""
     length = recipe.total_seconds + DECODE_MARGIN_S
     samples, rate = _decoded(path, recipe, length)
     if not recipe.start_at_onset:
         _refuse_silence(samples, f"the first {recipe.total_seconds:g} s, all the model reads")
-        return with_lead(samples, rate, recipe), rate
+        return from_cut(samples, 0, rate, recipe), rate
     cut_short = samples.shape[0] >= length * rate - 1
     if cut_short and is_silent(samples):  # the sound may start later
         length = LATEST_ONSET_SECONDS + recipe.total_seconds + DECODE_MARGIN_S
@@ -87,7 +87,7 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     if start > DECODE_MARGIN_S * rate and cut_short:
         samples, rate = _decoded(path, recipe, length + start / rate)
         start = clip_start(samples, rate)
-    return with_lead(samples[start:], rate, recipe), rate
+    return from_cut(samples, start, rate, recipe), rate
 
 
 class SilentFile(Exception):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips, with_lead
+from drumcat.audio.features import FeatureRecipe, compute_features, from_cut, prepare_clips
 from drumcat.audio.files import fit_length, resample
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
@@ -227,10 +227,10 @@ def features_of(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.n
 
 
 def features_as_read(clips: list[np.ndarray], recipe: FeatureRecipe = RECIPE) -> np.ndarray:
-    """Features of clips cut at their onset as `infer` and `evaluate` read such a file: with the recipe's
-    lead in front. What the test figures are measured on; selection on the validation kits keeps
-    `features_of`, so that adding the lead changed no network and no temperature."""
-    return features_of([with_lead(clip, recipe.sample_rate, recipe) for clip in clips], recipe)
+    """Features of clips cut at their onset as `infer` and `evaluate` read such a file (it holds nothing
+    before its cut, so the recipe's lead is zeros). What the test figures are measured on; selection on
+    the validation kits keeps `features_of`, so that adding the lead changed no network and no temperature."""
+    return features_of([from_cut(clip, 0, recipe.sample_rate, recipe) for clip in clips], recipe)
 
 
 def augmented_training_set(
@@ -346,7 +346,7 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.5.1"
+MODEL_VERSION = "3.5.2"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
