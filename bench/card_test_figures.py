@@ -8,7 +8,8 @@ files reach them (run 58: `lead_seconds`), the way `drumcat train` measures them
 The shipped model counts as the first seed; `--seed-models` are the other seeds' models, retrained by the
 same command (each printed with its own card's recipe first: the check that it reproduces the card's
 per-seed figure). Prints the figures; `--write` stores them in the card (the test, its LiteRT export's and
-the seeds' summary; the validation figures are the selection model's and stay as trained).
+the seeds' summary, or with no other seed's model a note on the seed figures kept; the validation
+figures are the selection model's and stay as trained).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--lead-seconds", type=float, default=None, help="default: the card's")
     parser.add_argument("--seed-models", default="", help="comma-separated .keras files of the other seeds")
     parser.add_argument("--version", default=None, help="the card's new version (with --write)")
+    parser.add_argument("--seeds-note", default=None,
+                        help="without --seed-models: how the card's seed figures were measured, for its tables")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
@@ -81,7 +84,10 @@ def main() -> None:
     card.features = recipe
     card.version = args.version or card.version
     card.metrics["test"] = shipped
-    card.metrics["seeds"] = {**summary, "seeds": card.metrics["seeds"]["seeds"]}
+    if len(seeds) > 1:
+        card.metrics["seeds"] = {**summary, "seeds": card.metrics["seeds"]["seeds"]}
+    elif args.seeds_note:  # the other seeds' networks are not at hand: their figures stay, and say so
+        card.metrics["seeds"]["note"] = args.seeds_note
     card.metrics["test_litert"] = litert_on_test(args.model, features_as_read(split.clips, recipe), split, card,
                                                  predictions)
     card_path_for(args.model).write_text(card.to_json(), encoding="utf-8")

@@ -33,13 +33,14 @@ def held_out_table(card: dict) -> list[str]:
     seeds, test, litert = metrics["seeds"], metrics["test"], metrics["test_litert"]
     per_seed = ", ".join(f"{value:.3f}" for value in seeds["core_accuracy"]["per_seed"])
     count = len(seeds["seeds"])
+    of_seeds = f"mean of {count} seeds" + (f" ({seeds['note']})" if seeds.get("note") else "")
     core, fine = test["core"], test["fine"]
     return [
         "| | accuracy | macro-F1 | ECE (after temperature scaling) |",
         "|---|---|---|---|",
-        f"| **{version}**, core-6 + misc, mean of {count} seeds | **{_spread(seeds['core_accuracy'])}** ({per_seed}) "
+        f"| **{version}**, core-6 + misc, {of_seeds} | **{_spread(seeds['core_accuracy'])}** ({per_seed}) "
         f"| **{_spread(seeds['core_macro_f1'])}** | {_spread(seeds['core_ece'])} |",
-        f"| **{version}**, fine-34, mean of {count} seeds | {_spread(seeds['fine_accuracy'])} "
+        f"| **{version}**, fine-34, {of_seeds} | {_spread(seeds['fine_accuracy'])} "
         f"| {_spread(seeds['fine_macro_f1'])} | {_spread(seeds['fine_ece'])} |",
         f"| **{version} shipped (seed {seeds['seeds'][0]})**, core / fine | **{core['accuracy']:.3f}** / "
         f"{fine['accuracy']:.3f} | **{core['macro_f1']:.3f}** / {fine['macro_f1']:.3f} | "
@@ -61,7 +62,8 @@ def per_source_table(card: dict) -> list[str]:
     metrics = card["metrics"]
     sources = metrics["test"]["per_source"]
     seed_means = metrics["seeds"].get("per_source_core_accuracy", {})
-    rows = ["| source | test clips | shipped seed: accuracy / macro-F1 | mean of seeds: accuracy |",
+    note = f" ({metrics['seeds']['note']})" if metrics["seeds"].get("note") else ""
+    rows = [f"| source | test clips | shipped seed: accuracy / macro-F1 | mean of seeds{note}: accuracy |",
             "|---|---|---|---|"]
     for name, figures in sorted(sources["sources"].items(), key=lambda item: -item[1]["clips"]):
         seed_mean = f"{seed_means[name]:.3f}" if name in seed_means else ""
