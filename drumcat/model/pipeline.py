@@ -70,8 +70,8 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     `start_at_onset`, from where its sound starts (`clip_start`); a file whose sound starts later than the
     read's margin is read again that much longer, so the clip still holds recipe.total_seconds of it, and
     one silent as far as the first read went is read on, up to LATEST_ONSET_SECONDS. Raises SilentFile
-    for a file with nothing above SILENT_PEAK where the model would read it. What is returned starts the recipe's
-    `lead_seconds` before the cut (`from_cut`)."""
+    for a file with nothing above SILENT_PEAK where the model would read it. What is returned starts the
+    recipe's `lead_seconds` before the cut (`from_cut`)."""
     length = recipe.total_seconds + DECODE_MARGIN_S
     samples, rate = _decoded(path, recipe, length)
     if not recipe.start_at_onset:
@@ -84,7 +84,7 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
         cut_short = samples.shape[0] >= length * rate - 1
     _refuse_silence(samples, f"its first {length:.0f} s" if cut_short else "the whole file")
     start = clip_start(samples, rate)
-    if start > DECODE_MARGIN_S * rate and cut_short:
+    if cut_short and start > (length - recipe.total_seconds) * rate:  # the read ends inside the clip
         samples, rate = _decoded(path, recipe, length + start / rate)
         start = clip_start(samples, rate)
     return from_cut(samples, start, rate, recipe), rate
