@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def test_train_selects_refits_and_writes_a_loadable_card(tmp_path: Path) -> None
     again = evaluate_split(bundle.predict(features_as_read(clips.clips))[0], clips.labels, card.labels)
     assert again["core"]["accuracy"] == test["core"]["accuracy"]
     assert card.features.lead_seconds == RECIPE.lead_seconds > 0  # measured as infer reads files, lead and all
+    assert card.training["machine"].startswith(f"{platform.machine()} CPU")  # with its instruction sets, where known
     assert card.metrics["seeds"]["seeds"] == [1] and card.metrics["seeds"]["core_accuracy"]["std"] == 0.0
     assert set(test["per_source"]["sources"]) == {"synth"}
     assert set(card.metrics["test_before_refit"]) == {"fine", "core"}

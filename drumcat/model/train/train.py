@@ -649,6 +649,27 @@ def seed_summary(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+# Instruction sets TensorFlow's oneDNN kernels choose among: runs repeat exactly only on the same ones (run 58).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+
+
+def machine_description() -> str:
+    """The CPU a model trained on, with the instruction sets that change its rounding: a reproduction on
+    other ones gives other networks."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    present = [feature for feature in CPU_FEATURES if feature in flags]
+    return f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for package in DEBIAN_PACKAGES:
@@ -985,7 +1006,7 @@ def train(
                             "with the same learning rates (metrics.validation is the selection model's)"
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
-            "train_seconds": round(time.time() - started), "machine": f"{platform.machine()} CPU",
+            "train_seconds": round(time.time() - started), "machine": machine_description(),
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + ("; a second input channel, each band minus its mean over frames"
