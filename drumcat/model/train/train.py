@@ -351,7 +351,8 @@ MODEL_VERSION = "3.5.2"
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
 kits share kept once, in the held-out kit; 3.5: a file whose name says it is played backwards labeled
-Reverse; 3.5.1: files cut at their onset at inference, as the clips were; README, "The default model")."""
+Reverse; 3.5.1: files cut at their onset at inference, as the clips were; 3.5.2: the clip starts 10 ms
+before that cut, the test figures measured so; README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
