@@ -74,15 +74,18 @@ def decode_for(path: str, recipe: FeatureRecipe) -> tuple[np.ndarray, int]:
     recipe's `lead_seconds` before the cut (`from_cut`)."""
     length = recipe.total_seconds + DECODE_MARGIN_S
     samples, rate = _decoded(path, recipe, length)
+    silent = is_silent(samples)
     if not recipe.start_at_onset:
-        _refuse_silence(samples, f"the first {recipe.total_seconds:g} s, all the model reads")
+        if silent:
+            raise _silent(f"the first {recipe.total_seconds:g} s, all the model reads")
         return from_cut(samples, 0, rate, recipe), rate
-    cut_short = samples.shape[0] >= length * rate - 1
-    if cut_short and is_silent(samples):  # the sound may start later
+    cut_short = _cut_short(samples, rate, length)
+    if cut_short and silent:  # the sound may start later
         length = LATEST_ONSET_SECONDS + recipe.total_seconds + DECODE_MARGIN_S
         samples, rate = _decoded(path, recipe, length)
-        cut_short = samples.shape[0] >= length * rate - 1
-    _refuse_silence(samples, f"its first {length:.0f} s" if cut_short else "the whole file")
+        silent, cut_short = is_silent(samples), _cut_short(samples, rate, length)
+    if silent:
+        raise _silent(f"its first {length:.0f} s" if cut_short else "the whole file")
     start = clip_start(samples, rate)
     if cut_short and start > (length - recipe.total_seconds) * rate:  # the read ends inside the clip
         samples, rate = _decoded(path, recipe, length + start / rate)
@@ -94,10 +97,14 @@ class SilentFile(Exception):
     """A file with no sound to classify: recorded with its reason, like a file that cannot be decoded."""
 
 
-def _refuse_silence(samples: np.ndarray, where: str) -> None:
-    if is_silent(samples):
-        raise SilentFile(f"silent: nothing above {20 * np.log10(SILENT_PEAK):.0f} dBFS in {where}; "
-                         "not classified, so it is in no folder")
+def _silent(where: str) -> SilentFile:
+    return SilentFile(f"silent: nothing above {20 * np.log10(SILENT_PEAK):.0f} dBFS in {where}; "
+                      "not classified, so it is in no folder")
+
+
+def _cut_short(samples: np.ndarray, rate: int, seconds: float) -> bool:
+    """Whether a read of at most `seconds` stopped at that limit, before the file's end."""
+    return samples.shape[0] >= seconds * rate - 1
 
 
 def _decoded(path: str, recipe: FeatureRecipe, max_seconds: float) -> tuple[np.ndarray, int]:
