@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drumcat.audio.features import FeatureRecipe  # noqa: E402
-from drumcat.model.bundle import card_path_for, load_bundle  # noqa: E402
+from drumcat.model.bundle import ModelBundle, card_path_for, load_bundle  # noqa: E402
 from drumcat.model.train.train import (  # noqa: E402
     Split,
     features_as_read,
@@ -35,8 +35,7 @@ from drumcat.model.train.train import (  # noqa: E402
 )
 
 
-def measured(model: Path, recipe: FeatureRecipe, split: Split) -> tuple[dict[str, Any], list[str]]:
-    bundle = load_bundle(model)
+def measured(bundle: ModelBundle, recipe: FeatureRecipe, split: Split) -> tuple[dict[str, Any], list[str]]:
     x_test = features_as_read(split.clips, recipe)
     return test_figures(bundle.keras_model, bundle.card.temperature, x_test, split, bundle.card.labels)
 
@@ -65,14 +64,14 @@ def main() -> None:
         card.features, lead_seconds=args.lead_seconds)
     recipe.validate()
     split = load_split(args.dataset, "test", card.labels, recipe.sample_rate)
-    seeds = [args.model, *[Path(p) for p in args.seed_models.split(",") if p]]
+    seeds = [bundle, *[load_bundle(Path(p)) for p in args.seed_models.split(",") if p]]
     runs = {}
-    for number, model in enumerate(seeds, start=1):
-        own = load_bundle(model).card.features
-        if own != recipe:
-            print(f"seed model {number} ({model}), its own card's recipe: {headline(measured(model, own, split)[0])}")
-        runs[number] = measured(model, recipe, split)
-        print(f"seed model {number} ({model}), lead {recipe.lead_seconds:g} s: {headline(runs[number][0])}")
+    for number, seed in enumerate(seeds, start=1):
+        if seed.card.features != recipe:
+            own = headline(measured(seed, seed.card.features, split)[0])
+            print(f"seed model {number} ({seed.path}), its own card's recipe: {own}")
+        runs[number] = measured(seed, recipe, split)
+        print(f"seed model {number} ({seed.path}), lead {recipe.lead_seconds:g} s: {headline(runs[number][0])}")
     summary = {**seed_summary({n: test for n, (test, _) in runs.items()}),
                "core_kit_interval": kit_interval_on_test(split, [p for _, p in runs.values()], card.labels)}
     for key in ("core_accuracy", "core_macro_f1", "fine_accuracy", "fine_macro_f1", "core_ece", "fine_ece"):

@@ -32,8 +32,7 @@ def held_out_table(card: dict) -> list[str]:
     version, metrics = card["version"], card["metrics"]
     seeds, test, litert = metrics["seeds"], metrics["test"], metrics["test_litert"]
     per_seed = ", ".join(f"{value:.3f}" for value in seeds["core_accuracy"]["per_seed"])
-    count = len(seeds["seeds"])
-    of_seeds = f"mean of {count} seeds" + (f" ({seeds['note']})" if seeds.get("note") else "")
+    of_seeds = f"mean of {len(seeds['seeds'])} seeds{_seeds_note(seeds)}"
     core, fine = test["core"], test["fine"]
     return [
         "| | accuracy | macro-F1 | ECE (after temperature scaling) |",
@@ -53,6 +52,11 @@ def held_out_table(card: dict) -> list[str]:
     ]
 
 
+def _seeds_note(seeds: dict) -> str:
+    """How the card's seed figures were measured, when the card says (" (...)"), else nothing."""
+    return f" ({seeds['note']})" if seeds.get("note") else ""
+
+
 def _interval(bounds: list[float]) -> str:
     return f"{bounds[0]:.3f}–{bounds[1]:.3f}"
 
@@ -62,7 +66,7 @@ def per_source_table(card: dict) -> list[str]:
     metrics = card["metrics"]
     sources = metrics["test"]["per_source"]
     seed_means = metrics["seeds"].get("per_source_core_accuracy", {})
-    note = f" ({metrics['seeds']['note']})" if metrics["seeds"].get("note") else ""
+    note = _seeds_note(metrics["seeds"])
     rows = [f"| source | test clips | shipped seed: accuracy / macro-F1 | mean of seeds{note}: accuracy |",
             "|---|---|---|---|"]
     for name, figures in sorted(sources["sources"].items(), key=lambda item: -item[1]["clips"]):
