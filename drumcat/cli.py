@@ -817,8 +817,12 @@ def train(
     widths: Annotated[str | None, typer.Option(
         help="Filters of each network's four convolutions, comma-separated [default: the recipe's]")]
     = None,
+    kernels: Annotated[str, typer.Option(
+        help="portable: an AVX2 CPU's numeric kernels in fixed thread counts, so that another x86 machine "
+             "repeats the run bit for bit (22% slower here); native: the fastest this CPU has.")] = "portable",
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
+    _choose_training_kernels(kernels)  # first: numpy and TensorFlow read the choice as they load
     from drumcat.model.runtime import LITE_WEIGHTS
     from drumcat.model.train.train import INPUT_VIEWS, POOLINGS
     from drumcat.model.train.train import train as run_train
@@ -904,6 +908,19 @@ def train(
         f"{spread['core_macro_f1']['mean']:.3f} ± {spread['core_macro_f1']['std']:.3f}; fine-34 macro-F1 "
         f"{spread['fine_macro_f1']['mean']:.3f}; ECE {spread['fine_ece']['mean']:.3f}"
     )
+
+
+def _choose_training_kernels(kernels: str) -> None:
+    from drumcat.model.train.kernels import KERNELS, use_portable_kernels
+
+    if kernels not in KERNELS:
+        raise DrumcatError(f"--kernels {kernels}: use one of {', '.join(KERNELS)}")
+    if kernels == "portable":
+        try:
+            use_portable_kernels()
+        except RuntimeError as exc:  # only a caller that imported numpy first, e.g. a test running the app
+            raise DrumcatError(f"--kernels portable: {exc}; run `drumcat train` in a process of its own, or "
+                               "pass --kernels native") from exc
 
 
 @app.command("demo-archive")

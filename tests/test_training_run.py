@@ -293,6 +293,34 @@ def test_drumcat_train_validation_only_prints_validation_figures_and_writes_noth
     assert not (tmp_path / "never.keras").exists()
 
 
+def test_drumcat_train_runs_portable_kernels_and_its_card_says_so(tmp_path: Path) -> None:
+    """By default `drumcat train` runs what an AVX2 CPU runs, in fixed thread counts, whatever this CPU has
+    (drumcat/model/train/kernels.py), and the card records the kernels the run had."""
+    from drumcat.model.bundle import ModelCard, card_path_for
+    from drumcat.model.train.kernels import PORTABLE
+    from tests.helpers import drumcat
+
+    dataset = small_dataset(tmp_path / "dataset")
+    out = tmp_path / "portable.keras"
+    drumcat("train", "--dataset", str(dataset), "--epochs", "1", "--copies", "1", "--no-refit", "--out", str(out),
+            cwd=tmp_path)
+    kernels = ModelCard.read(card_path_for(out)).training["kernels"]
+    assert kernels["portable"] is True
+    assert not {"X86_V4", "AVX512_ICL", "AVX512_SPR"} & set(kernels["numpy_dispatch"])
+    assert kernels["openblas"] == ["Haswell, 1 thread(s)"]
+    assert kernels["ONEDNN_MAX_CPU_ISA"] == PORTABLE["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert kernels["TF_NUM_INTRAOP_THREADS"] == PORTABLE["TF_NUM_INTRAOP_THREADS"]
+
+
+def test_portable_kernels_cannot_be_chosen_once_numpy_has_loaded() -> None:
+    """numpy and OpenBLAS read their kernels as they load: a late choice would be silently ignored."""
+    from drumcat.model.train.kernels import kernels_in_effect, use_portable_kernels
+
+    with pytest.raises(RuntimeError, match="before numpy"):
+        use_portable_kernels()
+    assert kernels_in_effect()["portable"] is False  # this process: the CPU's own kernels
+
+
 def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp_path: Path) -> None:
     from tests.helpers import drumcat
 
@@ -308,7 +336,8 @@ def test_drumcat_train_refuses_an_unknown_export_or_member_count_in_one_line(tmp
                              (["--kit-share", "0.5"], "--kit-share 0.5: add --kit-folds K"),
                              (["--widths", "24,48"], "--widths 24,48: give four positive filter counts"),
                              (["--validation-only", "--kit-folds", "2", "--kit-share", "1.5"],
-                              "--kit-share 1.5: use a share above 0 and at most 1")):
+                              "--kit-share 1.5: use a share above 0 and at most 1"),
+                             (["--kernels", "fastest"], "--kernels fastest: use one of portable, native")):
         result = drumcat("train", "--dataset", str(dataset), *options, cwd=tmp_path, check=False)
         assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
 

@@ -46,6 +46,7 @@ from drumcat.model.train.dataset import (
     independent_draws,
     synth_kit_clips,
 )
+from drumcat.model.train.kernels import kernels_in_effect
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
@@ -1008,6 +1009,7 @@ def train(
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": machine_description(),
+            "kernels": kernels_in_effect(),
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + ("; a second input channel, each band minus its mean over frames"

@@ -1,0 +1,129 @@
+"""Does a training run repeat exactly, and under which numeric kernels and thread counts?
+
+Trains `make model`'s network (seed 1, its augmentation, optimizer and op determinism) for a few epochs on
+the first N clips of the training kits, once per setting, each in a fresh process with only that setting's
+variables set, and prints a digest of the training set's features, of the weights it ends with, and the
+seconds per epoch. Equal digests mean equal arrays, bit for bit. The settings:
+
+  default              each library's own choice for this CPU (numpy's and OpenBLAS's AVX-512 kernels, oneDNN
+                       up to AVX-512 with FP16 and AMX here; OpenBLAS and TensorFlow one thread per core)
+  oneDNN at AVX2 / AVX-512    ONEDNN_MAX_CPU_ISA caps TensorFlow's oneDNN kernels, as a lesser CPU would
+  no oneDNN            TF_ENABLE_ONEDNN_OPTS=0 (with the AVX2 cap as well: does the cap still change anything?)
+  numpy, BLAS at AVX2  numpy without its AVX-512 dispatch targets, OpenBLAS's Haswell kernels
+  all at AVX2          both, and oneDNN at AVX2: an AVX2 CPU, asked of this one
+  N threads            TF_NUM_INTRAOP_THREADS, the threads one TensorFlow operation splits its work over
+  1 inter-op           TF_NUM_INTEROP_THREADS=1: operations run one at a time
+  portable             drumcat/model/train/kernels.py's PORTABLE, what `drumcat train` runs by default
+
+    python bench/training_repeat.py [--dataset build/dataset] [--clips 2000] [--epochs 2] [--settings ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drumcat.model.train.kernels import PORTABLE  # noqa: E402  (no numpy import)
+
+# What an AVX2-only x86 CPU runs, asked of this one: numpy's kernels without its AVX-512 dispatch targets,
+# OpenBLAS's Haswell (AVX2) kernels and oneDNN's AVX2 ones. TensorFlow's own kernels are compiled once for
+# every CPU.
+AVX2_NUMPY_BLAS = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"}
+AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", **AVX2_NUMPY_BLAS}
+SETTINGS = {
+    "default": {},
+    "default, again": {},
+    "oneDNN at AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "oneDNN at AVX-512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "no oneDNN": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "no oneDNN, again": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+    "no oneDNN, AVX2": {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "numpy, BLAS at AVX2": AVX2_NUMPY_BLAS,
+    "all at AVX2": AVX2,
+    "all at AVX2, again": AVX2,
+    "all at AVX2, 1 thread": {**AVX2, "TF_NUM_INTRAOP_THREADS": "1"},
+    "all at AVX2, 4 threads": {**AVX2, "TF_NUM_INTRAOP_THREADS": "4"},
+    "all at AVX2, 4 threads, again": {**AVX2, "TF_NUM_INTRAOP_THREADS": "4"},
+    "all at AVX2, 4 threads, 1 inter-op": {**AVX2, "TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "1"},
+    "all at AVX2, 8 threads": {**AVX2, "TF_NUM_INTRAOP_THREADS": "8"},
+    "portable": PORTABLE,  # all at AVX2, 4 threads, 1 BLAS thread: what `drumcat train` runs by default
+    "portable, again": PORTABLE,
+}
+VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", *PORTABLE)
+
+
+def train_once(dataset: Path, clips: int, epochs: int) -> dict[str, object]:
+    """In this process: the digest of the weights after `epochs` epochs, and seconds per epoch."""
+    import numpy as np
+
+    from drumcat.model.runtime import quiet_tensorflow
+    from drumcat.model.train.train import Setup, load_split, subset
+    from drumcat.taxonomy import FINE_CLASSES
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(1)
+    classes = list(FINE_CLASSES)
+    split = load_split(dataset, "train", classes)
+    split = subset(split, np.arange(min(clips, len(split.clips))))
+    setup = Setup()
+    x, targets, labels = setup.training_set(split, 1, len(classes), "selection")
+    features = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+    model = setup.model(len(classes))
+    start = time.perf_counter()
+    model.fit(x, targets, sample_weight=setup.sample_weights(split, labels, len(classes)), epochs=epochs,
+              batch_size=64, verbose=0)
+    seconds = (time.perf_counter() - start) / epochs
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return {"features": features, "digest": digest.hexdigest()[:16], "seconds_per_epoch": seconds, "examples": len(x)}
+
+
+def run_setting(name: str, overrides: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
+    env = {key: value for key, value in os.environ.items() if key not in VARIABLES}
+    env.update(overrides, PYTHONPATH=str(ROOT))
+    command = [sys.executable, __file__, "--one", "--dataset", str(args.dataset), "--clips", str(args.clips),
+               "--epochs", str(args.epochs)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: training failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=Path("build/dataset"))
+    parser.add_argument("--clips", type=int, default=2000, help="the first N clips of the training kits")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: train once, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(train_once(args.dataset, args.clips, args.epochs)))
+        return
+    from drumcat.model.train.train import machine_description
+
+    print(f"machine: {machine_description()}")
+    print(f"{args.clips} training clips with their augmented copies, {args.epochs} epochs, seed 1, op determinism")
+    print(f"{'setting':20} {'features digest':18} {'weights digest':18} {'s/epoch':>8}")
+    for name in args.settings:
+        outcome = run_setting(name, SETTINGS[name], args)
+        print(f"{name:20} {outcome['features']:18} {outcome['digest']:18} {outcome['seconds_per_epoch']:8.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

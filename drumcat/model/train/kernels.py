@@ -1,0 +1,49 @@
+"""Which numeric kernels training runs, so that `make model` repeats bit for bit on another x86 machine.
+
+numpy, OpenBLAS and TensorFlow's oneDNN each pick their kernels for the CPU they find, at run time, and the
+kernels round differently: on one machine, capping any one of them at AVX2 (from AVX-512) gives other
+features or other networks, and so does the number of threads TensorFlow or OpenBLAS splits a sum over
+(`bench/training_repeat.py`, README "Training"). The portable kernels are what an AVX2 x86 CPU runs, in
+a fixed number of threads, asked of every CPU: AVX2 is the least the TensorFlow wheels need. They are
+environment variables each library reads as it loads, so they are set before numpy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PORTABLE = {
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's dispatch targets above AVX2
+    "OPENBLAS_CORETYPE": "Haswell",  # OpenBLAS's AVX2 kernels
+    "OPENBLAS_NUM_THREADS": "1",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # TensorFlow's oneDNN kernels; TF_ENABLE_ONEDNN_OPTS=0 leaves some in use
+    "TF_NUM_INTRAOP_THREADS": "4",  # costs nothing measurable on 2 cores; uses 4 where there are more
+}
+"""The environment that makes training portable. 22% slower per epoch than the native kernels on an
+AVX-512 CPU (bench/training_repeat.py)."""
+
+KERNELS = ("portable", "native")
+
+
+def use_portable_kernels() -> None:
+    """Set PORTABLE for this process, before numpy or TensorFlow loads (they read it once, as they load)."""
+    loaded = [name for name in ("numpy", "tensorflow") if name in sys.modules]
+    if loaded:
+        raise RuntimeError(f"portable kernels must be chosen before {' and '.join(loaded)} is imported")
+    os.environ.update(PORTABLE)
+
+
+def kernels_in_effect() -> dict[str, object]:
+    """What this process runs, as the card records it: numpy's enabled dispatch targets, OpenBLAS's kernels
+    and threads, and the oneDNN and TensorFlow settings (unset: each library's own choice for this CPU)."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return {
+        "portable": all(os.environ.get(name) == value for name, value in PORTABLE.items()),
+        "numpy_dispatch": [target for target in __cpu_dispatch__ if __cpu_features__.get(target)],
+        "openblas": sorted({f"{pool['architecture']}, {pool['num_threads']} thread(s)" for pool in blas}),
+        **{name: os.environ.get(name, "unset") for name in ("ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS")},
+    }
