@@ -21,6 +21,7 @@ from drumcat.model.train.train import (
     WIDTHS,
     Teacher,
     build_model,
+    dataset_digest,
     ensemble_of,
     evaluate_split,
     features_as_read,
@@ -310,6 +311,12 @@ def test_drumcat_train_runs_portable_kernels_and_its_card_says_so(tmp_path: Path
     assert kernels["openblas"] == ["Haswell, 1 thread(s)"]
     assert kernels["ONEDNN_MAX_CPU_ISA"] == PORTABLE["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert kernels["TF_NUM_INTRAOP_THREADS"] == PORTABLE["TF_NUM_INTRAOP_THREADS"]
+    # and the dataset it had, which a repeat needs as well: one changed clip changes the digest
+    recorded = ModelCard.read(card_path_for(out)).training["dataset_sha256"]
+    assert recorded == dataset_digest(dataset)
+    clip = next((dataset / "clips").glob("*.wav"))
+    clip.write_bytes(clip.read_bytes()[:-2] + b"\x01\x00")
+    assert dataset_digest(dataset) != recorded
 
 
 def test_portable_kernels_cannot_be_chosen_once_numpy_has_loaded() -> None:

@@ -85,6 +85,17 @@ NAMED_RECIPES = {
 """Recipes `train --recipe NAME` uses instead of the dataset rate's own (a dataset at the recipe's rate)."""
 
 
+def dataset_digest(dataset: Path) -> str:
+    """sha256 of the manifest and of every clip it lists, in its order: a run repeats bit for bit only on
+    the same dataset, and this tells a reproduction whether it has it (make dataset renders and resamples
+    with the machine's own kernels too)."""
+    digest = hashlib.sha256((dataset / "manifest.csv").read_bytes())
+    with (dataset / "manifest.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            digest.update((dataset / row["path"]).read_bytes())
+    return digest.hexdigest()
+
+
 def recipe_for(dataset: Path, name: str | None = None) -> FeatureRecipe:
     """The feature recipe for a built dataset's clip rate, or the named one (NAMED_RECIPES) at that rate."""
     rate = clip_rate_of(dataset)
@@ -1009,7 +1020,7 @@ def train(
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": machine_description(),
-            "kernels": kernels_in_effect(),
+            "kernels": kernels_in_effect(), "dataset_sha256": dataset_digest(dataset),
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + ("; a second input channel, each band minus its mean over frames"
