@@ -37,8 +37,8 @@ from drumcat.model.train.kernels import PORTABLE  # noqa: E402  (no numpy import
 # What an AVX2-only x86 CPU runs, asked of this one: numpy's kernels without its AVX-512 dispatch targets,
 # OpenBLAS's Haswell (AVX2) kernels and oneDNN's AVX2 ones. TensorFlow's own kernels are compiled once for
 # every CPU.
-AVX2_NUMPY_BLAS = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"}
-AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", **AVX2_NUMPY_BLAS}
+AVX2_NUMPY_BLAS = {name: PORTABLE[name] for name in ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE")}
+AVX2 = {"ONEDNN_MAX_CPU_ISA": PORTABLE["ONEDNN_MAX_CPU_ISA"], **AVX2_NUMPY_BLAS}
 SETTINGS = {
     "default": {},
     "default, again": {},
