@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,plot,train]'
+	@# An editable install compiles none of drumcat's own modules; where PYTHONDONTWRITEBYTECODE is set (as on
+	@# the machines this project is tested on) every command compiled them again: 0.06 s of each `drumcat` run.
+	$(BIN)/python -m compileall -q drumcat >/dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)
