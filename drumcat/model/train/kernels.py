@@ -3,9 +3,10 @@
 numpy, OpenBLAS and TensorFlow's oneDNN each pick their kernels for the CPU they find, at run time, and the
 kernels round differently: on one machine, capping any one of them at AVX2 (from AVX-512) gives other
 features or other networks, and so does the number of threads TensorFlow or OpenBLAS splits a sum over
-(`bench/training_repeat.py`, README "Training"). The portable kernels are what an AVX2 x86 CPU runs, in
-a fixed number of threads, asked of every CPU: AVX2 is the least the TensorFlow wheels need. They are
-environment variables each library reads as it loads, so they are set before numpy is imported.
+(`bench/training_repeat.py`; README, "Repeating a run on another machine"). The portable kernels are what
+an AVX2 x86 CPU runs, in a fixed number of threads, asked of every CPU: AVX2 is the least the TensorFlow
+wheels need. They are environment variables each library reads as it loads, so they are set before numpy
+is imported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ PORTABLE = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # TensorFlow's oneDNN kernels; TF_ENABLE_ONEDNN_OPTS=0 leaves some in use
     "TF_NUM_INTRAOP_THREADS": "4",  # costs nothing measurable on 2 cores; uses 4 where there are more
 }
-"""The environment that makes training portable. 22% slower per epoch than the native kernels on an
+"""The environment that makes training portable: about 20% slower per epoch than the native kernels on an
 AVX-512 CPU (bench/training_repeat.py)."""
 
 KERNELS = ("portable", "native")

@@ -87,8 +87,7 @@ NAMED_RECIPES = {
 
 def dataset_digest(dataset: Path) -> str:
     """sha256 of the manifest and of every clip it lists, in its order: a run repeats bit for bit only on
-    the same dataset, and this tells a reproduction whether it has it (make dataset renders and resamples
-    with the machine's own kernels too)."""
+    the same dataset, and this tells a reproduction on another machine whether it has it."""
     digest = hashlib.sha256((dataset / "manifest.csv").read_bytes())
     with (dataset / "manifest.csv").open() as handle:
         for row in csv.DictReader(handle):
