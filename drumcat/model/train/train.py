@@ -357,13 +357,15 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.5.2"
+MODEL_VERSION = "3.6.0"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
 kits share kept once, in the held-out kit; 3.5: a file whose name says it is played backwards labeled
 Reverse; 3.5.1: files cut at their onset at inference, as the clips were; 3.5.2: the clip starts 10 ms
-before that cut, the test figures measured so; README, "The default model")."""
+before that cut, the test figures measured so; 3.6: trained with portable kernels, so that another x86
+machine repeats the run, and the card records them with the dataset's sha256 and the Python packages'
+versions; README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
@@ -687,6 +689,24 @@ def package_versions() -> dict[str, str]:
     for package in DEBIAN_PACKAGES:
         result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
         versions[package] = result.stdout.strip() or "not installed"
+    return versions
+
+
+TRAINING_PYTHON_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "scipy", "soxr", "soundfile", "librosa",
+                            "ai-edge-litert", "threadpoolctl")
+"""What computes a run's features and networks: a repeat needs the same versions (`python_package_versions`)."""
+
+
+def python_package_versions() -> dict[str, str]:
+    """The installed versions of TRAINING_PYTHON_PACKAGES (those installed), and Python's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in TRAINING_PYTHON_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
     return versions
 
 
@@ -1019,7 +1039,8 @@ def train(
                             if refit else "")
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": machine_description(),
-            "kernels": kernels_in_effect(), "dataset_sha256": dataset_digest(dataset),
+            "kernels": kernels_in_effect(), "python_packages": python_package_versions(),
+            "dataset_sha256": dataset_digest(dataset),
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + ("; a second input channel, each band minus its mean over frames"
