@@ -114,9 +114,10 @@ def main() -> None:
     if args.one:
         print(json.dumps(train_once(args.dataset, args.clips, args.epochs)))
         return
-    from drumcat.model.train.train import machine_description
+    from drumcat.model.train.train import dataset_digest, machine_description
 
     print(f"machine: {machine_description()}")
+    print(f"dataset: {args.dataset}, sha256 {dataset_digest(args.dataset)}")
     print(f"{args.clips} training clips with their augmented copies, {args.epochs} epochs, seed 1, op determinism")
     print(f"{'setting':20} {'features digest':18} {'weights digest':18} {'s/epoch':>8}")
     for name in args.settings:
