@@ -323,6 +323,30 @@ def test_drumcat_train_runs_portable_kernels_and_its_card_says_so(tmp_path: Path
     assert dataset_digest(dataset) != recorded
 
 
+def test_portable_kernels_give_the_same_network_whatever_the_thread_settings(tmp_path: Path) -> None:
+    """The thread counts a machine or its user sets change a native run's network (the control); a portable
+    run sets its own, so it gives the same network bit for bit (README, "Repeating a run on another machine")."""
+    import os
+    import subprocess
+    import sys
+
+    dataset = small_dataset(tmp_path / "dataset")
+
+    def weights(kernels: str, **environment: str) -> list[np.ndarray]:
+        out = tmp_path / f"{kernels}-{len(list(tmp_path.glob('*.keras')))}.keras"
+        subprocess.run([sys.executable, "-m", "drumcat.cli", "train", "--dataset", str(dataset), "--epochs", "1",
+                        "--copies", "1", "--no-refit", "--kernels", kernels, "--out", str(out)],
+                       cwd=tmp_path, env={**os.environ, **environment}, check=True, capture_output=True)
+        return load_bundle(out).keras_model.get_weights()
+
+    def same(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+        return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+    if same(weights("native", TF_NUM_INTRAOP_THREADS="1"), weights("native", TF_NUM_INTRAOP_THREADS="3")):
+        pytest.skip("on this machine 1 and 3 TensorFlow threads train the same network: nothing to show")
+    assert same(weights("portable", TF_NUM_INTRAOP_THREADS="1", OPENBLAS_NUM_THREADS="2"), weights("portable"))
+
+
 def test_portable_kernels_cannot_be_chosen_once_numpy_has_loaded() -> None:
     """numpy and OpenBLAS read their kernels as they load: a late choice would be silently ignored."""
     from drumcat.model.train.kernels import kernels_in_effect, use_portable_kernels
