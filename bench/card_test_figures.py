@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drumcat.audio.features import FeatureRecipe  # noqa: E402
 from drumcat.model.bundle import ModelBundle, card_path_for, load_bundle  # noqa: E402
 from drumcat.model.train.train import (  # noqa: E402
     Split,
@@ -35,8 +36,7 @@ from drumcat.model.train.train import (  # noqa: E402
 )
 
 
-def measured(bundle: ModelBundle, recipe: FeatureRecipe, split: Split) -> tuple[dict[str, Any], list[str]]:
-    x_test = features_as_read(split.clips, recipe)
+def measured(bundle: ModelBundle, x_test: np.ndarray, split: Split) -> tuple[dict[str, Any], list[str]]:
     return test_figures(bundle.keras_model, bundle.card.temperature, x_test, split, bundle.card.labels)
 
 
@@ -65,12 +65,13 @@ def main() -> None:
     recipe.validate()
     split = load_split(args.dataset, "test", card.labels, recipe.sample_rate)
     seeds = [bundle, *[load_bundle(Path(p)) for p in args.seed_models.split(",") if p]]
+    x_test = features_as_read(split.clips, recipe)  # once: every seed model and the LiteRT export read them
     runs = {}
     for number, seed in enumerate(seeds, start=1):
         if seed.card.features != recipe:
-            own = headline(measured(seed, seed.card.features, split)[0])
+            own = headline(measured(seed, features_as_read(split.clips, seed.card.features), split)[0])
             print(f"seed model {number} ({seed.path}), its own card's recipe: {own}")
-        runs[number] = measured(seed, recipe, split)
+        runs[number] = measured(seed, x_test, split)
         print(f"seed model {number} ({seed.path}), lead {recipe.lead_seconds:g} s: {headline(runs[number][0])}")
     summary = {**seed_summary({n: test for n, (test, _) in runs.items()}),
                "core_kit_interval": kit_interval_on_test(split, [p for _, p in runs.values()], card.labels)}
@@ -87,8 +88,7 @@ def main() -> None:
         card.metrics["seeds"] = {**summary, "seeds": card.metrics["seeds"]["seeds"]}
     elif args.seeds_note:  # the other seeds' networks are not at hand: their figures stay, and say so
         card.metrics["seeds"]["note"] = args.seeds_note
-    card.metrics["test_litert"] = litert_on_test(args.model, features_as_read(split.clips, recipe), split, card,
-                                                 predictions)
+    card.metrics["test_litert"] = litert_on_test(args.model, x_test, split, card, predictions)
     card_path_for(args.model).write_text(card.to_json(), encoding="utf-8")
     print(f"wrote {card_path_for(args.model)}")
 

@@ -114,7 +114,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(train_once(args.dataset, args.clips, args.epochs)))
         return
-    from drumcat.model.train.train import dataset_digest, machine_description
+    from drumcat.model.train.kernels import machine_description
+    from drumcat.model.train.train import dataset_digest
 
     print(f"machine: {machine_description()}")
     print(f"dataset: {args.dataset}, sha256 {dataset_digest(args.dataset)}")

@@ -12,7 +12,9 @@ is imported.
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from pathlib import Path
 
 PORTABLE = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's dispatch targets above AVX2
@@ -48,3 +50,25 @@ def kernels_in_effect() -> dict[str, object]:
         "openblas": sorted({f"{pool['architecture']}, {pool['num_threads']} thread(s)" for pool in blas}),
         **{name: os.environ.get(name, "unset") for name in ("ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS")},
     }
+
+
+# Instruction sets the libraries' native kernels choose among (numpy, OpenBLAS, oneDNN): with native kernels a
+# run repeats exactly only on a CPU with the same ones (bench/training_repeat.py).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+
+
+def machine_description() -> str:
+    """The CPU a model trained on, with the instruction sets that change its rounding: a reproduction on
+    other ones gives other networks."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    present = [feature for feature in CPU_FEATURES if feature in flags]
+    return f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import platform
 import subprocess
@@ -46,7 +47,7 @@ from drumcat.model.train.dataset import (
     independent_draws,
     synth_kit_clips,
 )
-from drumcat.model.train.kernels import kernels_in_effect
+from drumcat.model.train.kernels import kernels_in_effect, machine_description
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
@@ -88,10 +89,10 @@ NAMED_RECIPES = {
 def dataset_digest(dataset: Path) -> str:
     """sha256 of the manifest and of every clip it lists, in its order: a run repeats bit for bit only on
     the same dataset, and this tells a reproduction on another machine whether it has it."""
-    digest = hashlib.sha256((dataset / "manifest.csv").read_bytes())
-    with (dataset / "manifest.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            digest.update((dataset / row["path"]).read_bytes())
+    manifest = (dataset / "manifest.csv").read_bytes()
+    digest = hashlib.sha256(manifest)
+    for row in csv.DictReader(io.StringIO(manifest.decode("utf-8"))):
+        digest.update((dataset / row["path"]).read_bytes())
     return digest.hexdigest()
 
 
@@ -661,27 +662,6 @@ def seed_summary(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
         source: round(float(np.mean([each[source]["accuracy"] for each in held if source in each])), 4)
         for source in sorted(set().union(*held))}
     return summary
-
-
-# Instruction sets TensorFlow's oneDNN kernels choose among: runs repeat exactly only on the same ones (run 58).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
-
-
-def machine_description() -> str:
-    """The CPU a model trained on, with the instruction sets that change its rounding: a reproduction on
-    other ones gives other networks."""
-    name, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not name:
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    present = [feature for feature in CPU_FEATURES if feature in flags]
-    return f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")
 
 
 def package_versions() -> dict[str, str]:
