@@ -275,7 +275,8 @@ def carry_similarity(embeddings: np.ndarray, folders: Folders, corrections: Corr
     return np.where(sharing_a_folder(folders, corrections.folders), similarity, -np.inf)
 
 
-def _pool_of(catalog: Catalog, found: list[dict[str, Any]], n_labels: int) -> Pool:
+def _pool_of(catalog: Catalog, found: list[dict[str, Any]], n_labels: int, folders: Folders | None = None) -> Pool:
+    """The pool of these prediction rows; their folders are read unless the caller has them already."""
     if not found:
         return Pool([], np.zeros((0, 0)), np.zeros((0, n_labels)), [])
     vectors = decode_embeddings([r["embedding"] for r in found]).astype(np.float64)
@@ -283,7 +284,7 @@ def _pool_of(catalog: Catalog, found: list[dict[str, Any]], n_labels: int) -> Po
     if targets.shape[1] < n_labels:  # new labels: the base model never gives them
         targets = np.concatenate([targets, np.zeros((len(targets), n_labels - targets.shape[1]))], axis=1)
     hashes = [r["hash"] for r in found]
-    return Pool(hashes, vectors, targets, folders_of(catalog, hashes))
+    return Pool(hashes, vectors, targets, folders if folders is not None else folders_of(catalog, hashes))
 
 
 UNCORRECTED = """SELECT p.hash, p.embedding, p.probabilities FROM predictions p
@@ -319,11 +320,15 @@ def close_to_overrides(catalog: Catalog, model_id: int, corrections: Corrections
             return rows(conn, UNCORRECTED + " AND p.hash > :last ORDER BY p.hash LIMIT :n",
                         {"m": model_id, "last": last, "n": PAGE})
 
-    def closest(found: list[dict[str, Any]], closeness: list[float]) -> tuple[list[dict[str, Any]], list[float]]:
+    def closest(found: list[dict[str, Any]], folders: Folders, closeness: list[float]
+                ) -> tuple[list[dict[str, Any]], Folders, list[float]]:
         keep = sorted(np.argsort(closeness, kind="stable")[::-1][:limit])
-        return [found[i] for i in keep], [closeness[i] for i in keep]
+        return [found[i] for i in keep], [folders[i] for i in keep], [closeness[i] for i in keep]
 
-    unit, found, closeness = unit_rows(corrections.embeddings), [], []
+    unit = unit_rows(corrections.embeddings)
+    found: list[dict[str, Any]] = []
+    folders: Folders = []  # each found sound's, read once, here
+    closeness: list[float] = []
     for batch in pages_by_hash(page):
         vectors = decode_embeddings([r["embedding"] for r in batch])
         # Folders only for the few within the radius of any correction: reading every sound's would cost more.
@@ -331,14 +336,16 @@ def close_to_overrides(catalog: Catalog, model_id: int, corrections: Corrections
         if not len(within):
             continue
         candidates = [batch[i] for i in within]
-        similarity = carry_similarity(vectors[within], folders_of(catalog, [r["hash"] for r in candidates]),
-                                      corrections).max(axis=1)
+        candidate_folders = folders_of(catalog, [r["hash"] for r in candidates])
+        similarity = carry_similarity(vectors[within], candidate_folders, corrections).max(axis=1)
         near = np.flatnonzero(similarity >= radius)
         found += [candidates[i] for i in near]
+        folders += [candidate_folders[i] for i in near]
         closeness += similarity[near].tolist()
         if len(found) > 2 * limit:  # keep the closest `limit` so far: memory stays bounded too
-            found, closeness = closest(found, closeness)
-    return _pool_of(catalog, closest(found, closeness)[0], n_labels)
+            found, folders, closeness = closest(found, folders, closeness)
+    found, folders, _ = closest(found, folders, closeness)
+    return _pool_of(catalog, found, n_labels, folders)
 
 
 def propagated(pool: Pool, corrections: Corrections, labels: list[str], radius: float) -> np.ndarray:
