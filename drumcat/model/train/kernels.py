@@ -71,4 +71,20 @@ def machine_description() -> str:
     except OSError:
         pass
     present = [feature for feature in CPU_FEATURES if feature in flags]
-    return f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")
+    caches = cache_sizes()
+    return (f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")
+            + f", {os.cpu_count()} cores" + (f", caches {caches}" if caches else ""))
+
+
+def cache_sizes() -> str:
+    """The first core's data and unified caches ("L1d 48K L2 2048K L3 307200K"): oneDNN may choose how it
+    blocks a product by them, so two machines with the same instruction sets can still differ here."""
+    found = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            kind, level, size = ((index / name).read_text().strip() for name in ("type", "level", "size"))
+        except OSError:
+            continue
+        if kind != "Instruction":
+            found.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    return " ".join(found)
