@@ -66,7 +66,7 @@ def train_once(dataset: Path, clips: int, epochs: int) -> dict[str, object]:
     import numpy as np
 
     from drumcat.model.runtime import quiet_tensorflow
-    from drumcat.model.train.train import Setup, load_split, subset
+    from drumcat.model.train.train import Setup, load_split, network_digest, subset
     from drumcat.taxonomy import FINE_CLASSES
 
     quiet_tensorflow()
@@ -86,10 +86,8 @@ def train_once(dataset: Path, clips: int, epochs: int) -> dict[str, object]:
     model.fit(x, targets, sample_weight=setup.sample_weights(split, labels, len(classes)), epochs=epochs,
               batch_size=64, verbose=0)
     seconds = (time.perf_counter() - start) / epochs
-    digest = hashlib.sha256()
-    for weights in model.get_weights():
-        digest.update(np.ascontiguousarray(weights).tobytes())
-    return {"features": features, "digest": digest.hexdigest()[:16], "seconds_per_epoch": seconds, "examples": len(x)}
+    digest = network_digest(model)[:16]  # as the card's training.network_sha256 begins
+    return {"features": features, "digest": digest, "seconds_per_epoch": seconds, "examples": len(x)}
 
 
 def run_setting(name: str, overrides: dict[str, str], args: argparse.Namespace) -> dict[str, object]:

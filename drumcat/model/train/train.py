@@ -96,6 +96,16 @@ def dataset_digest(dataset: Path) -> str:
     return digest.hexdigest()
 
 
+def network_digest(model: Any) -> str:
+    """sha256 of a Keras model's weight arrays, in their order: what a repeated run must reproduce. The
+    .keras file's own sha256 (the card's weights_sha256) cannot repeat: Keras writes the time of the save
+    and Python object ids into the archive (run 60, README: "Repeating a run on another machine")."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
 def recipe_for(dataset: Path, name: str | None = None) -> FeatureRecipe:
     """The feature recipe for a built dataset's clip rate, or the named one (NAMED_RECIPES) at that rate."""
     rate = clip_rate_of(dataset)
@@ -1020,7 +1030,7 @@ def train(
                          + f"; the shipped seed ({seeds[0]}) was fixed before training",
             "train_seconds": round(time.time() - started), "machine": machine_description(),
             "kernels": kernels_in_effect(), "python_packages": python_package_versions(),
-            "dataset_sha256": dataset_digest(dataset),
+            "dataset_sha256": dataset_digest(dataset), "network_sha256": network_digest(shipped.model),
             "architecture": f"CNN, convolution widths {list(setup.widths)}"
                             + ("; the last maps pooled over time only, per band row" if pooling == "time" else "")
                             + ("; a second input channel, each band minus its mean over frames"
