@@ -72,7 +72,7 @@ def test_train_selects_refits_and_writes_a_loadable_card(tmp_path: Path) -> None
     assert again["core"]["accuracy"] == test["core"]["accuracy"]
     assert card.features.lead_seconds == RECIPE.lead_seconds > 0  # measured as infer reads files, lead and all
     assert card.training["machine"].startswith(f"{platform.machine()} CPU")  # with its instruction sets, where known
-    assert f", {os.cpu_count()} cores" in card.training["machine"]  # and its caches, where the system lists them
+    assert f", {os.cpu_count()} logical CPUs" in card.training["machine"]  # and its caches, where the system lists them
     assert card.training["python_packages"]["numpy"] == np.__version__  # what computed the run, with versions
     assert card.training["python_packages"]["python"] == platform.python_version()
     assert card.metrics["seeds"]["seeds"] == [1] and card.metrics["seeds"]["core_accuracy"]["std"] == 0.0

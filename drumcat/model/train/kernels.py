@@ -73,7 +73,7 @@ def machine_description() -> str:
     present = [feature for feature in CPU_FEATURES if feature in flags]
     caches = cache_sizes()
     return (f"{platform.machine()} CPU" + (f", {name}" if name else "") + (f" ({' '.join(present)})" if present else "")
-            + f", {os.cpu_count()} cores" + (f", caches {caches}" if caches else ""))
+            + f", {os.cpu_count()} logical CPUs" + (f", caches {caches}" if caches else ""))
 
 
 def cache_sizes() -> str:
