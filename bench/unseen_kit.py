@@ -1,0 +1,107 @@
+"""A model on a recorded acoustic kit it never trained on: each hit of the MuldjordKit (DrumGizmo's Tama
+Superstar kit, CC BY 4.0, the SFZ release at github.com/sfzinstruments/DrumGizmo.MuldjordKit) rendered
+from its 16 mono microphone files as four one-shots, and the labeled CSV that `drumcat evaluate` reads.
+
+    python bench/unseen_kit.py [--kit build/sources/DrumGizmo.MuldjordKit] [--out build/unseen/muldjord]
+    drumcat evaluate build/unseen/muldjord/labels.csv
+
+The renders of a hit: `close` (its own close microphone; the two overheads for crashes and the china,
+which have none), `overheads` (the overhead pair), `room` (the two ambience microphones) and `full` (every
+microphone but the trigger). Each is the mono sum, peak-normalized to -1 dBFS, as a 24-bit WAV; the CSV's
+kit column names the render, so `evaluate` reports each as a group.
+
+This is a survey of a source proposed for training (issue #13), not a training source: nothing here feeds
+`make dataset`, and the kit stays out of every training run until a maintainer accepts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+# The kit's instrument folders and the fine class each is (drumcat/taxonomy.py); SnareRest is the snare
+# struck with the stick resting on the head, a snare sound.
+LABELS = {
+    "China": "China", "CrashL": "Crash", "CrashR": "Crash", "HihatClosed": "Hihat", "HihatOpen": "Hihat",
+    "KdrumL": "Kick", "KdrumR": "Kick", "RideL": "Ride", "RideLBell": "Ride", "RideR": "Ride",
+    "RideRBell": "Ride", "Snare": "Snare", "SnareRest": "Snare", "Tom1": "Tom", "Tom2": "Tom", "Tom3": "Tom",
+    "Tom4": "Tom",
+}
+OVERHEADS, ROOM = ("OHL", "OHR"), ("AmbL", "AmbR")
+CLOSE = {
+    "China": OVERHEADS, "CrashL": OVERHEADS, "CrashR": OVERHEADS, "HihatClosed": ("Hihat",),
+    "HihatOpen": ("Hihat",), "KdrumL": ("KdrumL",), "KdrumR": ("KdrumR",), "RideL": ("RideL",),
+    "RideLBell": ("RideL",), "RideR": ("RideR",), "RideRBell": ("RideR",), "Snare": ("Snare_top",),
+    "SnareRest": ("Snare_top",), "Tom1": ("Tom1",), "Tom2": ("Tom2",), "Tom3": ("Tom3",), "Tom4": ("Tom4",),
+}
+PEAK = 10 ** (-1 / 20)
+
+
+def hits(samples: Path) -> list[tuple[str, str, dict[str, Path]]]:
+    """(instrument, hit number, {microphone: file}) for every hit in the kit's Samples/ folder."""
+    found: dict[tuple[str, str], dict[str, Path]] = {}
+    for path in sorted(samples.glob("*/*.flac")):
+        number, instrument, microphone = path.stem.split("-", 2)
+        found.setdefault((instrument, number), {})[microphone] = path
+    return [(instrument, number, mics) for (instrument, number), mics in sorted(found.items())]
+
+
+def mixed(files: list[Path]) -> tuple[np.ndarray, int]:
+    """The mono sum of time-aligned microphone files, peak-normalized."""
+    parts, rates = zip(*(sf.read(str(f), dtype="float32", always_2d=True) for f in files), strict=True)
+    if len(set(rates)) != 1:
+        raise SystemExit(f"{files[0].parent}: its microphones have different sample rates {sorted(set(rates))}")
+    length = max(p.shape[0] for p in parts)
+    total = np.zeros(length, dtype=np.float64)
+    for part in parts:
+        total[: part.shape[0]] += part.mean(axis=1)
+    peak = np.abs(total).max()
+    return (total * (PEAK / peak) if peak > 0 else total).astype(np.float32), rates[0]
+
+
+def renders(instrument: str, mics: dict[str, Path]) -> dict[str, list[Path]]:
+    return {
+        "close": [mics[m] for m in CLOSE[instrument] if m in mics],
+        "overheads": [mics[m] for m in OVERHEADS if m in mics],
+        "room": [mics[m] for m in ROOM if m in mics],
+        "full": [path for m, path in mics.items() if m != "Trigger"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kit", type=Path, default=Path("build/sources/DrumGizmo.MuldjordKit"))
+    parser.add_argument("--out", type=Path, default=Path("build/unseen/muldjord"))
+    args = parser.parse_args()
+    samples = args.kit / "DrumGizmo" / "MuldjordKit" / "Samples"
+    if not samples.is_dir():
+        raise SystemExit(f"{samples}: not found; `git clone` github.com/sfzinstruments/DrumGizmo.MuldjordKit "
+                         f"into {args.kit}")
+    rows = []
+    for instrument, number, mics in hits(samples):
+        if instrument not in LABELS:
+            print(f"skipped {instrument}: no reviewed label", file=sys.stderr)
+            continue
+        for render, files in renders(instrument, mics).items():
+            if not files:
+                continue
+            samples_out, rate = mixed(files)
+            path = args.out / render / f"{instrument}-{int(number):03d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), samples_out, rate, subtype="PCM_24")
+            rows.append({"path": str(path.relative_to(args.out)), "label": LABELS[instrument],
+                         "kit": f"muldjord-{render}"})
+    with (args.out / "labels.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "kit"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} one-shots of {len(rows) // 4} hits written to {args.out}; labels in {args.out / 'labels.csv'}")
+
+
+if __name__ == "__main__":
+    main()
