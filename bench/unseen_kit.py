@@ -5,9 +5,9 @@ from its 16 mono microphone files as four one-shots, and the labeled CSV that `d
     python bench/unseen_kit.py [--kit build/sources/DrumGizmo.MuldjordKit] [--out build/unseen/muldjord]
     drumcat evaluate build/unseen/muldjord/labels.csv
 
-The renders of a hit: `close` (its own close microphone; the two overheads for crashes and the china,
-which have none), `overheads` (the overhead pair), `room` (the two ambience microphones) and `full` (every
-microphone but the trigger). Each is the mono sum, peak-normalized to -1 dBFS, as a 24-bit WAV; the CSV's
+The renders of a hit: `close` (its own close microphone; none for the crashes and the china, which have
+none), `overheads` (the overhead pair), `room` (the two ambience microphones) and `full` (every microphone
+but the trigger). Each is the mono sum, peak-normalized to -1 dBFS, as a 24-bit WAV; the CSV's
 kit column names the render, so `evaluate` reports each as a group.
 
 This is a survey of a source proposed for training (issue #13), not a training source: nothing here feeds
@@ -33,8 +33,9 @@ LABELS = {
     "Tom4": "Tom",
 }
 OVERHEADS, ROOM = ("OHL", "OHR"), ("AmbL", "AmbR")
+# The crashes and the china have no close microphone: their close render would be the overheads' again.
 CLOSE = {
-    "China": OVERHEADS, "CrashL": OVERHEADS, "CrashR": OVERHEADS, "HihatClosed": ("Hihat",),
+    "China": (), "CrashL": (), "CrashR": (), "HihatClosed": ("Hihat",),
     "HihatOpen": ("Hihat",), "KdrumL": ("KdrumL",), "KdrumR": ("KdrumR",), "RideL": ("RideL",),
     "RideLBell": ("RideL",), "RideR": ("RideR",), "RideRBell": ("RideR",), "Snare": ("Snare_top",),
     "SnareRest": ("Snare_top",), "Tom1": ("Tom1",), "Tom2": ("Tom2",), "Tom3": ("Tom3",), "Tom4": ("Tom4",),
@@ -100,7 +101,8 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "kit"])
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(rows)} one-shots of {len(rows) // 4} hits written to {args.out}; labels in {args.out / 'labels.csv'}")
+    hit_count = len({Path(row["path"]).name for row in rows})
+    print(f"{len(rows)} one-shots of {hit_count} hits written to {args.out}; labels in {args.out / 'labels.csv'}")
 
 
 if __name__ == "__main__":
