@@ -1,6 +1,6 @@
 """A model on a recorded acoustic kit it never trained on: each hit of the MuldjordKit (DrumGizmo's Tama
 Superstar kit, CC BY 4.0, the SFZ release at github.com/sfzinstruments/DrumGizmo.MuldjordKit) rendered
-from its 16 mono microphone files as four one-shots, and the labeled CSV that `drumcat evaluate` reads.
+from its 16 mono microphone files as up to four one-shots, and the labeled CSV that `drumcat evaluate` reads.
 
     python bench/unseen_kit.py [--kit build/sources/DrumGizmo.MuldjordKit] [--out build/unseen/muldjord]
     drumcat evaluate build/unseen/muldjord/labels.csv
@@ -24,22 +24,23 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-# The kit's instrument folders and the fine class each is (drumcat/taxonomy.py); SnareRest is the snare
-# struck with the stick resting on the head, a snare sound.
-LABELS = {
-    "China": "China", "CrashL": "Crash", "CrashR": "Crash", "HihatClosed": "Hihat", "HihatOpen": "Hihat",
-    "KdrumL": "Kick", "KdrumR": "Kick", "RideL": "Ride", "RideLBell": "Ride", "RideR": "Ride",
-    "RideRBell": "Ride", "Snare": "Snare", "SnareRest": "Snare", "Tom1": "Tom", "Tom2": "Tom", "Tom3": "Tom",
-    "Tom4": "Tom",
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from drumcat.audio.files import downmix  # noqa: E402
+
+# The kit's instrument folders: the fine class each is (drumcat/taxonomy.py) and its close microphones.
+# SnareRest is the snare struck with the stick resting on the head, a snare sound. The crashes and the
+# china have no close microphone: their close render would be the overheads' again.
+PIECES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "China": ("China", ()), "CrashL": ("Crash", ()), "CrashR": ("Crash", ()),
+    "HihatClosed": ("Hihat", ("Hihat",)), "HihatOpen": ("Hihat", ("Hihat",)),
+    "KdrumL": ("Kick", ("KdrumL",)), "KdrumR": ("Kick", ("KdrumR",)),
+    "RideL": ("Ride", ("RideL",)), "RideLBell": ("Ride", ("RideL",)),
+    "RideR": ("Ride", ("RideR",)), "RideRBell": ("Ride", ("RideR",)),
+    "Snare": ("Snare", ("Snare_top",)), "SnareRest": ("Snare", ("Snare_top",)),
+    "Tom1": ("Tom", ("Tom1",)), "Tom2": ("Tom", ("Tom2",)), "Tom3": ("Tom", ("Tom3",)), "Tom4": ("Tom", ("Tom4",)),
 }
 OVERHEADS, ROOM = ("OHL", "OHR"), ("AmbL", "AmbR")
-# The crashes and the china have no close microphone: their close render would be the overheads' again.
-CLOSE = {
-    "China": (), "CrashL": (), "CrashR": (), "HihatClosed": ("Hihat",),
-    "HihatOpen": ("Hihat",), "KdrumL": ("KdrumL",), "KdrumR": ("KdrumR",), "RideL": ("RideL",),
-    "RideLBell": ("RideL",), "RideR": ("RideR",), "RideRBell": ("RideR",), "Snare": ("Snare_top",),
-    "SnareRest": ("Snare_top",), "Tom1": ("Tom1",), "Tom2": ("Tom2",), "Tom3": ("Tom3",), "Tom4": ("Tom4",),
-}
 PEAK = 10 ** (-1 / 20)
 
 
@@ -60,14 +61,14 @@ def mixed(files: list[Path]) -> tuple[np.ndarray, int]:
     length = max(p.shape[0] for p in parts)
     total = np.zeros(length, dtype=np.float64)
     for part in parts:
-        total[: part.shape[0]] += part.mean(axis=1)
+        total[: part.shape[0]] += downmix(part)
     peak = np.abs(total).max()
     return (total * (PEAK / peak) if peak > 0 else total).astype(np.float32), rates[0]
 
 
 def renders(instrument: str, mics: dict[str, Path]) -> dict[str, list[Path]]:
     return {
-        "close": [mics[m] for m in CLOSE[instrument] if m in mics],
+        "close": [mics[m] for m in PIECES[instrument][1] if m in mics],
         "overheads": [mics[m] for m in OVERHEADS if m in mics],
         "room": [mics[m] for m in ROOM if m in mics],
         "full": [path for m, path in mics.items() if m != "Trigger"],
@@ -85,7 +86,7 @@ def main() -> None:
                          f"into {args.kit}")
     rows = []
     for instrument, number, mics in hits(samples):
-        if instrument not in LABELS:
+        if instrument not in PIECES:
             print(f"skipped {instrument}: no reviewed label", file=sys.stderr)
             continue
         for render, files in renders(instrument, mics).items():
@@ -95,7 +96,7 @@ def main() -> None:
             path = args.out / render / f"{instrument}-{int(number):03d}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(path), samples_out, rate, subtype="PCM_24")
-            rows.append({"path": str(path.relative_to(args.out)), "label": LABELS[instrument],
+            rows.append({"path": str(path.relative_to(args.out)), "label": PIECES[instrument][0],
                          "kit": f"muldjord-{render}"})
     with (args.out / "labels.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "kit"])
