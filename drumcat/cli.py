@@ -819,8 +819,8 @@ def train(
     = None,
     kernels: Annotated[str, typer.Option(
         help="portable: an AVX2 CPU's numeric kernels in fixed thread counts, so that another x86 machine "
-             "repeats the run bit for bit (about 20% slower on an AVX-512 CPU); native: the fastest this CPU "
-             "has.")] = "portable",
+             "of the same kind repeats the run bit for bit (about 20% slower on an AVX-512 CPU); native: the "
+             "fastest this CPU has.")] = "portable",
 ) -> None:
     """Train the default model on held-out-kit splits and write it with its card."""
     _choose_training_kernels(kernels)  # first: numpy and TensorFlow read the choice as they load

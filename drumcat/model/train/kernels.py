@@ -1,4 +1,4 @@
-"""Which numeric kernels training runs, so that `make model` repeats bit for bit on another x86 machine.
+"""Which numeric kernels training runs, so that `make model` repeats bit for bit on another x86 machine of its kind.
 
 numpy, OpenBLAS and TensorFlow's oneDNN each pick their kernels for the CPU they find, at run time, and the
 kernels round differently: on one machine, capping any one of them at AVX2 (from AVX-512) gives other
@@ -6,7 +6,9 @@ features or other networks, and so does the number of threads TensorFlow or Open
 (`bench/training_repeat.py`; README, "Repeating a run on another machine"). The portable kernels are what
 an AVX2 x86 CPU runs, in a fixed number of threads, asked of every CPU: AVX2 is the least the TensorFlow
 wheels need. They are environment variables each library reads as it loads, so they are set before numpy
-is imported.
+is imported. They make the features portable; TensorFlow's networks still differ on a CPU of another kind
+(an AMD EPYC against the Xeons, run 61), most likely because oneDNN and Eigen block their products by the
+cache sizes they find, which no variable sets.
 """
 
 from __future__ import annotations

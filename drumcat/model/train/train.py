@@ -375,8 +375,8 @@ own instrument names; 3.2: files whose own name names another core class skipped
 kits share kept once, in the held-out kit; 3.5: a file whose name says it is played backwards labeled
 Reverse; 3.5.1: files cut at their onset at inference, as the clips were; 3.5.2: the clip starts 10 ms
 before that cut, the test figures measured so; 3.6: trained with portable kernels, so that another x86
-machine repeats the run, and the card records them with the dataset's sha256 and the Python packages'
-versions; README, "The default model")."""
+machine of the same kind repeats the run (run 61: not one of another kind), and the card records them with
+the dataset's sha256 and the Python packages' versions; README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
