@@ -14,6 +14,8 @@ seconds per epoch. Equal digests mean equal arrays, bit for bit. The settings:
   N threads            TF_NUM_INTRAOP_THREADS, the threads one TensorFlow operation splits its work over
   1 inter-op           TF_NUM_INTEROP_THREADS=1: operations run one at a time
   portable             drumcat/model/train/kernels.py's PORTABLE, what `drumcat train` runs by default
+  portable, SSE4.1     the same with oneDNN's gemm-based convolutions: a candidate for CPUs of two
+                       kinds (an AMD EPYC and the Xeons train other networks under portable: run 61)
 
     python bench/training_repeat.py [--dataset build/dataset] [--clips 2000] [--epochs 2] [--settings ...]
 """
@@ -57,6 +59,9 @@ SETTINGS = {
     "all at AVX2, 8 threads": {**AVX2, "TF_NUM_INTRAOP_THREADS": "8"},
     "portable": PORTABLE,  # all at AVX2, 4 threads, 1 BLAS thread: what `drumcat train` runs by default
     "portable, again": PORTABLE,
+    # oneDNN below AVX2 runs gemm-based convolutions instead of brgemm ones, whose blocking follows the
+    # cache sizes: does that make the networks the same on CPUs of two kinds? (run 61; one kind here)
+    "portable, SSE4.1": {**PORTABLE, "ONEDNN_MAX_CPU_ISA": "SSE41"},
 }
 VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", *PORTABLE)
 
