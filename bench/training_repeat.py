@@ -59,8 +59,8 @@ SETTINGS = {
     "all at AVX2, 8 threads": {**AVX2, "TF_NUM_INTRAOP_THREADS": "8"},
     "portable": PORTABLE,  # all at AVX2, 4 threads, 1 BLAS thread: what `drumcat train` runs by default
     "portable, again": PORTABLE,
-    # oneDNN below AVX2 runs gemm-based convolutions instead of brgemm ones, whose blocking follows the
-    # cache sizes: does that make the networks the same on CPUs of two kinds? (run 61; one kind here)
+    # oneDNN below AVX2 runs gemm-based convolutions instead of brgemm ones, which likely block by the cache
+    # sizes (not shown): does that make the networks the same on CPUs of two kinds? (run 61; one kind here)
     "portable, SSE4.1": {**PORTABLE, "ONEDNN_MAX_CPU_ISA": "SSE41"},
 }
 VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", *PORTABLE)
