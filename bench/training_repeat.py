@@ -14,8 +14,9 @@ seconds per epoch. Equal digests mean equal arrays, bit for bit. The settings:
   N threads            TF_NUM_INTRAOP_THREADS, the threads one TensorFlow operation splits its work over
   1 inter-op           TF_NUM_INTEROP_THREADS=1: operations run one at a time
   portable             drumcat/model/train/kernels.py's PORTABLE, what `drumcat train` runs by default
-  portable, SSE4.1     the same with oneDNN's gemm-based convolutions: a candidate for CPUs of two
-                       kinds (an AMD EPYC and the Xeons train other networks under portable: run 61)
+  portable, SSE4.1     the same with oneDNN's gemm-based convolutions: tried for CPUs of two kinds (an
+                       AMD EPYC and the Xeons train other networks under portable: run 61); they differ
+                       under it too, and it costs 2-3x the seconds an epoch (run 62)
 
     python bench/training_repeat.py [--dataset build/dataset] [--clips 2000] [--epochs 2] [--settings ...]
 """
@@ -60,7 +61,8 @@ SETTINGS = {
     "portable": PORTABLE,  # all at AVX2, 4 threads, 1 BLAS thread: what `drumcat train` runs by default
     "portable, again": PORTABLE,
     # oneDNN below AVX2 runs gemm-based convolutions instead of brgemm ones, which likely block by the cache
-    # sizes (not shown): does that make the networks the same on CPUs of two kinds? (run 61; one kind here)
+    # sizes. It did not make the networks the same on CPUs of two kinds: an AMD EPYC printed d2bea030, a
+    # Xeon ac9edc51 (runs 61, 62). Kept so that a third kind can be compared.
     "portable, SSE4.1": {**PORTABLE, "ONEDNN_MAX_CPU_ISA": "SSE41"},
 }
 VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS", *PORTABLE)
