@@ -19,6 +19,13 @@ seconds per epoch. Equal digests mean equal arrays, bit for bit. The settings:
                        under it too, and it costs 2-3x the seconds an epoch (run 62)
 
     python bench/training_repeat.py [--dataset build/dataset] [--clips 2000] [--epochs 2] [--settings ...]
+                                    [--qemu-cpu MODEL]
+
+--qemu-cpu runs each training under qemu-user (Debian's qemu-user: `qemu-x86_64 -cpu MODEL`), which computes
+every floating-point operation in software, the same way whatever MODEL is, and answers `cpuid` as MODEL
+would: vendor, instruction sets, cache sizes. Different digests for two MODELs then come from what the
+libraries read from the CPU, not from its arithmetic (run 62). It runs about 400 times slower: try
+`--clips 200 --epochs 1 --settings portable`, about half an hour a MODEL on this machine.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -102,6 +110,8 @@ def run_setting(name: str, overrides: dict[str, str], args: argparse.Namespace) 
     env.update(overrides, PYTHONPATH=str(ROOT))
     command = [sys.executable, __file__, "--one", "--dataset", str(args.dataset), "--clips", str(args.clips),
                "--epochs", str(args.epochs)]
+    if args.qemu_cpu:
+        command = ["qemu-x86_64", "-cpu", args.qemu_cpu, *command]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{name}: training failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -114,6 +124,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2000, help="the first N clips of the training kits")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--qemu-cpu", metavar="MODEL",
+                        help="train under `qemu-x86_64 -cpu MODEL`: software arithmetic, MODEL's cpuid, ~400x slower")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: train once, print JSON
     args = parser.parse_args()
     if args.one:
@@ -122,7 +134,10 @@ def main() -> None:
     from drumcat.model.train.kernels import machine_description
     from drumcat.model.train.train import dataset_digest
 
-    print(f"machine: {machine_description()}")
+    print(f"machine: {machine_description()}" + (f", training under qemu-x86_64 -cpu {args.qemu_cpu}"
+                                                  if args.qemu_cpu else ""))
+    if args.qemu_cpu and not shutil.which("qemu-x86_64"):
+        raise SystemExit("--qemu-cpu: qemu-x86_64 not found; install it with `apt-get install qemu-user`")
     print(f"dataset: {args.dataset}, sha256 {dataset_digest(args.dataset)}")
     print(f"{args.clips} training clips with their augmented copies, {args.epochs} epochs, seed 1, op determinism")
     print(f"{'setting':20} {'features digest':18} {'weights digest':18} {'s/epoch':>8}")

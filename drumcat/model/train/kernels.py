@@ -8,7 +8,8 @@ an AVX2 x86 CPU runs, in a fixed number of threads, asked of every CPU: AVX2 is 
 wheels need. They are environment variables each library reads as it loads, so they are set before numpy
 is imported. They make the features portable; TensorFlow's networks still differ on a CPU of another kind
 (an AMD EPYC against the Xeons, run 61), most likely because oneDNN and Eigen block their products by the
-cache sizes they find, which no variable sets. A Xeon with another L3 trained the same networks (run 62).
+cache sizes they find, which no variable sets. A Xeon with another L3 trained the same networks, and under
+qemu-user one software arithmetic trained other networks when told it was another CPU (run 62).
 """
 
 from __future__ import annotations
