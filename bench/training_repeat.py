@@ -25,7 +25,8 @@ seconds per epoch. Equal digests mean equal arrays, bit for bit. The settings:
 every floating-point operation in software, the same way whatever MODEL is, and answers `cpuid` as MODEL
 would: vendor, instruction sets, cache sizes. Different digests for two MODELs then come from what the
 libraries read from the CPU, not from its arithmetic (run 62). It runs about 400 times slower: try
-`--clips 200 --epochs 1 --settings portable`, about half an hour a MODEL on this machine.
+`--clips 200 --epochs 1 --settings portable`, about half an hour a MODEL on this machine (three runs). With
+`--clips 16`, qemu 7.2 crashed twice within a minute (a segmentation fault inside the emulated process).
 """
 
 from __future__ import annotations
