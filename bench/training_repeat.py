@@ -135,10 +135,10 @@ def main() -> None:
     from drumcat.model.train.kernels import machine_description
     from drumcat.model.train.train import dataset_digest
 
-    print(f"machine: {machine_description()}" + (f", training under qemu-x86_64 -cpu {args.qemu_cpu}"
-                                                  if args.qemu_cpu else ""))
     if args.qemu_cpu and not shutil.which("qemu-x86_64"):
         raise SystemExit("--qemu-cpu: qemu-x86_64 not found; install it with `apt-get install qemu-user`")
+    emulated = f", training under qemu-x86_64 -cpu {args.qemu_cpu}" if args.qemu_cpu else ""
+    print(f"machine: {machine_description()}{emulated}")
     print(f"dataset: {args.dataset}, sha256 {dataset_digest(args.dataset)}")
     print(f"{args.clips} training clips with their augmented copies, {args.epochs} epochs, seed 1, op determinism")
     print(f"{'setting':20} {'features digest':18} {'weights digest':18} {'s/epoch':>8}")
