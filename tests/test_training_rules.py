@@ -14,9 +14,11 @@ from drumcat.model.train.labels import (
     FONT_KEY_OVERRIDES,
     GM_KEYS,
     label_by_name,
+    label_for_dirt,
     label_for_font_key,
     label_for_instrument,
     label_for_sonic_pi,
+    label_for_tidal,
     name_contradicts,
 )
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
@@ -70,6 +72,58 @@ def test_the_collection_readers_skip_a_file_whose_name_contradicts_its_folder(tm
     assert tidal == [("Ride-01.wav", "Ride")] and dirt == [("000_hh3hit1.wav", "Hihat")]
     assert sorted(skipped) == ["dirt: hh/011_hh3snare1.wav (its name says another class)",
                                "tidal: linn9000-rd/Crash-03.wav (its name says another class)"]
+
+
+@pytest.mark.parametrize(("suffix", "stem", "label"), [
+    ("perc", "Conga H", "Conga"), ("perc", "Hicongao", "Conga"), ("perc", "Congo", "Conga"), ("perc", "MC25", "Conga"),
+    ("perc", "CL", "Clave"), ("perc", "Claves-02", "Clave"), ("perc", "Agogo Bell", "Agogo"),
+    ("perc", "Lobongoo", "Bongo"), ("perc", "Timb1", "Timbale"), ("perc", "Hitimbal", "Timbale"),
+    ("perc", "Tria-1", "Triangle"), ("perc", "Mutetria", "Triangle"), ("perc", "Shortgui", "Guiro"),
+    ("perc", "Guirro-02", "Guiro"), ("perc", "Qijada", "Vibraslap"), ("perc", "Wblk", "Perc"),
+    ("perc", "Wood Block H", "Perc"), ("misc", "Cuical-01", "Cuica"), ("misc", "Woodblock-02", "Perc"),
+    ("perc", "Whistle", None), ("perc", "Bell-01", None), ("perc", "Fingersanp", None), ("perc", "Quid", None),
+    ("perc", "Toma H-01", None), ("perc", "Click-03", None), ("misc", "Square Kick-01", None),
+    ("fx", "FX_003", None), ("misc", "Synth Cymbal", None),
+    ("bd", "BD0010", "Kick"), ("sh", "Maracas", "Maracas"), ("cr", "China", "China"), ("cr", "Ride", "Crash"),
+])
+def test_a_tidal_file_in_a_folder_of_anything_is_taken_only_by_a_hand_percussion_name(
+        suffix: str, stem: str, label: str | None) -> None:
+    assert label_for_tidal(suffix, stem) == label
+
+
+@pytest.mark.parametrize(("folder", "stem", "label"), [
+    ("ab", "000_ab2closedhh", "Hihat"), ("db", "dbs12kick2", "Kick"), ("hardcore", "010_hcsnare1", "Snare"),
+    ("jungle", "jungle4ride", "Ride"), ("jungle", "jungle4perc1", None), ("jungle", "jungle4hit2", None),
+    ("odx", "003_DXRimshot", "Rim"), ("odx", "014_DX_Ax_Hat", "Hihat"), ("odx", "002_DXShaker", "Shaker"),
+    ("sequential", "000_Tom Clap", "Clap"), ("sequential", "006_Tom Tom1", "Tom"),
+    ("incoming", "000_Mattel  Snare", "Snare"), ("incoming", "002_Mattel Cymbal", None),
+    ("voodoo", "002_VoodooRim", "Rim"), ("voodoo", "000_VoodooBass", None), ("haw", "hawaiian-sd", "Snare"),
+    ("ifdrums", "ignorebd", "Kick"), ("peri", "000_bd", "Kick"), ("peri", "001_bd-rev", None),
+    ("peri", "003_hhx", "Hihat"), ("peri", "004_ksh", None), ("auto", "003_cymrev", None),
+    ("auto", "002_break-sd", "Snare"), ("feel", "BD 04 d", "Kick"), ("feel", "Sd 139", "Snare"),
+    ("future", "002_Bd1_w", "Kick"), ("future", "007_MKD03", None), ("ul", "004_ulnoisey-kick", "Kick"),
+    ("ul", "005_ulnoisey-run", None), ("glitch", "005_P1", None), ("glitch", "001_CB", "Cowbell"),
+    ("short", "sampleoftheday-gtt-snare-drum-010", "Snare"), ("short", "sampleoftheday-gtt-fx-synth-009", None),
+    ("v", "004_v_snare01", "Snare"), ("dr", "000_002", None), ("stomp", "000_0", None), ("808", "000_BD", "Kick"),
+])
+def test_a_dirt_kit_folder_is_labeled_by_its_file_names_without_the_kits_prefix(
+        folder: str, stem: str, label: str | None) -> None:
+    assert label_for_dirt(folder, stem) == label
+
+
+def test_a_dirt_kit_named_after_a_drum_does_not_contradict_its_files(tmp_path: Path) -> None:
+    from drumcat.model.train.sources import dirt_files
+
+    tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
+    for name in ["000_Tom Clap.wav", "004_Tom Openhat.wav", "006_Tom Tom1.wav"]:
+        (tmp_path / "sequential").mkdir(exist_ok=True)
+        sf.write(tmp_path / "sequential" / name, tone, 22050)
+    skipped: Counter = Counter()
+    found = [(item.path.name, item.label, item.kit) for item in dirt_files(tmp_path, skipped)]
+    assert found == [("000_Tom Clap.wav", "Clap", "machine:SequentialCircuitsTom"),
+                     ("004_Tom Openhat.wav", "Hihat", "machine:SequentialCircuitsTom"),
+                     ("006_Tom Tom1.wav", "Tom", "machine:SequentialCircuitsTom")]
+    assert not skipped
 
 
 @pytest.mark.parametrize(("label", "stem", "expected"), [

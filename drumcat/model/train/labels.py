@@ -147,11 +147,22 @@ def label_for_sonic_pi(stem: str) -> str | None:
 
 # --- tidal-drum-machines: machines/MACHINE/machine-SUFFIX/*.wav ---------------------------------------
 # The instrument suffix names the class. perc, misc and fx hold anything (basses, pianos, scratches,
-# metronomes): skipped, not guessed. Reviewed against every folder of the collection.
+# metronomes): a file there is taken only when its own name is a hand-percussion instrument's
+# (_HAND_PERCUSSION_NAMES), never guessed. Reviewed against every folder of the collection.
 TIDAL_SUFFIXES: dict[str, str] = {
     "bd": "Kick", "sd": "Snare", "hh": "Hihat", "oh": "Hihat", "cp": "Clap", "cr": "Crash", "rd": "Ride",
     "lt": "Tom", "mt": "Tom", "ht": "Tom", "rim": "Rim", "cb": "Cowbell", "sh": "Shaker", "tb": "Tambourine",
 }
+TIDAL_ANYTHING_SUFFIXES = {"perc", "misc", "fx"}
+# The names the machines give their hand percussion, abbreviations included (the MC-303's eight-letter
+# "Hicongao", "Lowoodbl", "Shortgui"; the TR-808's HC/MC/LC conga tunings and CL claves). Left out as
+# unclear: bells, snaps, whistles, surdo, pandeiro, "Quid", "Toma", clicks and numbered FX.
+_HAND_PERCUSSION_NAMES: list[tuple[str, str | None]] = [
+    (r"agogo", "Agogo"), (r"bongo", "Bongo"), (r"cong[ao]|^[hml]c\d\d$", "Conga"),
+    (r"timbal|^timb\d", "Timbale"), (r"clave|^cl$", "Clave"), (r"^tria|triangle|(mute|open)tria", "Triangle"),
+    (r"guir|gui$", "Guiro"), (r"cuic", "Cuica"), (r"quijada|qijada|vibrasla", "Vibraslap"),
+    (r"wood ?bl|^wblk$|^blocks?$", "Perc"),
+]
 # A file name may name a finer class than its folder (a "sh" folder holding Cabasa.wav and Maracas.wav,
 # a "cr" folder holding China.wav). It refines the folder's class only within these families.
 _REFINEMENTS: dict[str, set[str]] = {
@@ -162,6 +173,8 @@ _REFINEMENTS: dict[str, set[str]] = {
 
 def label_for_tidal(suffix: str, stem: str) -> str | None:
     """A tidal-drum-machines folder suffix and file stem -> fine class, or None (skipped)."""
+    if suffix.lower() in TIDAL_ANYTHING_SUFFIXES:
+        return _first_match(_HAND_PERCUSSION_NAMES, stem)
     label = TIDAL_SUFFIXES.get(suffix.lower())
     if label is None:
         return None
@@ -180,17 +193,33 @@ DIRT_FOLDERS: dict[str, str] = {
     "cp": "Clap", "realclaps": "Clap", "cr": "Ride", "ht": "Tom", "mt": "Tom", "lt": "Tom",
     "cb": "Cowbell", "rs": "Rim", "rm": "Rim",
 }
-# Kit folders whose file names say the class (one rule list, first match wins; unnamed hits, "perc",
-# "hit", "fx", flams, cymbal grabs and kick+snare layers are skipped).
-DIRT_NAMED_FOLDERS = {"808", "gretsch", "drumtraks", "dr2", "dr55", "electro1", "tech", "hh27", "house"}
+# Kit folders whose file names say the class, each with the prefix its names carry (after Dirt's
+# ordering prefix "000_"). One rule list, first match wins; unnamed hits, "perc", "hit", "fx", flams,
+# cymbal grabs, kick+snare layers and hits played backwards under a short name ("bd-rev") are skipped.
+DIRT_NAMED_FOLDERS: dict[str, str] = {
+    "808": "", "gretsch": "", "house": "", "drumtraks": "dt ", "dr2": "dr110", "dr55": "dr55 ",
+    "electro1": "et1", "tech": "tn1", "hh27": "hh27",
+    # Added in session 46, read against every file: four kits of one sample series, the Oberheim DX,
+    # Mattel's Synsonics, the Sequential Circuits Tom, and small named kits.
+    "ab": "ab2", "db": "dbs12", "hardcore": "hc", "jungle": "jungle4", "odx": "dx_?", "incoming": "mattel +",
+    "sequential": "tom ", "voodoo": "voodoo", "haw": "hawaiian-", "ifdrums": "ignore", "less": "",
+    "peri": "", "ul": "ul(noisey-)?", "feel": "", "glitch": "", "glitch2": "", "jazz": "", "future": "",
+    "auto": "", "short": "sampleoftheday-gtt-", "world": "", "v": "v_",
+}
 _DIRT_NAME_RULES: list[tuple[str, str | None]] = [
-    (r"kicksnare|cymbalgrab|cymbalrub|flam|hit\d|perc\d|^p\d$|^fx$", None),
-    (r"^cb$|cowbell", "Cowbell"), (r"^cl$", "Clave"), (r"^ma$", "Maracas"), (r"^rs$|rimshot", "Rim"),
-    (r"^cp$|clap|clp", "Clap"), (r"cabasa", "Cabasa"), (r"tambourine", "Tambourine"),
-    (r"ride", "Ride"), (r"crash|cym$", "Crash"),
-    (r"^ch$|^hh$|^oh$|hat|hh$|cht$|oht$", "Hihat"),
-    (r"kick|kik|^bd$", "Kick"), (r"snare|snr|^sn$", "Snare"), (r"tom", "Tom"),
+    (r"kicksnare|cymbalgrab|cymbalrub|flam|hit\d|perc\d|^p\d$|^fx$|(-|cym)rev$", None),
+    (r"^cb$|cowbell", "Cowbell"), (r"^cl$", "Clave"), (r"^ma$", "Maracas"), (r"^rs$|rimshot|^rim$", "Rim"),
+    (r"^cp$|clap|clp", "Clap"), (r"cabasa", "Cabasa"), (r"tambourine", "Tambourine"), (r"shake", "Shaker"),
+    (r"conga", "Conga"), (r"ride", "Ride"), (r"crash|cym$", "Crash"),
+    (r"^ch$|^hh$|^oh$|hat|hh$|cht$|oht$|^hh(\d|x)", "Hihat"),
+    (r"kick|kik|^bd$|^bd(\b|\d)", "Kick"), (r"snare|snr|^sn$|^sd\b|-sd$", "Snare"), (r"tom", "Tom"),
 ]
+
+
+def dirt_name(folder: str, stem: str) -> str:
+    """A Dirt-Samples file's own name: lower case, without Dirt's ordering prefix and its folder's prefix."""
+    name = re.sub(r"^\d{3}_", "", stem).lower()
+    return re.sub(f"^({DIRT_NAMED_FOLDERS.get(folder, '')})", "", name).strip()
 
 
 def label_for_dirt(folder: str, stem: str) -> str | None:
@@ -198,7 +227,5 @@ def label_for_dirt(folder: str, stem: str) -> str | None:
     if folder in DIRT_FOLDERS:
         return DIRT_FOLDERS[folder]
     if folder in DIRT_NAMED_FOLDERS:
-        name = re.sub(r"^\d{3}_", "", stem)  # Dirt's ordering prefix
-        name = re.sub(r"^(dt |dr55 |dr110|et1|tn1|hh27)", "", name.lower()).strip()
-        return _first_match(_DIRT_NAME_RULES, name)
+        return _first_match(_DIRT_NAME_RULES, dirt_name(folder, stem))
     return None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.model.train.labels import label_by_name, label_for_dirt, label_for_tidal, name_contradicts
+from drumcat.model.train.labels import dirt_name, label_by_name, label_for_dirt, label_for_tidal, name_contradicts
 
 DEFAULT_SOURCES_DIR = Path("build/sources")
 
@@ -43,11 +43,13 @@ DIRT = Collection("Dirt-Samples", "tidalcycles/Dirt-Samples")
 COLLECTIONS = [TIDAL, DIRT]
 
 # Machines that share recordings are one split unit, whichever collection a file comes from: Dirt's 808
-# folders are the TR-808, its `drumtraks` the Drumtracks; the Linn machines share their samples.
+# folders are the TR-808, its `drumtraks` the Drumtracks, `sequential` the Sequential Circuits Tom; the Linn
+# machines share their samples, and the Oberheim DX (`odx`) is the DMX's sound set in a smaller box.
 _SAME_MACHINE = {
     "AkaiLinn": "Linn", "Linn9000": "Linn", "LinnDrum": "Linn", "LinnLM1": "Linn", "LinnLM2": "Linn",
     "808": "RolandTR808", "909": "RolandTR909", "drumtraks": "SequentialCircuitsDrumtracks",
     "dr2": "BossDR110", "dr55": "BossDR55", "linnhats": "Linn", "kicklinn": "Linn",
+    "sequential": "SequentialCircuitsTom", "odx": "OberheimDMX",
     "rs": "ElektronAnalogRytm", "sd": "ElektronAnalogRytm", "cb": "ElektronAnalogRytm",
 }
 
@@ -122,7 +124,8 @@ def dirt_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if label is None:
             skipped[f"dirt: {folder}"] += 1
             continue
-        if name_contradicts(label, path.stem):
+        # A kit folder's prefix is the kit's name, not a class: the Tom's "Tom Clap.wav" is a clap.
+        if name_contradicts(label, dirt_name(folder, path.stem)):
             skipped[f"dirt: {folder}/{path.name} (its name says another class)"] += 1
             continue
         yield CollectionFile(path, label_by_name(label, path.stem), machine_kit(folder), f"{folder}/{path.name}")
