@@ -211,8 +211,8 @@ _DIRT_NAME_RULES: list[tuple[str, str | None]] = [
     (r"^cb$|cowbell", "Cowbell"), (r"^cl$", "Clave"), (r"^ma$", "Maracas"), (r"^rs$|rimshot|^rim$", "Rim"),
     (r"^cp$|clap|clp", "Clap"), (r"cabasa", "Cabasa"), (r"tambourine", "Tambourine"), (r"shake", "Shaker"),
     (r"conga", "Conga"), (r"ride", "Ride"), (r"crash|cym$", "Crash"),
-    (r"^ch$|^hh$|^oh$|hat|hh$|cht$|oht$|^hh(\d|x)", "Hihat"),
-    (r"kick|kik|^bd$|^bd(\b|\d)", "Kick"), (r"snare|snr|^sn$|^sd\b|-sd$", "Snare"), (r"tom", "Tom"),
+    (r"^ch$|^oh$|hat|hh$|cht$|oht$|^hh(\d|x)", "Hihat"),
+    (r"kick|kik|^bd(\b|\d)", "Kick"), (r"snare|snr|^sn$|^sd\b|-sd$", "Snare"), (r"tom", "Tom"),
 ]
 
 
