@@ -115,8 +115,8 @@ def test_a_dirt_kit_named_after_a_drum_does_not_contradict_its_files(tmp_path: P
     from drumcat.model.train.sources import dirt_files
 
     tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
+    (tmp_path / "sequential").mkdir()
     for name in ["000_Tom Clap.wav", "004_Tom Openhat.wav", "006_Tom Tom1.wav"]:
-        (tmp_path / "sequential").mkdir(exist_ok=True)
         sf.write(tmp_path / "sequential" / name, tone, 22050)
     skipped: Counter = Counter()
     found = [(item.path.name, item.label, item.kit) for item in dirt_files(tmp_path, skipped)]

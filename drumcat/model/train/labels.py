@@ -193,9 +193,10 @@ DIRT_FOLDERS: dict[str, str] = {
     "cp": "Clap", "realclaps": "Clap", "cr": "Ride", "ht": "Tom", "mt": "Tom", "lt": "Tom",
     "cb": "Cowbell", "rs": "Rim", "rm": "Rim",
 }
-# Kit folders whose file names say the class, each with the prefix its names carry (after Dirt's
-# ordering prefix "000_"). One rule list, first match wins; unnamed hits, "perc", "hit", "fx", flams,
-# cymbal grabs, kick+snare layers and hits played backwards under a short name ("bd-rev") are skipped.
+# Kit folders whose file names say the class, each with the prefix its names carry after Dirt's ordering
+# prefix "000_" (a regular expression: "dx_?" takes "DX_Snare" and "DXShaker"). One rule list, first match
+# wins; unnamed hits, "perc", "hit", "fx", flams, cymbal grabs, kick+snare layers and hits played backwards
+# under a short name ("bd-rev") are skipped.
 DIRT_NAMED_FOLDERS: dict[str, str] = {
     "808": "", "gretsch": "", "house": "", "drumtraks": "dt ", "dr2": "dr110", "dr55": "dr55 ",
     "electro1": "et1", "tech": "tn1", "hh27": "hh27",
