@@ -53,11 +53,17 @@ def hits(samples: Path) -> list[tuple[str, str, dict[str, Path]]]:
     return [(instrument, number, mics) for (instrument, number), mics in sorted(found.items())]
 
 
-def mixed(files: list[Path]) -> tuple[np.ndarray, int]:
-    """The mono sum of time-aligned microphone files, peak-normalized."""
-    parts, rates = zip(*(sf.read(str(f), dtype="float32", always_2d=True) for f in files), strict=True)
+def read_once(mics: dict[str, Path], needed: set[str]) -> dict[str, tuple[np.ndarray, int]]:
+    """The microphone files a hit's renders sum, each read once: every file `full` sums is in another
+    render too."""
+    return {microphone: sf.read(str(mics[microphone]), dtype="float32", always_2d=True) for microphone in needed}
+
+
+def mixed(recordings: dict[str, tuple[np.ndarray, int]], microphones: list[str], where: Path) -> tuple[np.ndarray, int]:
+    """The mono sum of time-aligned microphone recordings, peak-normalized."""
+    parts, rates = zip(*(recordings[m] for m in microphones), strict=True)
     if len(set(rates)) != 1:
-        raise SystemExit(f"{files[0].parent}: its microphones have different sample rates {sorted(set(rates))}")
+        raise SystemExit(f"{where}: its microphones have different sample rates {sorted(set(rates))}")
     length = max(p.shape[0] for p in parts)
     total = np.zeros(length, dtype=np.float64)
     for part in parts:
@@ -66,12 +72,13 @@ def mixed(files: list[Path]) -> tuple[np.ndarray, int]:
     return (total * (PEAK / peak) if peak > 0 else total).astype(np.float32), rates[0]
 
 
-def renders(instrument: str, mics: dict[str, Path]) -> dict[str, list[Path]]:
+def renders(instrument: str, mics: dict[str, Path]) -> dict[str, list[str]]:
+    """The microphones each render of a hit sums."""
     return {
-        "close": [mics[m] for m in PIECES[instrument][1] if m in mics],
-        "overheads": [mics[m] for m in OVERHEADS if m in mics],
-        "room": [mics[m] for m in ROOM if m in mics],
-        "full": [path for m, path in mics.items() if m != "Trigger"],
+        "close": [m for m in PIECES[instrument][1] if m in mics],
+        "overheads": [m for m in OVERHEADS if m in mics],
+        "room": [m for m in ROOM if m in mics],
+        "full": [m for m in mics if m != "Trigger"],
     }
 
 
@@ -89,10 +96,12 @@ def main() -> None:
         if instrument not in PIECES:
             print(f"skipped {instrument}: no reviewed label", file=sys.stderr)
             continue
-        for render, files in renders(instrument, mics).items():
-            if not files:
+        wanted = renders(instrument, mics)
+        recordings = read_once(mics, {m for microphones in wanted.values() for m in microphones})
+        for render, microphones in wanted.items():
+            if not microphones:
                 continue
-            samples_out, rate = mixed(files)
+            samples_out, rate = mixed(recordings, microphones, mics[microphones[0]].parent)
             path = args.out / render / f"{instrument}-{int(number):03d}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(path), samples_out, rate, subtype="PCM_24")
