@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -91,12 +90,11 @@ def keep_freed_memory() -> None:
     page faults to have the kernel zero the same memory again: a quarter of a worker's time in infer.
     Serving them from a heap that keeps up to 256 MB free removes that. No-op where libc is not glibc.
     """
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        # The symbols this process has loaded, libc's among them: ctypes.util.find_library("c") would find
+        # the same library by running `ldconfig -p` (or a compiler, where there is no ldconfig) in every worker.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
         return
     for parameter, value in _MALLOC_SETTINGS.items():
         mallopt(parameter, value)

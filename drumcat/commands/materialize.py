@@ -290,10 +290,9 @@ def _swap_in(staging: Path, out: Path) -> None:
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is not there."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # this process's symbols: libc's, without a library search
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False
