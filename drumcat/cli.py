@@ -187,7 +187,8 @@ def infer(
     settings = state.config.model
     catalog = state.open_catalog()
     bundle = state.load_model(model, trust_model, background=True)  # loads while infer's workers start
-    with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds") as bar:
+    with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds",
+                              lazy=True) as bar:  # infer reports its total once its workers run
         summary = run_infer(
             catalog, bundle, batch_size=batch_size or settings.batch_size,
             workers=settings.workers if workers is None else workers, limit=limit, use=use,
@@ -635,7 +636,7 @@ def duplicates(
     from drumcat.commands.near_duplicates import find_near_duplicates
 
     catalog = ctx.obj.open_catalog()
-    with console.progress_bar("fingerprinting", quiet=quiet or json_output) as (set_total, advance):
+    with console.progress_bar("fingerprinting", quiet=quiet or json_output, lazy=True) as (set_total, advance):
         counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance)
     with catalog.read() as conn:
         from drumcat.storage.catalog import rows

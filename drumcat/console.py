@@ -60,11 +60,17 @@ class _Rate(TextColumn):
 
 @contextmanager
 def progress_bar(
-    description: str, *, quiet: bool, unit: str = "files"
+    description: str, *, quiet: bool, unit: str = "files", lazy: bool = False
 ) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
     """Yields (set_total, advance) callbacks; draws a bar with rate and ETA on stderr unless quiet.
 
     No bar is drawn when stderr is not a terminal, so logs and pipes get only the result lines.
+
+    The bar redraws from a thread of rich's. With `lazy`, that thread runs only from the first callback
+    until the total is reached: a command that starts worker processes before it reports its total (or
+    after its work) then starts them from a process with one thread, which may fork them. With the
+    thread alive it has to spawn them instead (drumcat/workers.py): a fresh interpreter and its imports
+    for each worker, which made `infer` slower in a terminal than in a pipe (README, Performance).
     """
     if quiet or not err.is_terminal:
         yield (lambda _total: None), (lambda _n: None)
@@ -73,6 +79,23 @@ def progress_bar(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         _Rate(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(description, total=None)
-        yield (lambda total: progress.update(task, total=total)), (lambda n: progress.advance(task, n))
+    progress = Progress(*columns, console=err, transient=False)
+    task = progress.add_task(description, total=None)
+
+    def shown() -> Progress:
+        if lazy:
+            progress.start()  # a no-op once started
+        return progress
+
+    def advance(count: int) -> None:
+        shown().advance(task, count)
+        if lazy and progress.tasks[0].finished:
+            progress.stop()
+
+    if not lazy:
+        progress.start()
+    try:
+        yield (lambda total: shown().update(task, total=total)), advance
+    finally:
+        if progress.live.is_started:
+            progress.stop()

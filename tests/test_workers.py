@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+import pytest
+
+from drumcat.audio.synth import INSTRUMENTS, render, write_sample
+from drumcat.commands.scan import scan
+from drumcat.config import ScanConfig
+from drumcat.model.pipeline import CHUNK
+from drumcat.storage.catalog import Catalog
 from drumcat.workers import pool_context
 
 
@@ -89,3 +98,49 @@ def test_forked_workers_run_one_blas_thread_whatever_the_parent_has(tmp_path) ->
                             env={"OPENBLAS_NUM_THREADS": "2", "PATH": ""})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1"], result.stdout
+
+
+def catalog_of_sounds(tmp_path: Path) -> Path:
+    """A scanned catalog of more sounds than one chunk holds, so that the pipeline uses worker processes."""
+    path = tmp_path / "catalog.db"
+    catalog = Catalog(path)
+    for index in range(2 * CHUNK + 1):
+        instrument = sorted(INSTRUMENTS)[index % len(INSTRUMENTS)]
+        write_sample(tmp_path / "archive" / f"{instrument}{index}.wav", render(instrument, seed=index))
+    scan(catalog, [tmp_path / "archive"], ScanConfig(workers=1))
+    catalog.close()
+    return path
+
+
+IN_A_TERMINAL = """
+import io, sys
+from rich.console import Console
+from drumcat import cli, console
+from drumcat.model import pipeline
+console.err = Console(file=io.StringIO(), force_terminal=True, width=120)  # stderr a terminal: the bar is drawn
+chosen = []
+decide = pipeline.pool_context
+def recorded():
+    context = decide()
+    chosen.append(context.get_start_method())
+    return context
+pipeline.pool_context = recorded
+sys.argv = ["drumcat", "--catalog", sys.argv[1], *sys.argv[2:]]
+try:
+    cli.main()
+except SystemExit as exc:
+    assert not exc.code, console.err.file.getvalue()
+print(" ".join(chosen), "/", "drawn" if "files/s" in console.err.file.getvalue()
+      or "sounds/s" in console.err.file.getvalue() else "not drawn")
+"""
+
+
+@pytest.mark.parametrize("command", [["infer"], ["duplicates"]])
+def test_in_a_terminal_the_workers_fork_while_the_progress_bar_draws(tmp_path: Path, command: list[str]) -> None:
+    """A progress bar redraws from a thread; with it alive, the workers would have to spawn (a fresh
+    interpreter each). The bar starts once they run, so they fork, as they do in a pipe."""
+    result = subprocess.run([sys.executable, "-c", IN_A_TERMINAL, str(catalog_of_sounds(tmp_path)), *command,
+                             "--workers", "2"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == ["fork", "/", "drawn"], result.stdout + result.stderr

@@ -78,7 +78,9 @@ def infer(
     The decode workers start before anything else, so a bundle still loading in the background
     (`load_bundle(..., background=True)`) loads while they work. The catalog is not written until the
     model has loaded and passed its checks: a bad model leaves no run behind. The views switch to this
-    model only if it is the catalog's first or `use` is set (`drumcat model use` switches later)."""
+    model only if it is the catalog's first or `use` is set (`drumcat model use` switches later).
+    `on_total` hears the count once the workers run, so a progress bar that starts then (`console.progress_bar`,
+    lazy) does not make them spawn instead of fork."""
     check_run_options(batch_size=batch_size, workers=workers, limit=limit)
     items = pending_sounds(catalog, registered_model_id(catalog, bundle.card))
     if limit is not None:

@@ -62,10 +62,10 @@ def update_fingerprints(catalog: Catalog, *, workers: int = 0,
             SELECT u.hash, u.path FROM unique_files u WHERE NOT EXISTS
             (SELECT 1 FROM fingerprints f WHERE f.hash = u.hash AND f.recipe = :r) ORDER BY u.path""",
                                                          {"r": RECIPE_ID})]
-    if on_total:
-        on_total(len(pending))
     added = 0
     with WorkerPipeline(pending, FingerprintProcessor(), worker_count(workers)) as chunks:
+        if on_total:  # once the workers run: a progress bar's thread started before them would make them spawn
+            on_total(len(pending))
         for hashes, prints, errors in chunks:
             now = utc_now()
             with catalog.connect() as conn:
