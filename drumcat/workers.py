@@ -31,17 +31,32 @@ def worker_count(configured: int) -> int:
 
 
 def pool_context() -> BaseContext:
-    """fork when this process runs a single thread, else spawn.
+    """fork when no other thread could hold a lock at the fork, else spawn.
 
     fork starts a worker at once, with every module already imported (spawn costs each worker a new
-    interpreter and 0.3 s of imports, and re-imports the command-line module). It is only safe with
-    no other thread alive: a thread holding a lock at fork time leaves it locked in the child forever.
-    Native threads count too (TensorFlow's, a runtime's thread pool), so they are counted from /proc,
-    not from the threading module; where /proc is missing, spawn.
+    interpreter and 0.3 s of imports, and re-runs the main module of a program without an
+    `if __name__ == "__main__"` guard). It is only safe with no other thread alive: a thread holding a lock
+    at fork time leaves it locked in the child forever. Native threads count too (TensorFlow's, a
+    runtime's thread pool), so they are counted from /proc, not from the threading module; where /proc is
+    missing, spawn. OpenBLAS's own threads are the exception: it stops them before every fork.
     """
     tasks = Path("/proc/self/task")
-    single_threaded = tasks.is_dir() and len(os.listdir(tasks)) == 1
-    return multiprocessing.get_context("fork" if single_threaded else "spawn")
+    if not tasks.is_dir():
+        return multiprocessing.get_context("spawn")
+    others = len(os.listdir(tasks)) - 1
+    fork_safe = others == 0 or others == _openblas_threads()  # threadpoolctl is only asked when needed
+    return multiprocessing.get_context("fork" if fork_safe else "spawn")
+
+
+def _openblas_threads() -> int:
+    """The threads OpenBLAS's thread pools run beside the calling one. A pthreads build of OpenBLAS stops
+    them before every fork (it registers a pthread_atfork handler) and starts them again when next used,
+    so they do not make a fork unsafe: a Python program that loaded numpy as usual has them, and would
+    otherwise spawn its workers."""
+    from threadpoolctl import threadpool_info
+
+    return sum(pool["num_threads"] - 1 for pool in threadpool_info()
+               if pool["internal_api"] == "openblas" and pool.get("threading_layer") == "pthreads")
 
 
 @contextmanager

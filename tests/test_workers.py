@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +35,41 @@ def test_a_single_threaded_process_forks() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             env={"OPENBLAS_NUM_THREADS": "1", "PATH": ""})
     assert result.stdout.strip() == "fork", result.stderr
+
+
+def test_a_process_whose_other_threads_are_openblas_forks() -> None:
+    """numpy loaded as a Python program loads it: OpenBLAS runs a thread pool, and stops it at each fork."""
+    script = ("import os, numpy; numpy.ones((64, 64)) @ numpy.ones((64, 64)); "
+              "from drumcat.workers import pool_context; "
+              "print(len(os.listdir('/proc/self/task')), pool_context().get_start_method())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={"OPENBLAS_NUM_THREADS": "2", "PATH": ""})
+    threads, method = result.stdout.split()
+    assert int(threads) > 1 and method == "fork", result.stdout + result.stderr
+
+
+UNGUARDED_PROGRAM = """
+import sys
+from drumcat.commands.infer import infer
+from drumcat.model.bundle import load_bundle
+from drumcat.storage.catalog import Catalog
+summary = infer(Catalog(sys.argv[1]), load_bundle(), workers=2)
+print(summary.predicted)
+"""
+
+
+def test_a_program_without_a_main_guard_infers_once(tmp_path: Path) -> None:
+    """Spawned workers import the program's main module again, and one without an `if __name__ ==
+    "__main__"` guard ran the whole inference again in each worker (three runs, three times the work)."""
+    catalog = catalog_of_sounds(tmp_path)
+    program = tmp_path / "program.py"
+    program.write_text(UNGUARDED_PROGRAM)
+    result = subprocess.run([sys.executable, str(program), str(catalog)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(2 * CHUNK + 1)], result.stdout
+    with sqlite3.connect(catalog) as conn:
+        assert conn.execute("SELECT count(*) FROM inference_runs").fetchone() == (1,)
 
 
 PAGE_FAULTS = """
