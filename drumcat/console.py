@@ -89,7 +89,7 @@ def progress_bar(
 
     def advance(count: int) -> None:
         shown().advance(task, count)
-        if lazy and progress.tasks[0].finished:
+        if lazy and progress.finished:
             progress.stop()
 
     if not lazy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.context import BaseContext
@@ -44,7 +45,8 @@ def pool_context() -> BaseContext:
     if not tasks.is_dir():
         return multiprocessing.get_context("spawn")
     others = len(os.listdir(tasks)) - 1
-    fork_safe = others == 0 or others == _openblas_threads()  # threadpoolctl is only asked when needed
+    # OpenBLAS's threads are native, never Python's: with a Python thread alive, spawn whatever the count.
+    fork_safe = others == 0 or (threading.active_count() == 1 and others == _openblas_threads())
     return multiprocessing.get_context("fork" if fork_safe else "spawn")
 
 
