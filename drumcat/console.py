@@ -87,15 +87,22 @@ def progress_bar(
             progress.start()  # a no-op once started
         return progress
 
-    def advance(count: int) -> None:
-        shown().advance(task, count)
-        if lazy and progress.finished:
+    def stop_if_done() -> None:
+        if lazy and progress.finished:  # also a total of 0: nothing to wait for
             progress.stop()
+
+    def set_total(total: int) -> None:
+        shown().update(task, total=total)
+        stop_if_done()
+
+    def advance(count: int) -> None:
+        shown().advance(task, count)  # advance, not update: rich caps its speed samples there
+        stop_if_done()
 
     if not lazy:
         progress.start()
     try:
-        yield (lambda total: shown().update(task, total=total)), advance
+        yield set_total, advance
     finally:
         if progress.live.is_started:
             progress.stop()

@@ -239,6 +239,7 @@ def test_trying_a_model_does_not_switch_the_views(catalog: Catalog, scanned: Pat
     card_path_for(other).write_text(json.dumps({**card, "name": "other"}))
     tried = infer(catalog, load_bundle(other), workers=1, limit=3)
     assert first.active and not tried.active
+    assert infer(catalog, bundle, workers=1).active  # a rerun of the model the views use says so
     with catalog.read() as conn:
         assert rows(conn, "SELECT DISTINCT model FROM routed") == [{"model": "drumcat-v2"}]
         assert rows(conn, "SELECT count(*) AS n FROM routed") == [{"n": first.predicted}]

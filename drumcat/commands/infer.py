@@ -25,6 +25,7 @@ from drumcat.storage.catalog import Catalog
 from drumcat.storage.results import (
     activate_if_first,
     end_run,
+    is_active_model,
     pending_sounds,
     refresh_ensembles_with,
     register_model,
@@ -134,7 +135,8 @@ def _start_run(catalog: Catalog, bundle: ModelBundle, planned: int, config: dict
     model_id = register_model(catalog, bundle.card, bundle.path)
     if use:
         set_active_model(catalog, model_id)
-    active = activate_if_first(catalog, model_id) or use
+    activate_if_first(catalog, model_id)
+    active = is_active_model(catalog, model_id)  # also on a rerun: the views already use it
     run_id, done = start_run(catalog, model_id, planned, config)
     return InferSummary(bundle.name, run_id, model_id, planned=planned, already_done=done, active=active)
 

@@ -131,12 +131,18 @@ def set_active_model(catalog: Catalog, model_id: int) -> None:
         set_setting(conn, "active_model", str(model_id))
 
 
-def activate_if_first(catalog: Catalog, model_id: int) -> bool:
-    """A catalog's first model becomes the active one; after that only the user chooses. True if it did."""
+def activate_if_first(catalog: Catalog, model_id: int) -> None:
+    """A catalog's first model becomes the active one; after that only the user chooses."""
     with catalog.connect() as conn:
-        changed = conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model' AND value IS NULL",
-                                       (str(model_id),)).rowcount
-    return bool(changed)
+        conn.exec_driver_sql("UPDATE settings SET value = ? WHERE key = 'active_model' AND value IS NULL",
+                             (str(model_id),))
+
+
+def is_active_model(catalog: Catalog, model_id: int) -> bool:
+    """Whether the views classify with this model (the active_model view, migrations/0003)."""
+    with catalog.read() as conn:
+        return bool(conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM active_model WHERE model_id = ?)",
+                                         (model_id,)).scalar())
 
 
 def use_models(catalog: Catalog, model_ids: list[int]) -> int:
