@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/materialize.py
+	$(BIN)/python bench/review_order.py
 
 # The training set, from Debian packages (see drumcat/model/train/dataset.py). Clips and caches stay in build/.
 dataset: $(STAMP)

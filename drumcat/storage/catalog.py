@@ -181,14 +181,16 @@ def rows(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> li
     return [dict(row._mapping) for row in result]
 
 
-def pages_by_hash(fetch: Callable[[str], list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+def pages_by_hash(fetch: Callable[[str], Sequence[Any]],
+                  hash_of: Callable[[Any], str] = lambda row: row["hash"]) -> Iterator[Sequence[Any]]:
     """The batches `fetch(last)` returns, each the rows after hash `last` in hash order, until one comes
     back empty: a large table read a bounded batch at a time (keyset paging, so each batch is an index
-    seek), on a connection per batch or one for all, as `fetch` decides."""
+    seek), on a connection per batch or one for all, as `fetch` decides. `hash_of` reads a row's hash
+    (rows as dicts by default; the driver's tuples where a dict per row costs too much)."""
     last = ""
     while batch := fetch(last):
         yield batch
-        last = batch[-1]["hash"]
+        last = hash_of(batch[-1])
 
 
 def scalar(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
