@@ -1,6 +1,6 @@
 """Similar-sound search benchmark, in one run:
 
-  speed: a catalog of N stored embeddings (default 1,000,000, 128 dims, the shipped model's width):
+  speed: a catalog of N stored embeddings (default 1,000,000, as wide as the shipped model's):
     - building the index from the catalog the first time, and updating it after 1,000 new predictions
     - one query through `EmbeddingIndex.nearest` (median of the repeats), against the floor measured on
       the same matrix in the same run: a bare `matrix @ q` plus argpartition
@@ -39,16 +39,21 @@ from drumcat.storage.results import (  # noqa: E402
 from drumcat.taxonomy import FINE_CLASSES, canonical  # noqa: E402
 from drumcat.times import utc_now  # noqa: E402
 
-DIMS = 128
+
+def shipped_width() -> int:
+    """The shipped model's embedding width (its LiteRT export's second output)."""
+    from drumcat.model.bundle import load_bundle
+
+    return load_bundle().runtime.output_widths[1]
 
 
 def add_predictions(catalog: Catalog, model_id: int, run_id: int, start: int, count: int,
-                    rng: np.random.Generator) -> None:
+                    rng: np.random.Generator, dims: int) -> None:
     """`count` predictions with random non-negative (ReLU-like) embeddings, written in batches."""
     now = utc_now()
     for first in range(start, start + count, 50_000):
         size = min(50_000, start + count - first)
-        vectors = np.maximum(rng.standard_normal((size, DIMS)), 0).astype("<f2")
+        vectors = np.maximum(rng.standard_normal((size, dims)), 0).astype("<f2")
         with catalog.connect() as conn:
             execute_many(conn, """INSERT INTO predictions (model_id, hash, run_id, label, confidence, embedding,
                 predicted_at, probabilities) VALUES (?, ?, ?, 'Kick', 0.9, ?, ?, '[]')""",
@@ -58,6 +63,7 @@ def add_predictions(catalog: Catalog, model_id: int, run_id: int, start: int, co
 
 def speed(embeddings: int, repeats: int) -> None:
     rng = np.random.default_rng(0)
+    dims = shipped_width()
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog(Path(tmp) / "bench.db")
         card = ModelCard(name="synthetic", labels=list(FINE_CLASSES), features=FeatureRecipe(), weights_sha256="-")
@@ -65,19 +71,19 @@ def speed(embeddings: int, repeats: int) -> None:
         set_active_model(catalog, model_id)
         run_id, _ = start_run(catalog, model_id, embeddings, {})
         started = time.perf_counter()
-        add_predictions(catalog, model_id, run_id, 0, embeddings, rng)
-        print(f"wrote {embeddings:,} predictions in {time.perf_counter() - started:.1f} s")
+        add_predictions(catalog, model_id, run_id, 0, embeddings, rng, dims)
+        print(f"wrote {embeddings:,} predictions ({dims} dimensions) in {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
         index = EmbeddingIndex.for_model(catalog, model_id)
         print(f"index built from the catalog: {time.perf_counter() - started:.2f} s")
-        add_predictions(catalog, model_id, run_id, embeddings, 1_000, rng)
+        add_predictions(catalog, model_id, run_id, embeddings, 1_000, rng, dims)
         started = time.perf_counter()
         index = EmbeddingIndex.for_model(catalog, model_id)
         print(f"index updated after 1,000 new predictions (cache read, new rows appended, saved): "
               f"{time.perf_counter() - started:.2f} s; {len(index.hashes):,} embeddings")
 
-        queries = unit_rows(np.maximum(rng.standard_normal((repeats, DIMS)), 0))
+        queries = unit_rows(np.maximum(rng.standard_normal((repeats, dims)), 0))
         matrix = np.asarray(index.matrix)
         floor, ours = [], []
         for query in queries:
