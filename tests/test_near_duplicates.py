@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
-from drumcat.audio.fingerprint import BANDS, FRAMES, as_db, distance, fingerprints
+from drumcat.audio.fingerprint import (
+    BANDS,
+    FRAMES,
+    MAX_DISTANCE_DB,
+    as_db,
+    batched_distances,
+    candidate_pairs,
+    close_pairs,
+    coarse,
+    distance,
+    fingerprints,
+)
 from drumcat.commands.materialize import materialize
 from drumcat.commands.near_duplicates import find_near_duplicates
 from drumcat.commands.scan import scan
@@ -88,3 +99,37 @@ def test_infer_fingerprints_the_new_sounds_when_dedup_is_near(tmp_path: Path, ca
     infer(catalog, load_bundle(), workers=1)
     with catalog.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM fingerprints").scalar() == 22
+
+
+def quantized_prints(count: int, seed: int) -> np.ndarray:
+    """Fingerprints of `count` variations on a few decaying hits: loud and quiet cells, many pairs alike,
+    some a fraction of a dB apart, so that pairs fall on both sides of MAX_DISTANCE_DB and near it."""
+    rng = np.random.default_rng(seed)
+    bands, frames = np.arange(BANDS)[:, None], np.arange(FRAMES)[None, :]
+    hits = [240 - (2 + rng.uniform(0, 6)) * frames - rng.uniform(0, 3) * bands for _ in range(4)]
+    rows = [hits[i % 4] + rng.normal(0, rng.choice([0.5, 2.0, 4.0]), (BANDS, FRAMES)) for i in range(count)]
+    return np.clip(np.round(rows), 0, 240).astype(np.uint8).reshape(count, -1)
+
+
+def test_batched_distances_are_distance_for_every_pair() -> None:
+    prints = quantized_prints(40, seed=1)
+    prints[0] = 0  # silent: no audible cell against another silent one
+    prints[1] = 0
+    pairs = np.array([(a, b) for a in range(40) for b in range(a + 1, 40)])
+    expected = np.array([distance(as_db(prints[a]), as_db(prints[b])) for a, b in pairs])
+    batched = batched_distances(prints, pairs)
+    assert np.isinf(batched[0]) and np.isinf(expected[0])
+    np.testing.assert_allclose(batched[1:], expected[1:], atol=1e-4)
+
+
+def test_close_pairs_are_the_pairs_distance_keeps() -> None:
+    """The batched path keeps exactly the pairs one `distance` call per candidate kept, whatever the size
+    of the candidate search's blocks."""
+    prints, lengths = quantized_prints(300, seed=2), np.full(300, 0.5)
+    candidates = candidate_pairs(coarse(prints), lengths)
+    np.testing.assert_array_equal(candidate_pairs(coarse(prints), lengths, block_cells=7 * 300), candidates)
+    expected = {(a, b) for a, b in candidates.tolist()
+                if distance(as_db(prints[a]), as_db(prints[b])) <= MAX_DISTANCE_DB}
+    close, checked = close_pairs(prints, lengths)
+    assert checked == len(candidates) and 0 < len(expected) < len(candidates)
+    assert set(close) == expected
