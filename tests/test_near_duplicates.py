@@ -11,7 +11,10 @@ import pytest
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
 from drumcat.audio.fingerprint import (
     BANDS,
+    BLOCK_CELLS,
+    CANDIDATE_COSINE,
     FRAMES,
+    LENGTH_RATIO,
     MAX_DISTANCE_DB,
     as_db,
     batched_distances,
@@ -133,3 +136,17 @@ def test_close_pairs_are_the_pairs_distance_keeps() -> None:
     close, checked = close_pairs(prints, lengths)
     assert checked == len(candidates) and 0 < len(expected) < len(candidates)
     assert set(close) == expected
+
+
+def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations() -> None:
+    """Sorted by duration, each block is compared only with the durations it can reach; the pairs are the
+    ones a comparison of every pair finds (durations from 0, unknown, to several seconds, many alike)."""
+    prints = quantized_prints(400, seed=3)
+    lengths = np.random.default_rng(3).choice([0.0, 0.0005, 0.05, 0.3, 0.33, 0.36, 1.0, 1.2, 1.21, 4.0], 400)
+    vectors = coarse(prints)
+    similar = vectors @ vectors.T >= CANDIDATE_COSINE
+    longer, shorter = np.maximum.outer(lengths, lengths), np.minimum.outer(lengths, lengths)
+    alike = longer <= LENGTH_RATIO * np.maximum(shorter, 1e-3)
+    expected = np.argwhere(np.triu(similar & alike, k=1))  # row-major, a < b
+    for block_cells in (BLOCK_CELLS, 5 * 400, 400):
+        np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells), expected)

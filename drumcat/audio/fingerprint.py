@@ -109,17 +109,29 @@ BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, 
 
 def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
     """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, in row-major
-    order. Blocks of rows are compared with every row, each block's similarities at most `block_cells` (a
-    fixed 4,096 rows made 16 GB blocks for a million sounds)."""
+    order. The sounds are taken from the shortest, and a block of them is compared only with the sounds
+    after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a few
+    octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
+    4,096 rows against every sound made 16 GB blocks for a million sounds)."""
+    order = np.argsort(lengths, kind="stable")
+    vectors, lengths = vectors[order], lengths[order]
     block = max(1, min(4096, block_cells // max(len(vectors), 1)))
     found = [np.zeros((0, 2), dtype=np.int64)]
     for start in range(0, len(vectors), block):
-        rows, columns = np.nonzero(vectors[start:start + block] @ vectors.T >= CANDIDATE_COSINE)
-        a, b = rows + start, columns
-        shorter, longer = np.minimum(lengths[a], lengths[b]), np.maximum(lengths[a], lengths[b])
-        keep = (a < b) & (longer <= LENGTH_RATIO * np.maximum(shorter, 1e-3))
-        found.append(np.stack([a[keep], b[keep]], axis=1))
-    return np.concatenate(found)
+        stop = min(start + block, len(vectors))
+        reach = LENGTH_RATIO * max(lengths[stop - 1], 1e-3) * (1 + 1e-9)  # a little more: the test below decides
+        last = int(np.searchsorted(lengths, reach, "right"))
+        rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
+        i, j = rows + start, columns + start
+        keep = (i < j) & durations_alike(lengths[i], lengths[j])
+        found.append(np.stack([order[i[keep]], order[j[keep]]], axis=1))
+    pairs = np.sort(np.concatenate(found), axis=1)  # a < b in the caller's indices
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def durations_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether the longer of two durations (seconds) is at most LENGTH_RATIO times the shorter (or 1 ms)."""
+    return np.maximum(a, b) <= LENGTH_RATIO * np.maximum(np.minimum(a, b), 1e-3)
 
 
 NEAR_THRESHOLD_DB = 0.05  # batched distances this near MAX_DISTANCE_DB are measured again by distance() itself:
