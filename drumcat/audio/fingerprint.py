@@ -31,6 +31,7 @@ MAX_DISTANCE_DB = 1.0  # at or under: the same recording (distinct Hydrogen velo
 # Candidate pairs, before the full distance: the cosine of their coarse summaries, and their durations' ratio.
 CANDIDATE_COSINE = 0.95
 LENGTH_RATIO = 1.2
+SHORTEST_S = 1e-3  # a duration below this (or unknown, 0) counts as this in the ratio
 
 
 def from_logmel(logmel: np.ndarray) -> np.ndarray:
@@ -84,12 +85,19 @@ AUDIBLE_FROM = int(np.argmax(_db(np.arange(256)) > AUDIBLE_DB))
 `distance` exactly when the larger of its two quantized values is at least this."""
 
 
+SHIFTS = (-1, 0, 1)  # frames one fingerprint may be moved against the other
+
+
+def aligned(a: np.ndarray, b: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """The overlapping frames (last axis) of two fingerprints, `b` moved `shift` frames against `a`."""
+    return a[..., max(0, shift):FRAMES + min(0, shift)], b[..., max(0, -shift):FRAMES + min(0, -shift)]
+
+
 def distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean |dB difference| over the audible cells, the best of shifting one by -1, 0 or +1 frame."""
     best = np.inf
-    for shift in (-1, 0, 1):
-        x = a[:, max(0, shift):FRAMES + min(0, shift)]
-        y = b[:, max(0, -shift):FRAMES + min(0, -shift)]
+    for shift in SHIFTS:
+        x, y = aligned(a, b, shift)
         audible = np.maximum(x, y) > AUDIBLE_DB
         if audible.any():
             best = min(best, float(np.abs(x - y)[audible].mean()))
@@ -119,7 +127,7 @@ def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int =
     found = [np.zeros((0, 2), dtype=np.int64)]
     for start in range(0, len(vectors), block):
         stop = min(start + block, len(vectors))
-        reach = LENGTH_RATIO * max(lengths[stop - 1], 1e-3) * (1 + 1e-9)  # a little more: the test below decides
+        reach = LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) * (1 + 1e-9)  # a little more: the test decides
         last = int(np.searchsorted(lengths, reach, "right"))
         rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
         i, j = rows + start, columns + start
@@ -130,8 +138,8 @@ def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int =
 
 
 def durations_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether the longer of two durations (seconds) is at most LENGTH_RATIO times the shorter (or 1 ms)."""
-    return np.maximum(a, b) <= LENGTH_RATIO * np.maximum(np.minimum(a, b), 1e-3)
+    """Whether the longer of two durations (seconds) is at most LENGTH_RATIO times the shorter."""
+    return np.maximum(a, b) <= LENGTH_RATIO * np.maximum(np.minimum(a, b), SHORTEST_S)
 
 
 NEAR_THRESHOLD_DB = 0.05  # batched distances this near MAX_DISTANCE_DB are measured again by distance() itself:
@@ -153,9 +161,8 @@ def batched_distances(prints: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 def _quantized_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     best = np.full(len(a), np.inf)
-    for shift in (-1, 0, 1):
-        x = a[:, :, max(0, shift):FRAMES + min(0, shift)]
-        y = b[:, :, max(0, -shift):FRAMES + min(0, -shift)]
+    for shift in SHIFTS:
+        x, y = aligned(a, b, shift)
         audible = np.maximum(x, y) >= AUDIBLE_FROM
         count = audible.sum(axis=(1, 2))
         steps = (np.abs(x.astype(np.int16) - y) * audible).sum(axis=(1, 2))
