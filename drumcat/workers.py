@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,11 +93,18 @@ def one_blas_thread_here() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def silence_native_stderr() -> None:
-    """Workers only: decoders in C (mpg123) print notes on garbage input; the catalog records errors."""
+def silence_worker_output() -> None:
+    """Workers only: nothing a worker prints reaches the terminal; the catalog records errors.
+
+    Decoders in C (mpg123) print notes on garbage input, so file descriptor 2 goes to /dev/null. Python's
+    streams go back to the interpreter's own: a worker forked while the parent's progress bar was drawn
+    inherits rich's stand-ins for sys.stdout and sys.stderr, which print through the bar's locks, and a
+    lock its redraw thread held at the fork stays held in the worker, so the first warning a worker
+    printed would hang it for good (tests/test_workers.py)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def keep_freed_memory() -> None:

@@ -180,3 +180,42 @@ def test_in_a_terminal_the_workers_fork_while_the_progress_bar_draws(tmp_path: P
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].split() == ["fork", "/", "drawn"], result.stdout + result.stderr
+
+
+WARNING_UNDER_A_BAR = """
+import multiprocessing, sys, threading
+from rich.console import Console
+from rich.progress import Progress
+from drumcat.workers import silence_worker_output
+
+def warn():
+    print("a warning from a worker", file=sys.stderr, flush=True)
+    return "printed"
+
+with Progress(console=Console(file=sys.__stderr__, force_terminal=True)) as progress:
+    held, release = threading.Event(), threading.Event()
+    def redraw():  # the bar's redraw thread, caught holding its lock at the fork
+        with progress.live._lock:
+            held.set()
+            release.wait()
+    thread = threading.Thread(target=redraw)
+    thread.start()
+    held.wait()
+    with multiprocessing.get_context("fork").Pool(1, initializer=silence_worker_output) as pool:
+        result = pool.apply_async(warn)
+        release.set()
+        thread.join()
+        try:
+            print(result.get(timeout=20), file=sys.__stdout__)
+        except multiprocessing.TimeoutError:
+            print("hung", file=sys.__stdout__)
+        pool.terminate()
+"""
+
+
+def test_a_worker_forked_under_a_progress_bar_can_print() -> None:
+    """scan forks its workers while the bar is drawn; one that printed a warning through the bar's copied,
+    held lock hung for good."""
+    result = subprocess.run([sys.executable, "-c", WARNING_UNDER_A_BAR], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.stdout.strip() == "printed", result.stdout + result.stderr

@@ -22,7 +22,7 @@ from drumcat.errors import DrumcatError
 from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
-from drumcat.workers import silence_native_stderr, worker_count
+from drumcat.workers import silence_worker_output, worker_count
 
 WRITE_BATCH = 500
 
@@ -191,9 +191,10 @@ def _read_all(
     if workers <= 1 or len(work) < 64:
         yield from map(_read_file_star, tasks)
         return
-    # fork is cheap and safe here: the scanning parent has no threads and imports no TensorFlow.
+    # fork is cheap and safe here: the scanning parent imports no TensorFlow and runs no thread but the
+    # progress bar's, whose locks a worker never takes (silence_worker_output).
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=silence_native_stderr) as pool:
+    with context.Pool(workers, initializer=silence_worker_output) as pool:
         yield from pool.imap_unordered(_read_file_star, tasks, chunksize=64)
 
 

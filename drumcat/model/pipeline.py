@@ -38,7 +38,7 @@ from drumcat.workers import (
     keep_freed_memory,
     one_blas_thread_here,
     pool_context,
-    silence_native_stderr,
+    silence_worker_output,
     single_threaded_math_in_children,
 )
 
@@ -184,7 +184,7 @@ _worker_processor: ChunkProcessor | None = None
 def _init_worker(processor: ChunkProcessor) -> None:
     global _worker_processor
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
-    silence_native_stderr()
+    silence_worker_output()
     keep_freed_memory()
     one_blas_thread_here()
     os.nice(5)  # the parent's model loading and writing come first; workers take the cycles left over
