@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import soundfile as sf
 
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import load_bundle
-from drumcat.model.pipeline import ChunkProcessor, featurize
+from drumcat.model.pipeline import CHUNK, CRASHED, ChunkProcessor, featurize
 
 
 def test_a_worker_refuses_an_export_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
@@ -190,3 +194,37 @@ def test_a_recipe_lead_starts_the_clip_earlier_than_the_cut(tmp_path: Path) -> N
     assert "lead_seconds" not in FeatureRecipe().as_dict() and recipe.as_dict()["lead_seconds"] == 0.01
     with pytest.raises(DrumcatError, match="lead_seconds"):
         FeatureRecipe(lead_seconds=-0.01).validate()
+
+
+A_WORKER_DIES = """
+import json, os, signal, sys
+from drumcat.model.pipeline import CHUNK, Chunk, WorkerPipeline
+
+class DiesOn:
+    '''Processes a chunk, except that its worker process dies on one path, as when a decoder in C crashes.'''
+    def __init__(self, path):
+        self.path = path
+    def warm_up(self):
+        pass
+    def __call__(self, items):
+        if any(path == self.path for _, path in items):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Chunk([digest for digest, _ in items], [])
+
+items = [(f"h{i}", f"/archive/f{i}.wav") for i in range(3 * CHUNK + 5)]
+with WorkerPipeline(items, DiesOn("/archive/f70.wav"), workers=2) as chunks:
+    done = [(chunk.hashes, chunk.errors) for chunk in chunks]
+print(json.dumps(done))
+"""
+
+
+def test_a_worker_that_dies_costs_its_file_not_the_run() -> None:
+    """multiprocessing.Pool waited forever for the chunks a dead worker took with it."""
+    result = subprocess.run([sys.executable, "-c", A_WORKER_DIES], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert len(done) == 4  # the chunks, in order
+    assert [error for _, errors in done for error in errors] == [["h70", "/archive/f70.wav", CRASHED]]
+    processed = [digest for hashes, _ in done for digest in hashes]
+    assert processed == [f"h{i}" for i in range(3 * CHUNK + 5) if i != 70]  # each other file once, in order

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, close_pairs,
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now
 from drumcat.workers import worker_count
+
+if TYPE_CHECKING:
+    from drumcat.model.pipeline import Chunk
 
 RECIPE_ID = json.dumps({"recipe": RECIPE.as_dict(), "bands": BANDS, "frames": FRAMES}, sort_keys=True)
 LOSSLESS = {"WAV", "AIFF", "FLAC"}
@@ -40,7 +43,10 @@ class FingerprintProcessor:
     def warm_up(self) -> None:
         fingerprints([np.zeros(64, dtype=np.float32)], RECIPE.sample_rate)
 
-    def __call__(self, items: list[tuple[str, str]]) -> tuple[list[str], np.ndarray, list[tuple]]:
+    def __call__(self, items: list[tuple[str, str]]) -> Chunk:
+        """The chunk's fingerprints as its features, one row per hash."""
+        from drumcat.model.pipeline import Chunk
+
         hashes, clips, errors = [], [], []
         for digest, path in items:
             try:
@@ -48,7 +54,7 @@ class FingerprintProcessor:
                 hashes.append(digest)
             except (AudioReadError, OSError) as exc:
                 errors.append((digest, path, str(exc)))
-        return hashes, fingerprints(clips, RECIPE.sample_rate), errors
+        return Chunk(hashes, errors, features=fingerprints(clips, RECIPE.sample_rate))
 
 
 def update_fingerprints(catalog: Catalog, *, workers: int = 0,
@@ -66,14 +72,15 @@ def update_fingerprints(catalog: Catalog, *, workers: int = 0,
     with WorkerPipeline(pending, FingerprintProcessor(), worker_count(workers)) as chunks:
         if on_total:  # once the workers run: a progress bar's thread started before them would make them spawn
             on_total(len(pending))
-        for hashes, prints, errors in chunks:
+        for chunk in chunks:
             now = utc_now()
             with catalog.connect() as conn:
                 execute_many(conn, "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?)",
-                             [(h, p.tobytes(), RECIPE_ID, now) for h, p in zip(hashes, prints, strict=True)])
-            added += len(hashes)
+                             [(h, p.tobytes(), RECIPE_ID, now)
+                              for h, p in zip(chunk.hashes, chunk.features, strict=True)])
+            added += len(chunk.hashes)
             if on_progress:
-                on_progress(len(hashes) + len(errors))
+                on_progress(len(chunk.hashes) + len(chunk.errors))
     return added
 
 

@@ -13,10 +13,12 @@ import os
 import signal
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cached_property
+from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -184,6 +186,7 @@ _worker_processor: ChunkProcessor | None = None
 def _init_worker(processor: ChunkProcessor) -> None:
     global _worker_processor
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the workers
     silence_worker_output()
     keep_freed_memory()
     one_blas_thread_here()
@@ -202,37 +205,69 @@ def _process_in_worker(items: list[tuple[str, str]]) -> Chunk:
 MAX_FILES_IN_FLIGHT = 4096
 
 
+CRASHED = ("the decoder crashed on this file (its worker process died); not classified. Check the file: "
+           "another program may read it, or convert it")
+
+
 class WorkerPipeline:
     """Chunks processed by worker processes from the moment the pipeline is entered, yielded in order of
-    submission, with at most MAX_FILES_IN_FLIGHT files in flight."""
+    submission, with at most MAX_FILES_IN_FLIGHT files in flight.
+
+    A worker that dies (a decoder in C crashing on a malformed file, the kernel's out-of-memory killer)
+    takes the chunks in flight with it. multiprocessing.Pool then waited for them forever; a
+    ProcessPoolExecutor reports it (BrokenProcessPool), and the pipeline starts a new pool, finds the files
+    of the chunk that kill a worker, records each as an error (CRASHED) and carries on."""
 
     def __init__(self, items: list[tuple[str, str]], processor: ChunkProcessor, workers: int) -> None:
         self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
         self.processor = processor
         self.workers = workers if len(self.chunks) > 1 else 1
-        self.pool: Any = None
+        self.pool: ProcessPoolExecutor | None = None
+        self.context: BaseContext | None = None
+        self.pending: deque[tuple[list[tuple[str, str]], Future]] = deque()
 
     def __enter__(self) -> WorkerPipeline:
         if self.workers > 1:
-            # fork when safe (a LiteRT bundle); spawn while a Keras model loads in a thread
-            context = pool_context()
-            if context.get_start_method() == "fork":
-                self.processor.warm_up()
-            with single_threaded_math_in_children():
-                self.pool = context.Pool(self.workers, initializer=_init_worker, initargs=(self.processor,))
-            self.pending: deque = deque()
+            self._start_pool()
             self.remaining = iter(self.chunks)
             in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
             for chunk in self.remaining:
-                self.pending.append(self.pool.apply_async(_process_in_worker, (chunk,)))
+                self.pending.append(self._submitted(chunk))
                 if len(self.pending) >= in_flight:
                     break
         return self
 
+    def _start_pool(self) -> None:
+        """The first pool forks when that is safe (a LiteRT bundle) and spawns while a Keras model loads in a
+        thread. A pool started again after a crash starts its workers the same way: the threads alive by
+        then (infer's writer, the old pool's last ones) hold nothing a worker uses."""
+        if self.context is None:
+            self.context = pool_context()
+            if self.context.get_start_method() == "fork":
+                self.processor.warm_up()
+        with single_threaded_math_in_children():
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_init_worker,
+                                            initargs=(self.processor,))
+
+    def _submitted(self, chunk: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], Future]:
+        assert self.pool is not None
+        return chunk, self.pool.submit(_process_in_worker, chunk)
+
     def __exit__(self, *exc_info: object) -> None:
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        """End the workers now, mid-chunk too (Ctrl-C, an error, a broken pool): what they were doing is lost."""
+        assert self.pool is not None
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())  # the executor keeps them here
+        for process in processes:
+            process.terminate()
+        # Waits for the executor's own threads, not for the work (its workers are ended above).
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join()
+        self.pool = None
 
     def __iter__(self) -> Iterator[Chunk]:
         if self.pool is None:
@@ -240,7 +275,37 @@ class WorkerPipeline:
                 yield self.processor(chunk)
             return
         while self.pending:
-            yield self.pending.popleft().get()
+            chunk, future = self.pending.popleft()
+            try:
+                done = future.result()
+            except BrokenProcessPool:
+                done = self._without_crashing_files(chunk)
+            yield done
             next_chunk = next(self.remaining, None)
             if next_chunk is not None:
-                self.pending.append(self.pool.apply_async(_process_in_worker, (next_chunk,)))
+                self.pending.append(self._submitted(next_chunk))
+
+    def _without_crashing_files(self, chunk: list[tuple[str, str]]) -> Chunk:
+        """A worker died and the pool with it: every chunk in flight is lost, this one first. In a new pool,
+        with nothing else in flight, run this chunk's files one by one to find the ones that kill a worker,
+        then the others as one chunk; then send the lost chunks again (one of them may be the culprit: it
+        comes here in its turn)."""
+        lost = [other for other, _ in self.pending]
+        self.pending.clear()
+        self._restart_pool()
+        crashing = []
+        for item in chunk:
+            try:
+                self._submitted([item])[1].result()
+            except BrokenProcessPool:
+                crashing.append(item)
+                self._restart_pool()
+        rest = [item for item in chunk if item not in crashing]
+        done = self._submitted(rest)[1].result() if rest else Chunk([], [])
+        done.errors.extend((digest, path, CRASHED) for digest, path in crashing)
+        self.pending.extend(self._submitted(other) for other in lost)
+        return done
+
+    def _restart_pool(self) -> None:
+        self._stop_pool()
+        self._start_pool()
