@@ -6,12 +6,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from drumcat.audio.synth import WRITE_FORMATS, render, write_sample
-from drumcat.commands.scan import scan
+from drumcat.commands.scan import READER_CRASHED, scan
 from drumcat.config import ScanConfig
 from drumcat.storage.catalog import Catalog, rows
 
@@ -143,3 +144,36 @@ def test_catalog_is_readable_by_plain_sqlite3_module(archive: Path, catalog: Cat
     scan(catalog, [archive], scan_config)
     with sqlite3.connect(catalog.path) as db:
         assert db.execute("SELECT count(*) FROM catalog").fetchone()[0] == len(WRITE_FORMATS)
+
+
+A_READER_DIES = """
+import os, signal, sys
+from pathlib import Path
+from drumcat.commands import scan as scanning
+from drumcat.config import ScanConfig
+from drumcat.storage.catalog import Catalog
+
+read = scanning.read_file
+def read_or_die(found, algorithm, measure_levels):  # as when a decoder in C crashes on one file
+    if found.path.endswith("s70.wav"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return read(found, algorithm, measure_levels)
+scanning.read_file = read_or_die
+summary = scanning.scan(Catalog(Path(sys.argv[1]), create=True), [Path(sys.argv[2])], ScanConfig(workers=2))
+print(summary.new, summary.failed)
+"""
+
+
+def test_a_reader_that_dies_costs_its_file_not_the_scan(tmp_path: Path) -> None:
+    """multiprocessing.Pool waited forever for the files a dead worker took with it."""
+    for index in range(150):
+        write_sample(tmp_path / "archive" / f"s{index}.wav", render("Kick", seed=index))
+    command = [sys.executable, "-c", A_READER_DIES, str(tmp_path / "catalog.db"), str(tmp_path / "archive")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["150", "1"]
+    with sqlite3.connect(tmp_path / "catalog.db") as conn:
+        failed = conn.execute("SELECT rel_path, error FROM files WHERE error IS NOT NULL").fetchall()
+        assert failed == [("s70.wav", READER_CRASHED)]
+        assert conn.execute("SELECT count(*) FROM files WHERE hash IS NOT NULL").fetchone() == (149,)

@@ -22,7 +22,7 @@ from drumcat.errors import DrumcatError
 from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
-from drumcat.workers import silence_worker_output, worker_count
+from drumcat.workers import worker_count
 
 WRITE_BATCH = 500
 
@@ -180,22 +180,39 @@ def read_file(found: FoundFile, algorithm: str, measure_levels: bool) -> FileRes
     return FileResult(found, digest, facts, None, None)
 
 
-def _read_file_star(args: tuple[FoundFile, str, bool]) -> FileResult:
-    return read_file(*args)
+READER_CRASHED = ("reading it crashed the decoder (its worker process died); check the file: another program "
+                  "may read it, or convert it")
+
+
+@dataclass
+class FileReader:
+    """`read_file` for a chunk of found files, in scan's worker processes (drumcat/model/pipeline.py)."""
+
+    algorithm: str
+    measure_levels: bool
+
+    def warm_up(self) -> None:
+        pass
+
+    def __call__(self, chunk: list[FoundFile]) -> list[FileResult]:
+        return [read_file(found, self.algorithm, self.measure_levels) for found in chunk]
+
+    @staticmethod
+    def crashed(done: list[FileResult], chunk: list[FoundFile]) -> list[FileResult]:
+        return done + [FileResult(found, None, None, "decode_error", READER_CRASHED) for found in chunk]
 
 
 def _read_all(
     work: list[FoundFile], config: ScanConfig, workers: int
 ) -> Iterator[FileResult]:
-    tasks = [(found, config.hash_algorithm, config.audio_stats) for found in work]
-    if workers <= 1 or len(work) < 64:
-        yield from map(_read_file_star, tasks)
-        return
+    from drumcat.model.pipeline import WorkerPipeline
+
+    reader = FileReader(config.hash_algorithm, config.audio_stats)
     # fork is cheap and safe here: the scanning parent imports no TensorFlow and runs no thread but the
     # progress bar's, whose locks a worker never takes (silence_worker_output).
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=silence_worker_output) as pool:
-        yield from pool.imap_unordered(_read_file_star, tasks, chunksize=64)
+    with WorkerPipeline(work, reader, workers, context=multiprocessing.get_context("fork")) as chunks:
+        for results in chunks:
+            yield from results
 
 
 # --- the scan ------------------------------------------------------------------------------------------

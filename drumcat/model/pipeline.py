@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,6 +140,11 @@ class Chunk:
     probabilities: np.ndarray | None = None
     embeddings: np.ndarray | None = None
 
+    def with_crashed(self, items: list[tuple[str, str]]) -> Chunk:
+        """This chunk with `items`, the (hash, path) pairs that killed a worker, among its errors."""
+        self.errors.extend((digest, path, CRASHED) for digest, path in items)
+        return self
+
 
 @dataclass
 class ChunkProcessor:
@@ -169,6 +175,10 @@ class ChunkProcessor:
         its first 0.2 s importing scipy.fft and soxr."""
         resample(np.zeros(64, dtype=np.float32), 44_100, self.recipe.sample_rate)
         compute_features(prepare_clips([np.zeros(1, dtype=np.float32)], self.recipe), self.recipe)
+
+    @staticmethod
+    def crashed(done: Chunk, items: list[tuple[str, str]]) -> Chunk:
+        return done.with_crashed(items)
 
     def __call__(self, items: list[tuple[str, str]]) -> Chunk:
         hashes, features, errors = featurize(items, self.recipe)
@@ -218,13 +228,17 @@ class WorkerPipeline:
     ProcessPoolExecutor reports it (BrokenProcessPool), and the pipeline starts a new pool, finds the files
     of the chunk that kill a worker, records each as an error (CRASHED) and carries on."""
 
-    def __init__(self, items: list[tuple[str, str]], processor: ChunkProcessor, workers: int) -> None:
+    def __init__(self, items: list[Any], processor: Any, workers: int, context: BaseContext | None = None) -> None:
+        """`processor(items)` makes a chunk's result in a worker, and `processor.crashed(result, items)` adds
+        the items that killed a worker to one (ChunkProcessor, near_duplicates.FingerprintProcessor,
+        scan.FileReader). `context` fixes how workers start; by default `pool_context` decides."""
         self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
         self.processor = processor
         self.workers = workers if len(self.chunks) > 1 else 1
         self.pool: ProcessPoolExecutor | None = None
-        self.context: BaseContext | None = None
-        self.pending: deque[tuple[list[tuple[str, str]], Future]] = deque()
+        self.context = context
+        self.pending: deque[tuple[list[Any], Future]] = deque()
+        self.warmed_up = False
 
     def __enter__(self) -> WorkerPipeline:
         if self.workers > 1:
@@ -243,13 +257,14 @@ class WorkerPipeline:
         then (infer's writer, the old pool's last ones) hold nothing a worker uses."""
         if self.context is None:
             self.context = pool_context()
-            if self.context.get_start_method() == "fork":
-                self.processor.warm_up()
+        if self.context.get_start_method() == "fork" and not self.warmed_up:
+            self.processor.warm_up()
+            self.warmed_up = True
         with single_threaded_math_in_children():
             self.pool = ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_init_worker,
                                             initargs=(self.processor,))
 
-    def _submitted(self, chunk: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], Future]:
+    def _submitted(self, chunk: list[Any]) -> tuple[list[Any], Future]:
         assert self.pool is not None
         return chunk, self.pool.submit(_process_in_worker, chunk)
 
@@ -269,7 +284,7 @@ class WorkerPipeline:
             process.join()
         self.pool = None
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def __iter__(self) -> Iterator[Any]:
         if self.pool is None:
             for chunk in self.chunks:
                 yield self.processor(chunk)
@@ -285,7 +300,7 @@ class WorkerPipeline:
             if next_chunk is not None:
                 self.pending.append(self._submitted(next_chunk))
 
-    def _without_crashing_files(self, chunk: list[tuple[str, str]]) -> Chunk:
+    def _without_crashing_files(self, chunk: list[Any]) -> Any:
         """A worker died and the pool with it: every chunk in flight is lost, this one first. In a new pool,
         with nothing else in flight, run this chunk's files one by one to find the ones that kill a worker,
         then the others as one chunk; then send the lost chunks again (one of them may be the culprit: it
@@ -301,10 +316,9 @@ class WorkerPipeline:
                 crashing.append(item)
                 self._restart_pool()
         rest = [item for item in chunk if item not in crashing]
-        done = self._submitted(rest)[1].result() if rest else Chunk([], [])
-        done.errors.extend((digest, path, CRASHED) for digest, path in crashing)
+        done = self._submitted(rest)[1].result()
         self.pending.extend(self._submitted(other) for other in lost)
-        return done
+        return self.processor.crashed(done, crashing)
 
     def _restart_pool(self) -> None:
         self._stop_pool()
