@@ -210,9 +210,6 @@ class DiesOn:
         if any(path == self.path for _, path in items):
             os.kill(os.getpid(), signal.SIGKILL)
         return Chunk([digest for digest, _ in items], [])
-    @staticmethod
-    def crashed(done, items):
-        return done.with_crashed(items)
 
 items = [(f"h{i}", f"/archive/f{i}.wav") for i in range(3 * CHUNK + 5)]
 with WorkerPipeline(items, DiesOn("/archive/f70.wav"), workers=2) as chunks:

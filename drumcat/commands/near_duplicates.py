@@ -43,10 +43,6 @@ class FingerprintProcessor:
     def warm_up(self) -> None:
         fingerprints([np.zeros(64, dtype=np.float32)], RECIPE.sample_rate)
 
-    @staticmethod
-    def crashed(done: Chunk, items: list[tuple[str, str]]) -> Chunk:
-        return done.with_crashed(items)
-
     def __call__(self, items: list[tuple[str, str]]) -> Chunk:
         """The chunk's fingerprints as its features, one row per hash."""
         from drumcat.model.pipeline import Chunk

@@ -210,7 +210,8 @@ def _read_all(
     reader = FileReader(config.hash_algorithm, config.audio_stats)
     # fork is cheap and safe here: the scanning parent imports no TensorFlow and runs no thread but the
     # progress bar's, whose locks a worker never takes (silence_worker_output).
-    with WorkerPipeline(work, reader, workers, context=multiprocessing.get_context("fork")) as chunks:
+    with WorkerPipeline(work, reader, workers, context=multiprocessing.get_context("fork"),
+                        crashed=FileReader.crashed) as chunks:
         for results in chunks:
             yield from results
 

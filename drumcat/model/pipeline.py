@@ -12,7 +12,7 @@ import gc
 import os
 import signal
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -176,10 +176,6 @@ class ChunkProcessor:
         resample(np.zeros(64, dtype=np.float32), 44_100, self.recipe.sample_rate)
         compute_features(prepare_clips([np.zeros(1, dtype=np.float32)], self.recipe), self.recipe)
 
-    @staticmethod
-    def crashed(done: Chunk, items: list[tuple[str, str]]) -> Chunk:
-        return done.with_crashed(items)
-
     def __call__(self, items: list[tuple[str, str]]) -> Chunk:
         hashes, features, errors = featurize(items, self.recipe)
         if self.runtime is None:
@@ -190,10 +186,10 @@ class ChunkProcessor:
         return Chunk(hashes, errors, probabilities=probabilities, embeddings=embeddings)
 
 
-_worker_processor: ChunkProcessor | None = None
+_worker_processor: Any = None  # the pipeline's processor, in a worker
 
 
-def _init_worker(processor: ChunkProcessor) -> None:
+def _init_worker(processor: Any) -> None:
     global _worker_processor
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the workers
@@ -205,7 +201,7 @@ def _init_worker(processor: ChunkProcessor) -> None:
     _worker_processor = processor
 
 
-def _process_in_worker(items: list[tuple[str, str]]) -> Chunk:
+def _process_in_worker(items: list[Any]) -> Any:
     assert _worker_processor is not None
     return _worker_processor(items)
 
@@ -228,20 +224,24 @@ class WorkerPipeline:
     ProcessPoolExecutor reports it (BrokenProcessPool), and the pipeline starts a new pool, finds the files
     of the chunk that kill a worker, records each as an error (CRASHED) and carries on."""
 
-    def __init__(self, items: list[Any], processor: Any, workers: int, context: BaseContext | None = None) -> None:
-        """`processor(items)` makes a chunk's result in a worker, and `processor.crashed(result, items)` adds
-        the items that killed a worker to one (ChunkProcessor, near_duplicates.FingerprintProcessor,
-        scan.FileReader). `context` fixes how workers start; by default `pool_context` decides."""
+    def __init__(self, items: list[Any], processor: Any, workers: int, context: BaseContext | None = None,
+                 crashed: Callable[[Any, list[Any]], Any] = Chunk.with_crashed) -> None:
+        """`processor(items)` makes a chunk's result in a worker (ChunkProcessor,
+        near_duplicates.FingerprintProcessor, scan.FileReader), and `crashed(result, items)` adds the items
+        that killed a worker to one. `context` fixes how workers start; by default `pool_context` decides."""
         self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
         self.processor = processor
+        self.crashed = crashed
         self.workers = workers if len(self.chunks) > 1 else 1
         self.pool: ProcessPoolExecutor | None = None
         self.context = context
         self.pending: deque[tuple[list[Any], Future]] = deque()
-        self.warmed_up = False
 
     def __enter__(self) -> WorkerPipeline:
         if self.workers > 1:
+            self.context = self.context or pool_context()
+            if self.context.get_start_method() == "fork":
+                self.processor.warm_up()  # once: every pool, also one started after a crash, forks from here
             self._start_pool()
             self.remaining = iter(self.chunks)
             in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
@@ -252,14 +252,9 @@ class WorkerPipeline:
         return self
 
     def _start_pool(self) -> None:
-        """The first pool forks when that is safe (a LiteRT bundle) and spawns while a Keras model loads in a
-        thread. A pool started again after a crash starts its workers the same way: the threads alive by
-        then (infer's writer, the old pool's last ones) hold nothing a worker uses."""
-        if self.context is None:
-            self.context = pool_context()
-        if self.context.get_start_method() == "fork" and not self.warmed_up:
-            self.processor.warm_up()
-            self.warmed_up = True
+        """Workers start as the pipeline decided when entered: fork when that is safe (a LiteRT bundle),
+        spawn while a Keras model loads in a thread. A pool started again after a crash starts them the same
+        way: the threads alive by then (infer's writer, the old pool's last ones) hold nothing a worker uses."""
         with single_threaded_math_in_children():
             self.pool = ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_init_worker,
                                             initargs=(self.processor,))
@@ -318,7 +313,7 @@ class WorkerPipeline:
         rest = [item for item in chunk if item not in crashing]
         done = self._submitted(rest)[1].result()
         self.pending.extend(self._submitted(other) for other in lost)
-        return self.processor.crashed(done, crashing)
+        return self.crashed(done, crashing)
 
     def _restart_pool(self) -> None:
         self._stop_pool()
