@@ -36,8 +36,9 @@ from bench.archive import make_archive  # noqa: E402
 from drumcat.audio.features import FeatureRecipe, features_at_rates  # noqa: E402
 from drumcat.audio.files import resample  # noqa: E402
 from drumcat.model.bundle import ModelBundle, load_bundle  # noqa: E402
-from drumcat.model.pipeline import CHUNK, DECODE_MARGIN_S, decode_for  # noqa: E402
+from drumcat.model.pipeline import DECODE_MARGIN_S, decode_for  # noqa: E402
 from drumcat.model.train.train import NAMED_RECIPES, RECIPE, RECIPES_BY_RATE  # noqa: E402
+from drumcat.workers import CHUNK  # noqa: E402
 
 REFERENCE_RATE = RECIPE.sample_rate  # the shipped recipe's
 SOURCE_RATES = (44_100, 48_000)

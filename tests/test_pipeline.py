@@ -15,7 +15,8 @@ import soundfile as sf
 
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import load_bundle
-from drumcat.model.pipeline import CHUNK, CRASHED, ChunkProcessor, featurize
+from drumcat.model.pipeline import CRASHED, ChunkProcessor, featurize
+from drumcat.workers import CHUNK
 
 
 def test_a_worker_refuses_an_export_changed_after_the_parent_checked_it(tmp_path: Path) -> None:
@@ -198,7 +199,8 @@ def test_a_recipe_lead_starts_the_clip_earlier_than_the_cut(tmp_path: Path) -> N
 
 A_WORKER_DIES = """
 import json, os, signal, sys
-from drumcat.model.pipeline import CHUNK, Chunk, WorkerPipeline
+from drumcat.model.pipeline import Chunk
+from drumcat.workers import CHUNK, WorkerPipeline
 
 class DiesOn:
     '''Processes a chunk, except that its worker process dies on one path, as when a decoder in C crashes.'''
@@ -212,7 +214,7 @@ class DiesOn:
         return Chunk([digest for digest, _ in items], [])
 
 items = [(f"h{i}", f"/archive/f{i}.wav") for i in range(3 * CHUNK + 5)]
-with WorkerPipeline(items, DiesOn("/archive/f70.wav"), workers=2) as chunks:
+with WorkerPipeline(items, DiesOn("/archive/f70.wav"), workers=2, crashed=Chunk.with_crashed) as chunks:
     done = [(chunk.hashes, chunk.errors) for chunk in chunks]
 print(json.dumps(done))
 """

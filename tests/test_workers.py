@@ -14,9 +14,8 @@ import pytest
 from drumcat.audio.synth import INSTRUMENTS, render, write_sample
 from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
-from drumcat.model.pipeline import CHUNK
 from drumcat.storage.catalog import Catalog
-from drumcat.workers import pool_context
+from drumcat.workers import CHUNK, pool_context
 
 
 def test_a_process_with_another_thread_spawns() -> None:
@@ -102,7 +101,8 @@ def test_keep_freed_memory_stops_page_faults_on_reused_memory() -> None:
 WORKER_BLAS_THREADS = """
 import os
 import threadpoolctl
-from drumcat.model.pipeline import Chunk, WorkerPipeline
+from drumcat.model.pipeline import Chunk
+from drumcat.workers import WorkerPipeline
 
 
 class ReportBlasThreads:
@@ -120,7 +120,8 @@ if __name__ == "__main__":
     if child == 0:
         os._exit(0)
     os.waitpid(child, 0)
-    with WorkerPipeline([("hash", "path")] * 256, ReportBlasThreads(), workers=2) as chunks:
+    with WorkerPipeline([("hash", "path")] * 256, ReportBlasThreads(), workers=2,
+                        crashed=Chunk.with_crashed) as chunks:
         print(" ".join(sorted({chunk.hashes[0] for chunk in chunks})))
 """
 
@@ -152,15 +153,15 @@ IN_A_TERMINAL = """
 import io, sys
 from rich.console import Console
 from drumcat import cli, console
-from drumcat.model import pipeline
+from drumcat import workers
 console.err = Console(file=io.StringIO(), force_terminal=True, width=120)  # stderr a terminal: the bar is drawn
 chosen = []
-decide = pipeline.pool_context
+decide = workers.pool_context
 def recorded():
     context = decide()
     chosen.append(context.get_start_method())
     return context
-pipeline.pool_context = recorded
+workers.pool_context = recorded
 sys.argv = ["drumcat", "--catalog", sys.argv[1], *sys.argv[2:]]
 try:
     cli.main()

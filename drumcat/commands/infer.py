@@ -1,9 +1,9 @@
 """`drumcat infer`: the run's lifecycle. Classify every unique sound in the catalog that the model has no
 result for yet.
 
-Worker processes run the feature pipeline (drumcat/model/pipeline.py); the main process commits each batch in
-one transaction (drumcat/storage/results.py), so an interrupted run loses at most one batch and a rerun
-continues where it stopped. Duplicates share a content hash and are inferred once.
+Worker processes (drumcat/workers.py) run the feature pipeline (drumcat/model/pipeline.py); the main
+process commits each batch in one transaction (drumcat/storage/results.py), so an interrupted run loses at
+most one batch and a rerun continues where it stopped. Duplicates share a content hash and are inferred once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from drumcat.commands.review import update_review_density
 from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle
-from drumcat.model.pipeline import Chunk, ChunkProcessor, WorkerPipeline
+from drumcat.model.pipeline import Chunk, ChunkProcessor
 from drumcat.storage.catalog import Catalog
 from drumcat.storage.results import (
     activate_if_first,
@@ -34,7 +34,7 @@ from drumcat.storage.results import (
     start_run,
     write_results,
 )
-from drumcat.workers import worker_count
+from drumcat.workers import WorkerPipeline, worker_count
 
 
 @dataclass
@@ -91,7 +91,8 @@ def infer(
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        with WorkerPipeline(items, ChunkProcessor.for_bundle(bundle), workers) as chunks:
+        processor = ChunkProcessor.for_bundle(bundle)
+        with WorkerPipeline(items, processor, workers, crashed=Chunk.with_crashed) as chunks:
             bundle.ready()
             summary = _start_run(catalog, bundle, len(items),
                                  {"batch_size": batch_size, "workers": workers, "limit": limit}, use)

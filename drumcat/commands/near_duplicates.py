@@ -16,18 +16,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, close_pairs, distance, fingerprints
+from drumcat.model.pipeline import Chunk
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now
-from drumcat.workers import worker_count
-
-if TYPE_CHECKING:
-    from drumcat.model.pipeline import Chunk
+from drumcat.workers import WorkerPipeline, worker_count
 
 RECIPE_ID = json.dumps({"recipe": RECIPE.as_dict(), "bands": BANDS, "frames": FRAMES}, sort_keys=True)
 LOSSLESS = {"WAV", "AIFF", "FLAC"}
@@ -45,8 +43,6 @@ class FingerprintProcessor:
 
     def __call__(self, items: list[tuple[str, str]]) -> Chunk:
         """The chunk's fingerprints as its features, one row per hash."""
-        from drumcat.model.pipeline import Chunk
-
         hashes, clips, errors = [], [], []
         for digest, path in items:
             try:
@@ -61,15 +57,14 @@ def update_fingerprints(catalog: Catalog, *, workers: int = 0,
                         on_total: Callable[[int], None] | None = None,
                         on_progress: Callable[[int], None] | None = None) -> int:
     """Fingerprint every present sound that has none for this recipe; returns how many were added."""
-    from drumcat.model.pipeline import WorkerPipeline
-
     with catalog.read() as conn:
         pending = [(r["hash"], r["path"]) for r in rows(conn, """
             SELECT u.hash, u.path FROM unique_files u WHERE NOT EXISTS
             (SELECT 1 FROM fingerprints f WHERE f.hash = u.hash AND f.recipe = :r) ORDER BY u.path""",
                                                          {"r": RECIPE_ID})]
     added = 0
-    with WorkerPipeline(pending, FingerprintProcessor(), worker_count(workers)) as chunks:
+    with WorkerPipeline(pending, FingerprintProcessor(), worker_count(workers),
+                        crashed=Chunk.with_crashed) as chunks:
         if on_total:  # once the workers run: a progress bar's thread started before them would make them spawn
             on_total(len(pending))
         for chunk in chunks:

@@ -22,7 +22,7 @@ from drumcat.errors import DrumcatError
 from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
-from drumcat.workers import worker_count
+from drumcat.workers import WorkerPipeline, worker_count
 
 WRITE_BATCH = 500
 
@@ -186,7 +186,7 @@ READER_CRASHED = ("reading it crashed the decoder (its worker process died); che
 
 @dataclass
 class FileReader:
-    """`read_file` for a chunk of found files, in scan's worker processes (drumcat/model/pipeline.py)."""
+    """`read_file` for a chunk of found files, in scan's worker processes (drumcat/workers.py)."""
 
     algorithm: str
     measure_levels: bool
@@ -205,8 +205,6 @@ class FileReader:
 def _read_all(
     work: list[FoundFile], config: ScanConfig, workers: int
 ) -> Iterator[FileResult]:
-    from drumcat.model.pipeline import WorkerPipeline
-
     reader = FileReader(config.hash_algorithm, config.audio_stats)
     # fork is cheap and safe here: the scanning parent imports no TensorFlow and runs no thread but the
     # progress bar's, whose locks a worker never takes (silence_worker_output).

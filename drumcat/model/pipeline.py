@@ -8,18 +8,9 @@ outputs or as features for the caller's model.
 
 from __future__ import annotations
 
-import gc
-import os
-import signal
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cached_property
-from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,15 +28,7 @@ from drumcat.audio.files import AudioReadError, decode, decode_native, resample
 from drumcat.model.bundle import ModelBundle, read_checked_lite
 from drumcat.model.metrics import calibrated
 from drumcat.model.runtime import LiteRuntime
-from drumcat.workers import (
-    keep_freed_memory,
-    one_blas_thread_here,
-    pool_context,
-    silence_worker_output,
-    single_threaded_math_in_children,
-)
 
-CHUNK = 64  # files per worker task: one model call each (4% faster than 32; no gain beyond)
 DECODE_MARGIN_S = 0.05  # read a little past the clip so resampling has context at its end
 LATEST_ONSET_SECONDS = 30.0  # a sound that starts later than this is not a one-shot's
 
@@ -129,6 +112,10 @@ def resampled_without_form(clips: list[np.ndarray], rates: list[int],
     return resampled, [target if rate in without_form else rate for rate in rates]
 
 
+CRASHED = ("the decoder crashed on this file (its worker process died); not classified. Check the file: "
+           "another program may read it, or convert it")
+
+
 @dataclass
 class Chunk:
     """What a worker makes of a chunk of (hash, path) items: the model's outputs when the worker runs the
@@ -184,137 +171,3 @@ class ChunkProcessor:
             return Chunk(hashes, errors)
         probabilities, embeddings = calibrated(*self.runtime.run(features), self.temperature, self.runtime.where)
         return Chunk(hashes, errors, probabilities=probabilities, embeddings=embeddings)
-
-
-_worker_processor: Any = None  # the pipeline's processor, in a worker
-
-
-def _init_worker(processor: Any) -> None:
-    global _worker_processor
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits infer's handler; the pool ends it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the workers
-    silence_worker_output()
-    keep_freed_memory()
-    one_blas_thread_here()
-    os.nice(5)  # the parent's model loading and writing come first; workers take the cycles left over
-    gc.freeze()  # what start-up allocated is long-lived: the collector need not walk it again per chunk
-    _worker_processor = processor
-
-
-def _process_in_worker(items: list[Any]) -> Any:
-    assert _worker_processor is not None
-    return _worker_processor(items)
-
-
-# Files decoded ahead of the model: enough to keep the workers busy while a Keras model loads (a few
-# seconds), small enough to bound memory (4,096 log-mel patches of 64 x 87 are 90 MB).
-MAX_FILES_IN_FLIGHT = 4096
-
-
-CRASHED = ("the decoder crashed on this file (its worker process died); not classified. Check the file: "
-           "another program may read it, or convert it")
-
-
-class WorkerPipeline:
-    """Chunks processed by worker processes from the moment the pipeline is entered, yielded in order of
-    submission, with at most MAX_FILES_IN_FLIGHT files in flight.
-
-    A worker that dies (a decoder in C crashing on a malformed file, the kernel's out-of-memory killer)
-    takes the chunks in flight with it. multiprocessing.Pool then waited for them forever; a
-    ProcessPoolExecutor reports it (BrokenProcessPool), and the pipeline starts a new pool, finds the files
-    of the chunk that kill a worker, records each as an error (CRASHED) and carries on."""
-
-    def __init__(self, items: list[Any], processor: Any, workers: int, context: BaseContext | None = None,
-                 crashed: Callable[[Any, list[Any]], Any] = Chunk.with_crashed) -> None:
-        """`processor(items)` makes a chunk's result in a worker (ChunkProcessor,
-        near_duplicates.FingerprintProcessor, scan.FileReader), and `crashed(result, items)` adds the items
-        that killed a worker to one. `context` fixes how workers start; by default `pool_context` decides."""
-        self.chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-        self.processor = processor
-        self.crashed = crashed
-        self.workers = workers if len(self.chunks) > 1 else 1
-        self.pool: ProcessPoolExecutor | None = None
-        self.context = context
-        self.pending: deque[tuple[list[Any], Future]] = deque()
-
-    def __enter__(self) -> WorkerPipeline:
-        if self.workers > 1:
-            self.context = self.context or pool_context()
-            if self.context.get_start_method() == "fork":
-                self.processor.warm_up()  # once: every pool, also one started after a crash, forks from here
-            self._start_pool()
-            self.remaining = iter(self.chunks)
-            in_flight = max(self.workers * 3, MAX_FILES_IN_FLIGHT // CHUNK)
-            for chunk in self.remaining:
-                self.pending.append(self._submitted(chunk))
-                if len(self.pending) >= in_flight:
-                    break
-        return self
-
-    def _start_pool(self) -> None:
-        """Workers start as the pipeline decided when entered: fork when that is safe (a LiteRT bundle),
-        spawn while a Keras model loads in a thread. A pool started again after a crash starts them the same
-        way: the threads alive by then (infer's writer, the old pool's last ones) hold nothing a worker uses."""
-        with single_threaded_math_in_children():
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_init_worker,
-                                            initargs=(self.processor,))
-
-    def _submitted(self, chunk: list[Any]) -> tuple[list[Any], Future]:
-        assert self.pool is not None
-        return chunk, self.pool.submit(_process_in_worker, chunk)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pool is not None:
-            self._stop_pool()
-
-    def _stop_pool(self) -> None:
-        """End the workers now, mid-chunk too (Ctrl-C, an error, a broken pool): what they were doing is lost."""
-        assert self.pool is not None
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())  # the executor keeps them here
-        for process in processes:
-            process.terminate()
-        # Waits for the executor's own threads, not for the work (its workers are ended above).
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for process in processes:
-            process.join()
-        self.pool = None
-
-    def __iter__(self) -> Iterator[Any]:
-        if self.pool is None:
-            for chunk in self.chunks:
-                yield self.processor(chunk)
-            return
-        while self.pending:
-            chunk, future = self.pending.popleft()
-            try:
-                done = future.result()
-            except BrokenProcessPool:
-                done = self._without_crashing_files(chunk)
-            yield done
-            next_chunk = next(self.remaining, None)
-            if next_chunk is not None:
-                self.pending.append(self._submitted(next_chunk))
-
-    def _without_crashing_files(self, chunk: list[Any]) -> Any:
-        """A worker died and the pool with it: every chunk in flight is lost, this one first. In a new pool,
-        with nothing else in flight, run this chunk's files one by one to find the ones that kill a worker,
-        then the others as one chunk; then send the lost chunks again (one of them may be the culprit: it
-        comes here in its turn)."""
-        lost = [other for other, _ in self.pending]
-        self.pending.clear()
-        self._restart_pool()
-        crashing = []
-        for item in chunk:
-            try:
-                self._submitted([item])[1].result()
-            except BrokenProcessPool:
-                crashing.append(item)
-                self._restart_pool()
-        rest = [item for item in chunk if item not in crashing]
-        done = self._submitted(rest)[1].result()
-        self.pending.extend(self._submitted(other) for other in lost)
-        return self.crashed(done, crashing)
-
-    def _restart_pool(self) -> None:
-        self._stop_pool()
-        self._start_pool()
