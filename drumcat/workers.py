@@ -120,6 +120,38 @@ def silence_worker_output() -> None:
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
+@contextmanager
+def native_output_silenced() -> Iterator[None]:
+    """For the work inside: what native code writes to file descriptor 2 goes nowhere, while Python's
+    sys.stderr (a warning, the progress bar's redraws) still reaches the terminal through a copy of it.
+
+    For a pipeline too small for workers, which runs its work in this process: mpg123 prints notes on a
+    damaged MP3 ("Note: Illegal Audio-MPEG-Header ..."), that in a worker go to /dev/null
+    (`silence_worker_output`), and the catalog records the file's error either way. Only for the main
+    thread's work: another thread writing to descriptor 2 meanwhile would be silenced too. Where
+    descriptor 2 is not open, nothing changes."""
+    try:
+        terminal = os.dup(2)
+    except OSError:
+        yield
+        return
+    stream = sys.stderr
+    stream.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with open(terminal, "w", buffering=1, closefd=False) as to_terminal:
+            sys.stderr = to_terminal
+            os.dup2(devnull, 2)
+            try:
+                yield
+            finally:
+                os.dup2(terminal, 2)
+                sys.stderr = stream
+    finally:
+        os.close(devnull)
+        os.close(terminal)
+
+
 def keep_freed_memory() -> None:
     """Workers only: let glibc reuse freed memory instead of handing it back to the kernel.
 
@@ -235,7 +267,9 @@ class WorkerPipeline:
     def __iter__(self) -> Iterator[Any]:
         if self.pool is None:
             for chunk in self.chunks:
-                yield self.processor(chunk)
+                with native_output_silenced():
+                    done = self.processor(chunk)
+                yield done
             return
         while self.pending:
             chunk, future = self.pending.popleft()

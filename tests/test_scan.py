@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drumcat.audio.synth import WRITE_FORMATS, render, write_sample
 from drumcat.commands.scan import READER_CRASHED, scan
 from drumcat.config import ScanConfig
 from drumcat.storage.catalog import Catalog, rows
+from tests.helpers import drumcat
 
 
 def files_table(catalog: Catalog) -> dict[str, dict]:
@@ -112,6 +114,21 @@ def test_broken_files_are_recorded_and_the_scan_goes_on(
                      "dangling.flac": "unreadable"}
     assert all(table[name]["error"] for name in kinds)
     assert table["long.wav"]["error"] is None
+
+
+def test_a_small_scan_keeps_the_decoders_notes_off_the_terminal(tmp_path: Path) -> None:
+    """A scan of fewer files than a chunk reads them in its own process, where mpg123 printed its notes on a
+    damaged MP3 ("Note: Illegal Audio-MPEG-Header ...") to the terminal; workers send them to /dev/null.
+    The catalog records the file's error either way."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "damaged.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    write_sample(archive / "kick.wav", render("Kick", seed=1))
+    result = drumcat("--catalog", str(tmp_path / "catalog.db"), "scan", str(archive), cwd=tmp_path)
+    assert result.stderr == ""
+    with sqlite3.connect(tmp_path / "catalog.db") as conn:
+        assert conn.execute("SELECT rel_path, error_kind FROM files WHERE error IS NOT NULL").fetchall() == [
+            ("damaged.mp3", "not_audio")]
 
 
 def test_symlink_loop_does_not_hang(archive: Path, catalog: Catalog, scan_config: ScanConfig) -> None:

@@ -220,3 +220,20 @@ def test_a_worker_forked_under_a_progress_bar_can_print() -> None:
     result = subprocess.run([sys.executable, "-c", WARNING_UNDER_A_BAR], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert result.stdout.strip() == "printed", result.stdout + result.stderr
+
+
+NATIVE_AND_PYTHON_OUTPUT = """
+import os, sys
+from drumcat.workers import native_output_silenced
+with native_output_silenced():
+    os.write(2, b"from native code\\n")
+    print("from Python", file=sys.stderr)
+os.write(2, b"after\\n")
+"""
+
+
+def test_native_output_is_silenced_and_pythons_is_not() -> None:
+    result = subprocess.run([sys.executable, "-c", NATIVE_AND_PYTHON_OUTPUT], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "from Python\nafter\n"
