@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/materialize.py
 	$(BIN)/python bench/review_order.py
+	$(BIN)/python bench/duplicates_memory.py
 
 # The training set, from Debian packages (see drumcat/model/train/dataset.py). Clips and caches stay in build/.
 dataset: $(STAMP)

@@ -21,8 +21,10 @@ from drumcat.audio.fingerprint import (
     candidate_pairs,
     close_pairs,
     coarse,
+    could_be_close,
     distance,
     fingerprints,
+    level_sums,
 )
 from drumcat.commands.materialize import materialize
 from drumcat.commands.near_duplicates import find_near_duplicates
@@ -150,3 +152,29 @@ def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations(
     expected = np.argwhere(np.triu(similar & alike, k=1))  # row-major, a < b
     for block_cells in (BLOCK_CELLS, 5 * 400, 400):
         np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells), expected)
+
+
+def shifted_copies(count: int, seed: int) -> np.ndarray:
+    """Pairs (rows 2k, 2k+1) of one fast-decaying hit, the second a frame later or earlier, with a little noise:
+    a loud onset frame and silent last frames, as a short hit's fingerprint has, so that their sums over all
+    frames are too far apart and only a shift of +1 or -1, read the right way round, brings them close."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        hit = 240 - rng.uniform(6, 10) * np.arange(FRAMES + 1)[None, :] - rng.uniform(0, 1) * np.arange(BANDS)[:, None]
+        first, second = (hit[:, 1:], hit[:, :-1]) if index % 2 else (hit[:, :-1], hit[:, 1:])
+        rows += [first, second + rng.normal(0, rng.choice([0.5, 2.0]), second.shape)]
+    return np.clip(np.round(rows), 0, 240).astype(np.uint8).reshape(2 * count, -1)
+
+
+@pytest.mark.parametrize("prints", [quantized_prints(300, seed=4), shifted_copies(60, seed=5)],
+                         ids=["variations", "shifted copies"])
+def test_the_level_sum_bound_never_drops_a_pair_distance_keeps(prints: np.ndarray) -> None:
+    """could_be_close is a bound: every pair within MAX_DISTANCE_DB passes it (at the shift that brings it
+    there, so a shift read the wrong way round drops the shifted copies), and pairs far apart do not."""
+    pairs = np.array([(a, b) for a in range(len(prints)) for b in range(a + 1, len(prints))])
+    kept = np.array([distance(as_db(prints[a]), as_db(prints[b])) <= MAX_DISTANCE_DB for a, b in pairs])
+    possible = could_be_close(level_sums(prints), pairs, step=1000)
+    assert kept.sum() > len(prints) // 4
+    assert possible[kept].all()
+    assert not possible.all()

@@ -15,6 +15,8 @@ Thresholds are measured in bench/near_duplicates.py and tests/test_near_duplicat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from drumcat.audio.features import FeatureRecipe, compute_features, prepare_clips
@@ -104,8 +106,16 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
+SOUNDS_AT_ONCE = 8192  # fingerprints converted at a time: 40 MB as float32, where a million would be 5 GB
+
+
 def coarse(prints: np.ndarray) -> np.ndarray:
     """Unit vectors of an 8-band x 10-frame summary (in dB above the floor): the candidate search space."""
+    return np.concatenate([np.zeros((0, 80), dtype=np.float32)] + [
+        _coarse(prints[start:start + SOUNDS_AT_ONCE]) for start in range(0, len(prints), SOUNDS_AT_ONCE)])
+
+
+def _coarse(prints: np.ndarray) -> np.ndarray:
     db = prints.reshape(len(prints), BANDS, FRAMES).astype(np.float32)
     summary = db.reshape(len(prints), 8, BANDS // 8, 10, FRAMES // 10).mean(axis=(2, 4)).reshape(len(prints), -1)
     norms = np.linalg.norm(summary, axis=1, keepdims=True)
@@ -115,16 +125,17 @@ def coarse(prints: np.ndarray) -> np.ndarray:
 BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, whatever the catalog's size
 
 
-def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
-    """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, in row-major
-    order. The sounds are taken from the shortest, and a block of them is compared only with the sounds
-    after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a few
-    octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
-    4,096 rows against every sound made 16 GB blocks for a million sounds)."""
+def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray,
+                     block_cells: int = BLOCK_CELLS) -> Iterator[np.ndarray]:
+    """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, a block of the
+    search at a time. The sounds are taken from the shortest, and a block of them is compared only with the
+    sounds after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a
+    few octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
+    4,096 rows against every sound made 16 GB blocks for a million sounds), and the caller can drop a
+    block's pairs before the next: a catalog's candidates grow with the square of its size."""
     order = np.argsort(lengths, kind="stable")
     vectors, lengths = vectors[order], lengths[order]
     block = max(1, min(4096, block_cells // max(len(vectors), 1)))
-    found = [np.zeros((0, 2), dtype=np.int64)]
     for start in range(0, len(vectors), block):
         stop = min(start + block, len(vectors))
         reach = LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) * (1 + 1e-9)  # a little more: the test decides
@@ -132,9 +143,18 @@ def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int =
         rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
         i, j = rows + start, columns + start
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
-        found.append(np.stack([order[i[keep]], order[j[keep]]], axis=1))
-    pairs = np.sort(np.concatenate(found), axis=1)  # a < b in the caller's indices
-    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        yield np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
+
+
+def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
+    """Every pair `candidate_blocks` finds, in row-major order."""
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64), *candidate_blocks(vectors, lengths, block_cells)])
+    return pairs[row_major_order(pairs)]
+
+
+def row_major_order(pairs: np.ndarray) -> np.ndarray:
+    """The order that sorts (a, b) rows by a, then b."""
+    return np.lexsort((pairs[:, 1], pairs[:, 0]))
 
 
 def durations_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,25 +183,81 @@ def _quantized_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     best = np.full(len(a), np.inf)
     for shift in SHIFTS:
         x, y = aligned(a, b, shift)
-        audible = np.maximum(x, y) >= AUDIBLE_FROM
-        count = audible.sum(axis=(1, 2))
-        steps = (np.abs(x.astype(np.int16) - y) * audible).sum(axis=(1, 2))
-        best = np.minimum(best, np.where(count > 0, steps * STEP_DB / np.maximum(count, 1), np.inf))
+        louder = np.maximum(x, y)
+        audible = louder >= AUDIBLE_FROM
+        steps = np.subtract(louder, np.minimum(x, y))  # |x - y| in uint8, without a wider copy of either
+        np.multiply(steps, audible, out=steps)
+        count = audible.sum(axis=(1, 2), dtype=np.int32)
+        total = steps.sum(axis=(1, 2), dtype=np.int32)
+        best = np.minimum(best, np.where(count > 0, total * STEP_DB / np.maximum(count, 1), np.inf))
     return best
 
 
+def level_sums(prints: np.ndarray) -> np.ndarray:
+    """(sounds, 3, BANDS): per band, the sum of each cell's level above the audible floor (AUDIBLE_FROM - 1,
+    where `distance` stops comparing) over all frames, over all but the first, and over all but the last:
+    the frames a shift of 0, +1 and -1 keeps of one side of a pair (`aligned`)."""
+    return np.concatenate([np.zeros((0, 3, BANDS), dtype=np.int16)] + [
+        _level_sums(prints[start:start + SOUNDS_AT_ONCE]) for start in range(0, len(prints), SOUNDS_AT_ONCE)])
+
+
+def _level_sums(prints: np.ndarray) -> np.ndarray:
+    floor = np.uint8(AUDIBLE_FROM - 1)
+    above = np.maximum(prints.reshape(len(prints), BANDS, FRAMES), floor) - floor  # uint8: 0 to 151
+    total = above.sum(axis=2, dtype=np.int16)  # at most FRAMES x 151 = 6,040 a band
+    return np.stack([total, total - above[:, :, 0], total - above[:, :, -1]], axis=1)
+
+
+# For each shift, which of level_sums' rows the first and the second fingerprint of a pair keep.
+_SUMS_KEPT = {0: (0, 0), 1: (1, 2), -1: (2, 1)}
+
+
+def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16) -> np.ndarray:
+    """Which (a, b) pairs could lie within MAX_DISTANCE_DB, from their level sums alone: exact, never a pair
+    that `distance` would keep (a bound, not an estimate).
+
+    Levels clipped at the audible floor differ, cell by cell, by no more than `distance` counts for that
+    cell (nothing where both cells are below it, at most their difference where one is above), and a sum's
+    difference is at most the sum of the differences. So a shift whose mean difference over its `count`
+    audible cells is at most MAX_DISTANCE_DB has band sums apart by at most MAX_DISTANCE_DB / STEP_DB x
+    count in all, and count is at most the cells the shift keeps. The bound takes NEAR_THRESHOLD_DB more,
+    so float rounding in `distance` cannot matter. Taken `step` pairs at a time: the temporary arrays stay
+    a few megabytes."""
+    totals = sums.sum(axis=2, dtype=np.int32)
+    possible = np.zeros(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start:start + step]
+        for shift, (first, second) in _SUMS_KEPT.items():
+            limit = (MAX_DISTANCE_DB + NEAR_THRESHOLD_DB) / STEP_DB * BANDS * (FRAMES - abs(shift))
+            # the totals are at most as far apart as the bands are in all: one subtraction a pair, tested first
+            maybe = np.flatnonzero(np.abs(totals[chunk[:, 0], first] - totals[chunk[:, 1], second]) <= limit)
+            apart = np.abs(sums[chunk[maybe, 0], first] - sums[chunk[maybe, 1], second]).sum(axis=1, dtype=np.int32)
+            possible[start + maybe[apart <= limit]] = True
+    return possible
+
+
 def close_pairs(prints: np.ndarray, lengths: np.ndarray) -> tuple[dict[tuple[int, int], float], int]:
-    """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, and how many
-    candidates were checked; `lengths` in seconds (a pair's durations must be within LENGTH_RATIO)."""
+    """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, in row-major
+    order, and how many candidates the coarse search found; `lengths` in seconds (a pair's durations must be
+    within LENGTH_RATIO). Only the candidates `could_be_close` are measured, a block of the search at a
+    time, so that memory holds the pairs within reach, not every candidate."""
     if not len(prints):
         return {}, 0
-    candidates = candidate_pairs(coarse(prints), lengths)
-    batched = batched_distances(prints, candidates)
-    within_reach = np.flatnonzero(batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB)
+    sums, found = level_sums(prints), 0
+    reached, measured = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
+    for block in candidate_blocks(coarse(prints), lengths):
+        found += len(block)
+        candidates = block[could_be_close(sums, block)]
+        batched = batched_distances(prints, candidates)
+        within_reach = batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB
+        reached.append(candidates[within_reach])
+        measured.append(batched[within_reach])
+    pairs, distances = np.concatenate(reached), np.concatenate(measured)
+    order = row_major_order(pairs)
     close = {}
-    for (a, b), d in zip(candidates[within_reach].tolist(), batched[within_reach].tolist(), strict=True):
+    for (a, b), d in zip(pairs[order].tolist(), distances[order].tolist(), strict=True):
         if d >= MAX_DISTANCE_DB - NEAR_THRESHOLD_DB:  # too near to call: distance() itself decides, as before
             d = distance(as_db(prints[a]), as_db(prints[b]))
         if d <= MAX_DISTANCE_DB:
             close[(a, b)] = d
-    return close, len(candidates)
+    return close, found

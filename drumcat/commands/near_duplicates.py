@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
 
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, close_pairs, distance, fingerprints
@@ -102,27 +103,60 @@ def quality(row: dict[str, Any]) -> tuple:
     return (row["format"] not in LOSSLESS, -DEPTH.get(row["subtype"] or "", 0), row["mtime_ns"], row["path"])
 
 
+_FINGERPRINTED = """FROM unique_files u JOIN fingerprints f ON f.hash = u.hash AND f.recipe = :r
+                    LEFT JOIN audio a ON a.hash = u.hash"""
+
+
+def fingerprinted_sounds(conn: Connection) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every fingerprinted sound's hash, fingerprint (one uint8 row each) and duration (0 when unknown), in
+    order of path. Read row by row into arrays sized by a count in the same transaction: a million sounds
+    hold 1.3 GB of fingerprints, and as rows of Python objects they took as much again."""
+    count = conn.exec_driver_sql(f"SELECT count(*) {_FINGERPRINTED}", {"r": RECIPE_ID}).scalar() or 0
+    hashes: list[str] = []
+    prints = np.empty((count, BANDS * FRAMES), dtype=np.uint8)
+    lengths = np.empty(count)
+    found = conn.exec_driver_sql(f"SELECT u.hash, f.fingerprint, a.duration {_FINGERPRINTED} ORDER BY u.path",
+                                 {"r": RECIPE_ID})
+    for index, (digest, fingerprint, duration) in enumerate(found):
+        hashes.append(digest)
+        prints[index] = np.frombuffer(fingerprint, dtype=np.uint8)
+        lengths[index] = duration or 0.0
+    return hashes, prints, lengths
+
+
+def copy_facts(conn: Connection, hashes: list[str]) -> dict[str, dict[str, Any]]:
+    """What `quality` ranks copies by, for these sounds only (the members of groups)."""
+    facts: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(hashes), 500):  # under SQLite's limit on a statement's parameters
+        some = hashes[start:start + 500]
+        marks = ", ".join("?" * len(some))
+        for row in conn.exec_driver_sql(f"""
+                SELECT u.hash, u.path, a.format, a.subtype,
+                       (SELECT min(p.mtime_ns) FROM present_files p WHERE p.hash = u.hash) AS mtime_ns
+                FROM unique_files u LEFT JOIN audio a ON a.hash = u.hash WHERE u.hash IN ({marks})""",
+                                        tuple(some)).mappings():
+            facts[row["hash"]] = dict(row)
+    return facts
+
+
 def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callable[[int], None] | None = None,
                          on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Fingerprint what is new, regroup the whole catalog and store the groups; returns counts."""
     added = update_fingerprints(catalog, workers=workers, on_total=on_total, on_progress=on_progress)
-    with catalog.read() as conn:
-        found = rows(conn, """SELECT u.hash, u.path, f.fingerprint, a.format, a.subtype, a.duration,
-                                     (SELECT min(p.mtime_ns) FROM present_files p WHERE p.hash = u.hash) AS mtime_ns
-                              FROM unique_files u JOIN fingerprints f ON f.hash = u.hash AND f.recipe = :r
-                              LEFT JOIN audio a ON a.hash = u.hash ORDER BY u.path""", {"r": RECIPE_ID})
-    prints = np.array([np.frombuffer(r["fingerprint"], dtype=np.uint8) for r in found]).reshape(len(found), -1)
-    lengths = np.array([r["duration"] or 0.0 for r in found])
-    close, candidates = close_pairs(prints, lengths)
+    with catalog.read() as conn:  # one transaction: the facts are of the sounds fingerprinted_sounds read
+        hashes, prints, lengths = fingerprinted_sounds(conn)
+        close, candidates = close_pairs(prints, lengths)
+        groups = list(groups_of(len(hashes), list(close)).values())
+        facts = copy_facts(conn, [hashes[i] for members in groups for i in members])
     records = []
-    for group_id, members in enumerate(groups_of(len(found), list(close)).values(), start=1):
-        ordered = sorted(members, key=lambda i: quality(found[i]))
+    for group_id, members in enumerate(groups, start=1):
+        ordered = sorted(members, key=lambda i: quality(facts[hashes[i]]))
         best = ordered[0]
         for i in ordered:
             gap = 0.0 if i == best else distance(as_db(prints[best]), as_db(prints[i]))
-            records.append((found[i]["hash"], group_id, int(i == best), round(gap, 3)))
+            records.append((hashes[i], group_id, int(i == best), round(gap, 3)))
     with catalog.connect() as conn:
         conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
-    return {"fingerprinted": added, "sounds": len(found), "candidates": candidates,
-            "groups": len({r[1] for r in records}), "in_groups": len(records)}
+    return {"fingerprinted": added, "sounds": len(hashes), "candidates": candidates,
+            "groups": len(groups), "in_groups": len(records)}
