@@ -636,8 +636,11 @@ def duplicates(
     from drumcat.commands.near_duplicates import find_near_duplicates
 
     catalog = ctx.obj.open_catalog()
-    with console.progress_bar("fingerprinting", quiet=quiet or json_output, lazy=True) as (set_total, advance):
-        counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance)
+    silent = quiet or json_output
+    with (console.progress_bar("fingerprinting", quiet=silent, lazy=True) as (set_total, advance),
+          console.progress_bar("comparing", quiet=silent, unit="sounds", lazy=True) as (compare_total, compared)):
+        counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance,
+                                      on_compare_total=compare_total, on_compared=compared)
     with catalog.read() as conn:
         from drumcat.storage.catalog import rows
 

@@ -82,8 +82,12 @@ def test_fingerprints_are_computed_once_per_sound(tmp_path: Path, catalog: Catal
     write_transformed(folder, 0, original(1))
     scan(catalog, [folder], ScanConfig(workers=1))
     assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 11
-    assert find_near_duplicates(catalog, workers=1)["fingerprinted"] == 0
-    assert np.isfinite(find_near_duplicates(catalog, workers=1)["groups"])
+    reported: dict[str, list[int]] = {"compare_total": [], "compared": []}
+    counts = find_near_duplicates(catalog, workers=1, on_compare_total=reported["compare_total"].append,
+                                  on_compared=reported["compared"].append)
+    assert counts["fingerprinted"] == 0
+    assert reported["compare_total"] == [11] and sum(reported["compared"]) == 11  # the comparison's progress
+    assert counts["groups"] == 1
 
 
 def test_infer_fingerprints_the_new_sounds_when_dedup_is_near(tmp_path: Path, catalog: Catalog) -> None:

@@ -15,7 +15,7 @@ Thresholds are measured in bench/near_duplicates.py and tests/test_near_duplicat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -125,14 +125,15 @@ def _coarse(prints: np.ndarray) -> np.ndarray:
 BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, whatever the catalog's size
 
 
-def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray,
-                     block_cells: int = BLOCK_CELLS) -> Iterator[np.ndarray]:
+def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
+                     on_compared: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, a block of the
     search at a time. The sounds are taken from the shortest, and a block of them is compared only with the
     sounds after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a
     few octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
     4,096 rows against every sound made 16 GB blocks for a million sounds), and the caller can drop a
-    block's pairs before the next: a catalog's candidates grow with the square of its size."""
+    block's pairs before the next: a catalog's candidates grow with the square of its size. `on_compared` is
+    told how many sounds each block held once its pairs are handled."""
     order = np.argsort(lengths, kind="stable")
     vectors, lengths = vectors[order], lengths[order]
     block = max(1, min(4096, block_cells // max(len(vectors), 1)))
@@ -144,6 +145,8 @@ def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray,
         i, j = rows + start, columns + start
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
         yield np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
+        if on_compared:
+            on_compared(stop - start)
 
 
 def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
@@ -236,16 +239,18 @@ def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16) -> 
     return possible
 
 
-def close_pairs(prints: np.ndarray, lengths: np.ndarray) -> tuple[dict[tuple[int, int], float], int]:
+def close_pairs(prints: np.ndarray, lengths: np.ndarray, on_compared: Callable[[int], None] | None = None,
+                ) -> tuple[dict[tuple[int, int], float], int]:
     """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, in row-major
     order, and how many candidates the coarse search found; `lengths` in seconds (a pair's durations must be
     within LENGTH_RATIO). Only the candidates `could_be_close` are measured, a block of the search at a
-    time, so that memory holds the pairs within reach, not every candidate."""
+    time, so that memory holds the pairs within reach, not every candidate. `on_compared(n)`: n more sounds
+    compared with every sound they could be one recording with."""
     if not len(prints):
         return {}, 0
     sums, found = level_sums(prints), 0
     reached, measured = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
-    for block in candidate_blocks(coarse(prints), lengths):
+    for block in candidate_blocks(coarse(prints), lengths, on_compared=on_compared):
         found += len(block)
         candidates = block[could_be_close(sums, block)]
         batched = batched_distances(prints, candidates)
