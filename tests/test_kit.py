@@ -109,6 +109,16 @@ def test_kit_refuses_a_folder_it_did_not_make_and_writes_only_inside_its_own(kit
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "kit"])
 
 
+def test_kit_writes_nothing_into_a_scanned_archive(kit_catalog: Catalog, tmp_path: Path) -> None:
+    """Its samples would be catalogued as new sounds by the next scan, and the archive is the user's."""
+    archive = tmp_path / "archive"
+    before = sorted(p.name for p in archive.iterdir())
+    for out in (archive / "kit", tmp_path):  # inside the archive, and around it
+        with pytest.raises(DrumcatError, match="scanned archive"):
+            build_kit(kit_catalog, "organized_full", out)
+    assert sorted(p.name for p in archive.iterdir()) == before
+
+
 def test_a_view_without_the_kit_columns_is_one_clear_error(kit_catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(DrumcatError, match="not a kit view: it needs a src column and a slot or label"):
         build_kit(kit_catalog, "unique_files", tmp_path / "x")

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode
+from drumcat.commands.materialize import refuse_archive_overlap
 from drumcat.errors import DrumcatError
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
@@ -236,6 +237,7 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
     if kit_format not in FORMATS:
         raise DrumcatError(f"--format {kit_format!r}: use sfz or hydrogen")
     out = Path(out).expanduser().resolve()
+    refuse_archive_overlap(catalog, out)
     check_out_dir(out)
     name = name or out.name
     slots = choose_slots(read_kit_rows(catalog, view, changes))

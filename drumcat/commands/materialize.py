@@ -135,9 +135,10 @@ def resolve_collisions(pairs: list[tuple[str, PurePosixPath]]) -> tuple[list[tup
 # --- safety ------------------------------------------------------------------------------------------
 
 
-def check_output_location(catalog: Catalog, out: Path) -> None:
-    """Refuse an output inside a scanned archive (real paths compared, so a symlink cannot lead there),
-    one that would contain an archive, a file, and a folder drumcat did not make."""
+def refuse_archive_overlap(catalog: Catalog, out: Path) -> None:
+    """Refuse an output folder inside a scanned archive (real paths compared, so a symlink cannot lead
+    there) or one that would contain an archive: drumcat adds no file to an archive, and the next scan
+    would catalog what it wrote as new sounds. Trees and kits both ask."""
     with catalog.read() as conn:
         roots = [Path(r["path"]).resolve() for r in rows(conn, "SELECT path FROM roots")]
     real = out.resolve()
@@ -146,6 +147,11 @@ def check_output_location(catalog: Catalog, out: Path) -> None:
             raise DrumcatError(f"{out}: inside the scanned archive {root}; choose an --out outside every archive")
         if root.is_relative_to(real):
             raise DrumcatError(f"{out}: contains the scanned archive {root}; choose an --out outside every archive")
+
+
+def check_output_location(catalog: Catalog, out: Path) -> None:
+    """Refuse an output inside or around a scanned archive, a file, and a folder drumcat did not make."""
+    refuse_archive_overlap(catalog, out)
     if out.exists() and not out.is_dir():
         raise DrumcatError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):
