@@ -6,37 +6,70 @@ shows each part of drumcat on a fresh machine with nothing downloaded.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
+from drumcat.errors import DrumcatError
 
 VENDORS = ["VendorA_Mega_Pack", "vendor-b/Drums Vol 2", "Free Stuff 2019"]
 PER_INSTRUMENT = 3
 
 
-def build_demo_archive(target: Path) -> dict[str, int]:
-    """Write the demo archive into `target` (replacing an earlier demo there). Returns counts."""
-    target = Path(target)
-    if target.exists():
-        shutil.rmtree(target)
-    formats = list(WRITE_FORMATS)
-    written = 0
+MARKER = ".drumcat-demo"  # in every demo archive: `demo-archive` replaces a folder only when it holds one
+BROKEN = {"misc/broken_header.wav": b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "misc/empty.flac": b"",
+          "misc/readme.txt": b"not audio, not scanned\n"}
+DUPLICATE = "misc/copy of smp_0000.wav"
+
+
+def samples() -> list[tuple[str, str, int]]:
+    """(path in the archive, instrument, seed) of each synthesized sample."""
+    formats, found = list(WRITE_FORMATS), []
     for index, instrument in enumerate(sorted(INSTRUMENTS)):
         for take in range(PER_INSTRUMENT):
             serial = index * PER_INSTRUMENT + take
-            vendor = VENDORS[serial % len(VENDORS)]
             ext = formats[serial % len(formats)]
-            write_sample(target / vendor / f"smp_{serial:04d}.{ext}", render(instrument, seed=serial))
-            written += 1
-    first = target / VENDORS[0] / f"smp_0000.{formats[0]}"
-    duplicate = target / "misc" / "copy of smp_0000.wav"
-    duplicate.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(first, duplicate)
-    (target / "misc" / "broken_header.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
-    (target / "misc" / "empty.flac").write_bytes(b"")
-    (target / "misc" / "readme.txt").write_text("not audio, not scanned\n")
-    return {"samples": written, "duplicates": 1, "broken": 2}
+            found.append((f"{VENDORS[serial % len(VENDORS)]}/smp_{serial:04d}.{ext}", instrument, serial))
+    return found
+
+
+def build_demo_archive(target: Path) -> dict[str, int]:
+    """Write the demo archive into `target`: a new or empty folder, or an earlier demo archive, which it
+    replaces. Any other folder is refused: drumcat never deletes a file it did not make. Returns counts."""
+    target = Path(target)
+    if _replaceable_demo(target):
+        shutil.rmtree(target)
+    written = samples()
+    for path, instrument, seed in written:
+        write_sample(target / path, render(instrument, seed=seed))
+    (target / DUPLICATE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target / written[0][0], target / DUPLICATE)
+    for path, content in BROKEN.items():
+        (target / path).write_bytes(content)
+    (target / MARKER).write_text("a demo archive drumcat wrote: `drumcat demo-archive` replaces it\n")
+    return {"samples": len(written), "duplicates": 1, "broken": len(BROKEN) - 1}
+
+
+def _replaceable_demo(target: Path) -> bool:
+    """Whether `target` is an earlier demo archive to delete first; False for a new or empty folder.
+    Raises DrumcatError for anything else."""
+    if not target.exists():
+        return False
+    if not target.is_dir():
+        raise DrumcatError(f"{target}: exists and is not a folder; choose a new folder for the demo archive")
+    present = {str(Path(root, name).relative_to(target)) for root, _, names in os.walk(target) for name in names}
+    if not present:
+        return False
+    if MARKER not in present:
+        raise DrumcatError(f"{target}: holds files and is not a demo archive drumcat wrote; choose a new or "
+                           "empty folder (drumcat never deletes a file it did not make)")
+    foreign = sorted(present - {MARKER, DUPLICATE, *BROKEN, *(path for path, _, _ in samples())})
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DrumcatError(f"{target}: a demo archive that holds files the demo did not write ({listed}); "
+                           "move them out first, or choose another folder")
+    return True
 
 
 def instrument_of(path: Path | str) -> str:
