@@ -124,3 +124,15 @@ def test_a_view_without_the_kit_columns_is_one_clear_error(kit_catalog: Catalog,
         build_kit(kit_catalog, "unique_files", tmp_path / "x")
     with pytest.raises(DrumcatError, match="--format 'gm'"):
         build_kit(kit_catalog, "organized_full", tmp_path / "x", kit_format="gm")
+
+
+def test_a_kit_holding_a_users_file_is_not_replaced(kit_catalog: Catalog, tmp_path: Path) -> None:
+    """Rebuilding a kit replaced its folder whole, with whatever the user had put in it since."""
+    for kit_format in ("sfz", "hydrogen"):
+        out = tmp_path / f"kit-{kit_format}"
+        build_kit(kit_catalog, "organized_full", out, kit_format=kit_format)
+        build_kit(kit_catalog, "organized_full", out, kit_format=kit_format)  # only its own files: replaced
+        (out / "my edit.sfz").write_text("mine")
+        with pytest.raises(DrumcatError, match="my edit.sfz"):
+            build_kit(kit_catalog, "organized_full", out, kit_format=kit_format)
+        assert (out / "my edit.sfz").read_text() == "mine"

@@ -136,8 +136,29 @@ def read_kit_rows(catalog: Catalog, view: str, changes: RuleChanges | None) -> l
 
 
 def check_out_dir(out: Path) -> None:
+    """A kit is built into a new or empty folder, or replaces a kit drumcat built that holds nothing else."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
         raise DrumcatError(f"{out}: exists and is not a kit drumcat built; choose an empty or new folder")
+    if out.is_dir() and (out / MARKER).is_file():
+        foreign = sorted(_files_in(out) - _files_of_kit(out))
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise DrumcatError(f"{out}: a kit drumcat built that now holds other files ({listed}); move them "
+                               "out first, or choose another folder: drumcat never deletes a file it did not make")
+
+
+def _files_in(folder: Path) -> set[str]:
+    return {str(Path(root, name).relative_to(folder)) for root, _, names in os.walk(folder) for name in names}
+
+
+def _files_of_kit(out: Path) -> set[str]:
+    """The files a kit's marker says its build wrote: the kit file, the samples and the marker."""
+    try:
+        built = json.loads((out / MARKER).read_text())
+        samples = "" if built["format"] == "hydrogen" else "samples/"
+        return {MARKER, built["file"], *(f"{samples}{slot['sample']}" for slot in built["slots"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {MARKER}  # an unreadable marker vouches for no file but itself
 
 
 def copy_samples(slots: list[KitSlot], samples_dir: Path) -> None:
