@@ -398,7 +398,8 @@ def materialize(
     view: Annotated[str, typer.Option(help="A view with src and dest columns.")] = "organized_default",
     out: Annotated[Path, typer.Option(help="Output folder (created, or replaced if it is a drumcat tree).")]
     = Path("organized"),
-    mode: Annotated[str, typer.Option(help="symlink, hardlink or copy.")] = "symlink",
+    mode: Annotated[str, typer.Option(
+        help="symlink, hardlink or copy (a hardlink is the original file: edit samples in a copy tree).")] = "symlink",
     target_labels: Annotated[
         str | None, typer.Option("--target-labels", "--labels", help="Target labels for this run, e.g. Kick,Snare.")
     ] = None,
