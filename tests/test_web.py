@@ -81,6 +81,22 @@ def test_nothing_outside_the_catalog_can_be_read(client: TestClient) -> None:
         assert "root:" not in response.text and "Traceback" not in response.text
 
 
+def test_a_file_gone_since_the_scan_is_a_404_that_says_so(client: TestClient, demo_catalog: Catalog) -> None:
+    """A moved MP3 (served as it is) failed inside the response: a 500 with no word of why."""
+    for extension in ("mp3", "aiff"):  # served as the file, and decoded to WAV
+        digest = a_hash(demo_catalog, f"path LIKE '%.{extension}'")
+        with demo_catalog.read() as conn:
+            path = Path(conn.exec_driver_sql("SELECT path FROM unique_files WHERE hash = ?", (digest,)).scalar())
+        path.rename(path.with_name("moved"))
+        try:
+            for url in (f"/audio/{digest}", f"/thumb/{digest}.svg"):
+                response = client.get(url)
+                assert response.status_code == 404 and "gone since the last scan" in response.text, url
+        finally:
+            path.with_name("moved").rename(path)
+        assert client.get(f"/audio/{digest}").status_code == 200
+
+
 def test_a_write_needs_the_servers_token(client: TestClient, demo_catalog: Catalog) -> None:
     digest = a_hash(demo_catalog)
     assert client.post("/api/override", json={"hash": digest, "label": "Kick"}).status_code == 403

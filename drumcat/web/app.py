@@ -375,8 +375,7 @@ def create_app(server: ReviewServer) -> Starlette:
         return page("sound.html", request, **sound_data(server, request.path_params["digest"]))
 
     async def audio(request: Request) -> Response:
-        found = server.sound_or_404(request.path_params["digest"])
-        path = Path(os_path(found["path"]))
+        path = file_or_404(server.sound_or_404(request.path_params["digest"]))
         if path.suffix.lower().lstrip(".") in BROWSER_PLAYABLE:
             return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
         return Response(as_wav(path), media_type="audio/wav", headers={"Cache-Control": "max-age=3600"})
@@ -384,7 +383,7 @@ def create_app(server: ReviewServer) -> Starlette:
     async def thumb(request: Request) -> Response:
         found = server.sound_or_404(request.path_params["digest"])
         try:
-            picture = thumbnail(Path(found["path"]), index_dir(server.catalog) / "thumbs", found["hash"])
+            picture = thumbnail(file_or_404(found), index_dir(server.catalog) / "thumbs", found["hash"])
         except (AudioReadError, OSError) as exc:
             raise HTTPException(404, f"cannot read this sound's file ({exc})") from exc
         return Response(picture, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
@@ -430,6 +429,16 @@ def create_app(server: ReviewServer) -> Starlette:
 
 def escape_html(text: str) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def file_or_404(found: dict[str, Any]) -> Path:
+    """A sound's file, or a 404 that says it is gone: the catalog knows it from the last scan, and a file
+    moved or deleted since then would otherwise fail the response itself (a 500)."""
+    path = Path(os_path(found["path"]))
+    if not path.is_file():
+        raise HTTPException(404, f"{found['name']}: gone since the last scan (moved or deleted); "
+                                 "scan its archive again")
+    return path
 
 
 def as_wav(path: Path) -> bytes:
