@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.archive import make_archive
-from drumcat.commands.materialize import TREE_MARKER
+from drumcat.outputs import TREE_MARKER
 
 KILLS = 8  # per command; each kill lands somewhere in start-up, the work, or the final commit or swap
 

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from drumcat.audio.synth import render, write_sample
 from drumcat.commands.infer import infer
-from drumcat.commands.materialize import TREE_MARKER, materialize
+from drumcat.commands.materialize import materialize
 from drumcat.commands.scan import scan
 from drumcat.config import ScanConfig
 from drumcat.model.bundle import load_bundle
+from drumcat.outputs import TREE_MARKER
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
 

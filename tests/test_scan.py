@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from drumcat.audio.synth import WRITE_FORMATS, render, write_sample
+from drumcat.commands.kit import build_kit
+from drumcat.commands.materialize import materialize
 from drumcat.commands.scan import READER_CRASHED, scan
 from drumcat.config import ScanConfig
 from drumcat.storage.catalog import Catalog, rows
-from tests.helpers import drumcat
+from tests.helpers import drumcat, record_predictions
 
 
 def files_table(catalog: Catalog) -> dict[str, dict]:
@@ -114,6 +116,27 @@ def test_broken_files_are_recorded_and_the_scan_goes_on(
                      "dangling.flac": "unreadable"}
     assert all(table[name]["error"] for name in kinds)
     assert table["long.wav"]["error"] is None
+
+
+def test_trees_and_kits_drumcat_made_are_not_scanned(archive: Path, catalog: Catalog, tmp_path: Path,
+                                                     scan_config: ScanConfig) -> None:
+    """A library folder holding a tree and a kit made from it: their links and copies were catalogued as
+    more copies of each sound, and a link could become the path a sound is read and linked from."""
+    scan(catalog, [archive], scan_config)
+    with catalog.read() as conn:
+        hashes = [r["hash"] for r in rows(conn, "SELECT hash FROM unique_files")]
+    record_predictions(catalog, {h: {"Kick": 0.9} for h in hashes})
+    materialize(catalog, "organized_default", tmp_path / "organized")
+    build_kit(catalog, "organized_default", tmp_path / "kit")
+    library = Catalog(tmp_path / "library.db")
+    summary = scan(library, [tmp_path], scan_config)  # the archive, the tree and the kit
+    assert summary.new == len(WRITE_FORMATS)
+    assert sorted(line.split(":")[0] for line in summary.skipped_dirs) == [str(tmp_path / "kit"),
+                                                                            str(tmp_path / "organized")]
+    with library.read() as conn:
+        paths = [r["path"] for r in rows(conn, "SELECT path FROM files")]
+    assert all(path.startswith(str(archive)) for path in paths)
+    library.close()
 
 
 def test_a_small_scan_keeps_the_decoders_notes_off_the_terminal(tmp_path: Path) -> None:

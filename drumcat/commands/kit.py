@@ -28,13 +28,13 @@ import soundfile as sf
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.commands.materialize import refuse_archive_overlap
 from drumcat.errors import DrumcatError
+from drumcat.outputs import KIT_MARKER
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import RuleChanges, rules_for_this_command
 from drumcat.times import utc_now
 
 FORMATS = ("sfz", "hydrogen")
-MARKER = ".drumcat-kit.json"
 COPIED_AS_IS = {"wav", "flac", "aif", "aiff", "ogg"}
 
 # Slot -> General MIDI percussion key.
@@ -137,9 +137,9 @@ def read_kit_rows(catalog: Catalog, view: str, changes: RuleChanges | None) -> l
 
 def check_out_dir(out: Path) -> None:
     """A kit is built into a new or empty folder, or replaces a kit drumcat built that holds nothing else."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / KIT_MARKER).is_file())):
         raise DrumcatError(f"{out}: exists and is not a kit drumcat built; choose an empty or new folder")
-    if out.is_dir() and (out / MARKER).is_file():
+    if out.is_dir() and (out / KIT_MARKER).is_file():
         foreign = sorted(_files_in(out) - _files_of_kit(out))
         if foreign:
             listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -154,11 +154,11 @@ def _files_in(folder: Path) -> set[str]:
 def _files_of_kit(out: Path) -> set[str]:
     """The files a kit's marker says its build wrote: the kit file, the samples and the marker."""
     try:
-        built = json.loads((out / MARKER).read_text())
+        built = json.loads((out / KIT_MARKER).read_text())
         samples = "" if built["format"] == "hydrogen" else "samples/"
-        return {MARKER, built["file"], *(f"{samples}{slot['sample']}" for slot in built["slots"])}
+        return {KIT_MARKER, built["file"], *(f"{samples}{slot['sample']}" for slot in built["slots"])}
     except (OSError, ValueError, KeyError, TypeError):
-        return {MARKER}  # an unreadable marker vouches for no file but itself
+        return {KIT_MARKER}  # an unreadable marker vouches for no file but itself
 
 
 def copy_samples(slots: list[KitSlot], samples_dir: Path) -> None:
@@ -281,7 +281,7 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
             {"slot": s.slot, "key": s.key, "sample": s.sample, "src": str(s.src),
              "confidence": None if s.confidence is None else round(s.confidence, 3)}
             for s in slots], kit_file)
-        (staging / MARKER).write_text(json.dumps({**summary.as_dict(), "catalog": str(catalog.path),
+        (staging / KIT_MARKER).write_text(json.dumps({**summary.as_dict(), "catalog": str(catalog.path),
                                                   "view": view, "built_at": utc_now()}, indent=2))
         if out.exists():
             shutil.rmtree(out)  # checked above: empty, or a kit drumcat built

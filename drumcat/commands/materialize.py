@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.errors import DrumcatError
+from drumcat.outputs import STAGING_MARKER, TREE_MARKER
 from drumcat.paths import catalog_text, os_path
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
@@ -30,10 +31,6 @@ from drumcat.times import utc_now
 MODES = ("symlink", "hardlink", "copy")
 MANIFEST_DIR = "_manifests"
 SUMMARY_FILE = "_summary.json"
-# Only drumcat writes these: a tree is a folder holding TREE_MARKER (the catalog it came from and every
-# file it made, as JSON, so any name is listed unambiguously); a staging folder holds STAGING_MARKER.
-TREE_MARKER = ".drumcat-tree.json"
-STAGING_MARKER = ".drumcat-staging.json"
 
 
 @dataclass

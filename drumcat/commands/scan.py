@@ -19,6 +19,7 @@ from pathlib import Path
 from drumcat.audio.files import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
+from drumcat.outputs import OUTPUT_MARKERS
 from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
@@ -101,6 +102,11 @@ def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> It
             entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError as exc:
             skipped.append(f"{catalog_text(folder)}: {exc.strerror or exc}")
+            continue
+        made = next((OUTPUT_MARKERS[e.name] for e in entries if e.name in OUTPUT_MARKERS), None)
+        if made:  # a tree's links would be catalogued as more copies, and one could become a sound's path
+            skipped.append(f"{catalog_text(folder)}: {made} drumcat made, not scanned (its sounds are catalogued "
+                           "where they came from)")
             continue
         for entry in entries:
             found = _audio_entry(entry, root_prefix, extensions, stack, skipped, aliases)
