@@ -591,7 +591,7 @@ def serve(
     import uvicorn
 
     from drumcat.commands.learning import Learner
-    from drumcat.web.app import ReviewServer, create_app
+    from drumcat.web.app import ReviewServer, allowed_hosts, create_app, is_loopback
 
     state: State = ctx.obj
     if not 0 < port < 65536:
@@ -611,12 +611,15 @@ def serve(
                                   "page files the sounds again (slow in a large catalog); `drumcat rules apply` "
                                   "stores it once")
     server = ReviewServer(catalog, read_only=read_only, changes=changes, learner=learner)
+    if not is_loopback(host):
+        console.warn_line(f"--host {host}: whoever can reach this address can hear the sounds"
+                          + ("" if read_only else " and correct them (--read-only to only listen)"))
     console.out.print(f"drumcat review page: http://{host}:{port}/  ({'read-only, ' if read_only else ''}"
                       "Ctrl-C stops it)")
     if learner is not None:
         console.out.print(f"learning: {learner.status()['message']}")
     try:
-        uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(server, allowed_hosts(host)), host=host, port=port, log_level="warning")
     except OSError as exc:
         raise DrumcatError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from exc
     if learner is not None and learner.running:

@@ -3,6 +3,7 @@ real headless Chromium (Debian's package) driven by Playwright."""
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import threading
@@ -23,7 +24,7 @@ from drumcat.config import ScanConfig
 from drumcat.model.bundle import ModelBundle
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.rules import write_overrides
-from drumcat.web.app import REVIEW_NOTE, ReviewServer, create_app
+from drumcat.web.app import REVIEW_NOTE, ReviewServer, allowed_hosts, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -188,8 +189,8 @@ def serving(server: ReviewServer) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port,
-                                                   log_level="warning"))
+    app = create_app(server, allowed_hosts("127.0.0.1"))  # as `drumcat serve` runs it
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -217,6 +218,25 @@ def browser_page() -> Iterator[object]:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         yield page
         browser.close()
+
+
+def test_the_page_answers_only_this_machines_names(live_server: tuple) -> None:
+    """A web page elsewhere whose own name resolves to 127.0.0.1 (DNS rebinding) would read the page, its
+    token with it, and could then fetch the sounds and send corrections."""
+    url, server = live_server
+    port = int(url.rsplit(":", 1)[1])
+
+    def get(host: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/", headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert get(host)[0] == 200, host
+    status, body = get(f"rebind.example:{port}")
+    assert status == 400 and server.token not in body
+    assert allowed_hosts("0.0.0.0") == ["*"]  # asked to listen on other addresses: reached by other names
 
 
 def test_the_overview_shows_the_model_and_the_folders(live_server: tuple, browser_page, demo_catalog: Catalog

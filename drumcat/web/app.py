@@ -26,6 +26,8 @@ import soundfile as sf
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -337,7 +339,23 @@ def sound_data(server: ReviewServer, digest: str) -> dict[str, Any]:
 # --- the application ------------------------------------------------------------------------------
 
 
-def create_app(server: ReviewServer) -> Starlette:
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # Host headers name IPv6 addresses in brackets
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers the page answers when it listens on `host`. On the loopback address, only this
+    machine's own names: a web page elsewhere could otherwise reach the server through a name of its own
+    that resolves to 127.0.0.1 (DNS rebinding), read a page with its token and then hear the sounds and
+    send corrections. A server on another address was asked to be reached by other names: any."""
+    return sorted({*LOOPBACK_NAMES, host}) if is_loopback(host) else ["*"]
+
+
+def create_app(server: ReviewServer, hosts: list[str] | None = None) -> Starlette:
+    """The review page's application; `hosts`: the Host headers it answers (`allowed_hosts`), all by default."""
     def page(name: str, request: Request, **context: Any) -> HTMLResponse:
         template = server.templates.get_template(name)
         labels = sorted(r["name"] for r in server.query("SELECT name FROM classes"))
@@ -424,6 +442,7 @@ def create_app(server: ReviewServer) -> Starlette:
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],
         exception_handlers={HTTPException: http_error, 404: http_error, 405: http_error, 500: server_error},
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts or ["*"])],
     )
 
 
