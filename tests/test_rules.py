@@ -80,6 +80,9 @@ def test_rules_set_stores_typed_values_and_refuses_bad_ones(classified: Path) ->
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "threshold: expected a number" in bad.stderr
     with pytest.raises(DrumcatError, match="unknown rule 'misc_threshold'"):
         parse_rule("misc_threshold", "0.5")
+    many = ",".join(f"Nope{index}" for index in range(40))
+    bad = drumcat("--catalog", "c.db", "rules", "set", "target_labels", many, cwd=classified, check=False)
+    assert bad.returncode == 1 and "Nope0, Nope1, Nope10, Nope11, Nope12 and 35 more;" in bad.stderr  # one short line
 
 
 def test_flags_win_over_drumcat_toml_for_one_command(classified: Path) -> None:

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
-from drumcat.errors import DrumcatError
+from drumcat.errors import DrumcatError, listing
 
 VENDORS = ["VendorA_Mega_Pack", "vendor-b/Drums Vol 2", "Free Stuff 2019"]
 PER_INSTRUMENT = 3
@@ -66,7 +66,7 @@ def _replaceable_demo(target: Path) -> bool:
                            "empty folder (drumcat never deletes a file it did not make)")
     foreign = sorted(present - {MARKER, DUPLICATE, *BROKEN, *(path for path, _, _ in samples())})
     if foreign:
-        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        listed = listing(foreign)
         raise DrumcatError(f"{target}: a demo archive that holds files the demo did not write ({listed}); "
                            "move them out first, or choose another folder")
     return True

@@ -27,7 +27,7 @@ import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.commands.materialize import refuse_archive_overlap
-from drumcat.errors import DrumcatError
+from drumcat.errors import DrumcatError, listing
 from drumcat.outputs import KIT_MARKER
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows
@@ -142,7 +142,7 @@ def check_out_dir(out: Path) -> None:
     if out.is_dir() and (out / KIT_MARKER).is_file():
         foreign = sorted(_files_in(out) - _files_of_kit(out))
         if foreign:
-            listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            listed = listing(foreign)
             raise DrumcatError(f"{out}: a kit drumcat built that now holds other files ({listed}); move them "
                                "out first, or choose another folder: drumcat never deletes a file it did not make")
 

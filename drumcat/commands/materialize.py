@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from drumcat.errors import DrumcatError
+from drumcat.errors import DrumcatError, listing
 from drumcat.outputs import STAGING_MARKER, TREE_MARKER
 from drumcat.paths import catalog_text, os_path
 from drumcat.storage.catalog import Catalog, rows
@@ -157,7 +157,7 @@ def check_output_location(catalog: Catalog, out: Path) -> None:
             raise DrumcatError(f"{out}: exists, is not empty and is not a drumcat tree (no {TREE_MARKER}); "
                                "drumcat replaces its own trees only: choose a new or empty folder")
         if foreign:
-            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            listed = listing(foreign)
             raise DrumcatError(f"{out}: holds files drumcat did not make ({listed}); move them out of the tree "
                                "first: a tree is rebuilt whole, and drumcat never deletes a file it did not make")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from drumcat.errors import DrumcatError
+from drumcat.errors import DrumcatError, listing
 from drumcat.model.bundle import ModelBundle
 from drumcat.model.metrics import classification_report, confusion, errors_by_kit, kit_bootstrap_interval
 from drumcat.model.pipeline import featurize
@@ -70,7 +70,7 @@ def check_labels(pairs: list[tuple[str, str]], labels: list[str], mapping: dict[
     unknown = sorted({label for _, label in pairs} - allowed)
     if unknown:
         raise DrumcatError(
-            f"unknown label(s) {', '.join(unknown)}: use the model's classes, a core class or misc "
+            f"unknown label(s) {listing(unknown)}: use the model's classes, a core class or misc "
             "(rename those folders or CSV labels)"
         )
 

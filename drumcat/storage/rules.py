@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.config import Config
-from drumcat.errors import DrumcatError
+from drumcat.errors import DrumcatError, listing
 from drumcat.paths import catalog_text
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
@@ -133,7 +133,7 @@ def apply_rules(conn: Connection, changes: RuleChanges, where: str = "") -> None
     if changes.target_labels is not None:
         unknown = sorted(set(changes.target_labels) - known_labels(conn))
         if unknown:
-            raise DrumcatError(f"{where}unknown target label(s) {', '.join(unknown)}; `drumcat views` shows classes")
+            raise DrumcatError(f"{where}unknown target label(s) {listing(unknown)}; `drumcat views` shows classes")
         conn.exec_driver_sql("DELETE FROM target_labels")
         execute_many(conn, "INSERT INTO target_labels (label) VALUES (:label)",
                      [{"label": label} for label in changes.target_labels])
