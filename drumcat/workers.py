@@ -37,6 +37,7 @@ CHUNK = 64  # items per worker task: one model call each in infer (4% faster tha
 # Items sent ahead of the caller: enough to keep the workers busy while a Keras model loads (a few
 # seconds), small enough to bound memory (4,096 log-mel patches of 64 x 87 are 90 MB).
 MAX_FILES_IN_FLIGHT = 4096
+STOP_GRACE_S = 10.0  # seconds the workers get to finish their chunks when the pipeline stops early
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -253,15 +254,25 @@ class WorkerPipeline:
             self._stop_pool()
 
     def _stop_pool(self) -> None:
-        """End the workers now, mid-chunk too (Ctrl-C, an error, a broken pool): what they were doing is lost."""
+        """End the workers (Ctrl-C, an error, a broken pool): no chunk starts any more, and each worker
+        finishes the one it holds, a fraction of a second, then exits; its result is dropped.
+
+        A worker ended mid-chunk could be caught writing its result back (a result over the pipe's 64 KB,
+        as infer's 70 KB are, is written in parts): the executor's thread then waited forever for the
+        rest of the message, and this process with it. Only workers still busy after STOP_GRACE_S, stuck
+        in one file, are ended, as a last resort."""
         assert self.pool is not None
         processes = list((getattr(self.pool, "_processes", None) or {}).values())  # the executor keeps them here
+        manager = getattr(self.pool, "_executor_manager_thread", None)  # shutdown forgets it
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(STOP_GRACE_S)
+            if manager.is_alive():
+                for process in processes:
+                    process.terminate()
+                manager.join(STOP_GRACE_S)
         for process in processes:
-            process.terminate()
-        # Waits for the executor's own threads, not for the work (its workers are ended above).
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for process in processes:
-            process.join()
+            process.join(STOP_GRACE_S)
         self.pool = None
 
     def __iter__(self) -> Iterator[Any]:

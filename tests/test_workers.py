@@ -237,3 +237,35 @@ def test_native_output_is_silenced_and_pythons_is_not() -> None:
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "from Python\nafter\n"
+
+
+STOPPED_MID_RUN = """
+import multiprocessing
+import numpy as np
+from drumcat.workers import WorkerPipeline
+
+class LargeResults:
+    def warm_up(self):
+        pass
+    def __call__(self, items):
+        return np.ones(2_000_000, dtype=np.float32)  # 8 MB: a worker spends a while writing each back
+
+for run in range(3):
+    try:
+        with WorkerPipeline(list(range(64 * 100)), LargeResults(), workers=2, crashed=lambda r, i: r) as chunks:
+            for index, _ in enumerate(chunks):
+                if index == 3:
+                    raise RuntimeError("the consumer failed")  # as a full disk or Ctrl-C stops infer or scan
+    except RuntimeError:
+        pass
+print(len(multiprocessing.active_children()))
+"""
+
+
+def test_a_pipeline_stopped_mid_run_ends_its_workers_and_returns() -> None:
+    """Workers ended mid-chunk could be writing a result back; the executor then waited forever for the rest
+    of it (every time with results this large), and a scan that filled its disk hung instead of exiting."""
+    result = subprocess.run([sys.executable, "-c", STOPPED_MID_RUN], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"]  # no worker left behind
