@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from drumcat.audio.synth import render, write_sample
 from drumcat.commands.demo import build_demo_archive
 from tests.helpers import drumcat
 
@@ -229,3 +230,27 @@ def test_a_read_only_catalog_is_one_line_for_the_commands_that_write(demo: Path)
             assert "read-only" in error
     finally:
         subprocess.run(["chattr", "-i", str(catalog)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_a_sound_catalog(tmp_path: Path) -> None:
+    """The catalog on a 1 MB file system, filled by a scan: the command stops with what to do, and the
+    catalog is whole (what it committed is kept; a rerun with space goes on from there)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        for index in range(1500):
+            write_sample(tmp_path / "archive" / f"v{index % 20}" / f"s{index}.wav",
+                         render("Kick", seed=index)[:2000])
+        error = one_line_error(drumcat("--catalog", str(small / "c.db"), "scan", "archive", cwd=tmp_path,
+                                       check=False))
+        assert "disk is full; free space there and run the command again" in error
+        db = sqlite3.connect(small / "c.db")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        finally:
+            db.close()  # an open file keeps the file system busy: umount would fail
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], capture_output=True)

@@ -172,6 +172,9 @@ def one_line_database_error(path: Path, exc: BaseException) -> str:
         return f"{path}: the catalog (or its folder) is read-only; make it writable, or use a copy"
     if "unable to open" in text:
         return f"{path}: cannot open the catalog ({text}); check the path and its folder's permissions"
+    if "disk is full" in text:
+        return (f"{path}: the catalog's disk is full; free space there and run the command again (what it "
+                "committed is kept and is not done twice)")
     return f"{path}: catalog error ({text})"
 
 
