@@ -500,19 +500,16 @@ def overrides_import(ctx: typer.Context, file: Annotated[Path, typer.Argument(he
 def overrides_export(
     ctx: typer.Context, file: Annotated[Path | None, typer.Argument(help="Output file (default: stdout).")] = None
 ) -> None:
-    """Write every override as overrides.jsonl lines."""
+    """Write every override as overrides.jsonl lines (to a new file, or over an earlier export)."""
     import json
 
-    from drumcat.storage.rules import export_overrides
+    from drumcat.storage.rules import export_overrides, write_overrides_file
 
-    lines = "".join(json.dumps(item) + "\n" for item in export_overrides(ctx.obj.open_catalog()))
     if file is None:
-        print(lines, end="")
+        print("".join(json.dumps(item) + "\n" for item in export_overrides(ctx.obj.open_catalog())), end="")
     else:
-        if not file.parent.is_dir():
-            raise DrumcatError(f"{file}: folder {file.parent} does not exist; create it first or choose another file")
-        file.write_text(lines, encoding="utf-8")
-        console.err.print(f"wrote {lines.count(chr(10))} override(s) to {file}")
+        written = write_overrides_file(ctx.obj.open_catalog(), file)
+        console.err.print(f"wrote {written} override(s) to {file}")
 
 
 @app.command()

@@ -8,7 +8,23 @@ read one, since its files are links to or copies of sounds the catalog already h
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from drumcat.errors import DrumcatError
+
 TREE_MARKER = ".drumcat-tree.json"
 STAGING_MARKER = ".drumcat-staging.json"
 KIT_MARKER = ".drumcat-kit.json"
 OUTPUT_MARKERS = {TREE_MARKER: "a tree", STAGING_MARKER: "a tree being built", KIT_MARKER: "a kit"}
+
+
+def refuse_archive_overlap(out: Path, archives: list[Path]) -> None:
+    """Refuse an output (a tree, a kit, an exported file) inside a scanned archive, real paths compared so
+    that a symlink cannot lead there, and a folder around one: drumcat adds no file to an archive and
+    changes none, and the next scan would catalog what it wrote as new sounds."""
+    real = out.resolve()
+    for root in (archive.resolve() for archive in archives):
+        if real == root or real.is_relative_to(root):
+            raise DrumcatError(f"{out}: inside the scanned archive {root}; choose a place outside every archive")
+        if root.is_relative_to(real):
+            raise DrumcatError(f"{out}: contains the scanned archive {root}; choose a place outside every archive")

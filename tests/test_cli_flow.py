@@ -54,6 +54,27 @@ def test_override_then_export(demo: Path) -> None:
     assert json.loads(exported[0])["correct_label"] == "Timpani"
 
 
+def test_overrides_export_writes_no_sample_and_no_foreign_file(tmp_path: Path) -> None:
+    """`overrides export archive/kick.wav`, a typo, emptied the sample; a notes file was replaced as well."""
+    from drumcat.audio.synth import render, write_sample
+
+    sample = write_sample(tmp_path / "archive" / "kick.wav", render("Kick", seed=1))
+    original = sample.read_bytes()
+    drumcat("--catalog", "c.db", "scan", "archive", cwd=tmp_path)
+    drumcat("--catalog", "c.db", "override", str(sample), "Kick", cwd=tmp_path)
+    into_sample = drumcat("--catalog", "c.db", "overrides", "export", str(sample), cwd=tmp_path, check=False)
+    assert into_sample.returncode == 1 and "inside the scanned archive" in into_sample.stderr
+    assert sample.read_bytes() == original
+    (tmp_path / "notes.txt").write_text("mine")
+    into_notes = drumcat("--catalog", "c.db", "overrides", "export", "notes.txt", cwd=tmp_path, check=False)
+    assert into_notes.returncode == 1 and "not an overrides file" in into_notes.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    for _ in range(2):  # new, then over the earlier export
+        drumcat("--catalog", "c.db", "overrides", "export", "out.jsonl", cwd=tmp_path)
+    assert [json.loads(line)["correct_label"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [
+        "Kick"]
+
+
 def test_materialize_errors_are_one_line(demo: Path) -> None:
     inside = drumcat("--catalog", "c.db", "materialize", "--out", "archive/x", cwd=demo, check=False)
     assert inside.returncode == 1 and "inside the scanned archive" in inside.stderr

@@ -26,11 +26,10 @@ import numpy as np
 import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.commands.materialize import refuse_archive_overlap
 from drumcat.errors import DrumcatError, listing
-from drumcat.outputs import KIT_MARKER
+from drumcat.outputs import KIT_MARKER, refuse_archive_overlap
 from drumcat.paths import os_path
-from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.catalog import Catalog, rows, scanned_archives
 from drumcat.storage.rules import RuleChanges, rules_for_this_command
 from drumcat.times import utc_now
 
@@ -258,7 +257,7 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
     if kit_format not in FORMATS:
         raise DrumcatError(f"--format {kit_format!r}: use sfz or hydrogen")
     out = Path(out).expanduser().resolve()
-    refuse_archive_overlap(catalog, out)
+    refuse_archive_overlap(out, scanned_archives(catalog))
     check_out_dir(out)
     name = name or out.name
     slots = choose_slots(read_kit_rows(catalog, view, changes))

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.errors import DrumcatError, listing
-from drumcat.outputs import STAGING_MARKER, TREE_MARKER
+from drumcat.outputs import STAGING_MARKER, TREE_MARKER, refuse_archive_overlap
 from drumcat.paths import catalog_text, os_path
-from drumcat.storage.catalog import Catalog, rows
+from drumcat.storage.catalog import Catalog, rows, scanned_archives
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 from drumcat.times import utc_now
 
@@ -132,23 +132,9 @@ def resolve_collisions(pairs: list[tuple[str, PurePosixPath]]) -> tuple[list[tup
 # --- safety ------------------------------------------------------------------------------------------
 
 
-def refuse_archive_overlap(catalog: Catalog, out: Path) -> None:
-    """Refuse an output folder inside a scanned archive (real paths compared, so a symlink cannot lead
-    there) or one that would contain an archive: drumcat adds no file to an archive, and the next scan
-    would catalog what it wrote as new sounds. Trees and kits both ask."""
-    with catalog.read() as conn:
-        roots = [Path(r["path"]).resolve() for r in rows(conn, "SELECT path FROM roots")]
-    real = out.resolve()
-    for root in roots:
-        if real == root or real.is_relative_to(root):
-            raise DrumcatError(f"{out}: inside the scanned archive {root}; choose an --out outside every archive")
-        if root.is_relative_to(real):
-            raise DrumcatError(f"{out}: contains the scanned archive {root}; choose an --out outside every archive")
-
-
 def check_output_location(catalog: Catalog, out: Path) -> None:
     """Refuse an output inside or around a scanned archive, a file, and a folder drumcat did not make."""
-    refuse_archive_overlap(catalog, out)
+    refuse_archive_overlap(out, scanned_archives(catalog))
     if out.exists() and not out.is_dir():
         raise DrumcatError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from drumcat.errors import DrumcatError
+from drumcat.paths import os_path
 from drumcat.resources import migrations_dir
 from drumcat.times import utc_now
 
@@ -205,3 +206,9 @@ def execute_many(conn: Connection, sql: str, params: Sequence[dict[str, Any]] | 
     SQLAlchemy's per-row compiling."""
     if params:
         conn.exec_driver_sql(sql, list(params))
+
+
+def scanned_archives(catalog: Catalog) -> list[Path]:
+    """The folders `scan` was given, as paths to open."""
+    with catalog.read() as conn:
+        return [Path(os_path(path)) for (path,) in conn.exec_driver_sql("SELECT path FROM roots")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from sqlalchemy import Connection
 
 from drumcat.config import Config
 from drumcat.errors import DrumcatError, listing
+from drumcat.outputs import refuse_archive_overlap
 from drumcat.paths import catalog_text
-from drumcat.storage.catalog import Catalog, execute_many, rows
+from drumcat.storage.catalog import Catalog, execute_many, rows, scanned_archives
 from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
 from drumcat.times import utc_now
 
@@ -296,6 +298,29 @@ def read_overrides_file(path: Path) -> list[dict[str, str]]:
         overrides.append({"hash": str(item["hash"]), "correct_label": str(item["correct_label"]),
                           "note": str(item.get("note") or "")})
     return overrides
+
+
+def write_overrides_file(catalog: Catalog, path: Path) -> int:
+    """Every override of the catalog into `path` as overrides.jsonl lines; returns how many.
+
+    `path` may be new, or an overrides file (an earlier export, which it replaces whole, through a file
+    beside it, so an interrupted export leaves the old one). Anything else is refused: a path in a scanned
+    archive (a typo that names a sample would have emptied it) and an existing file of other content."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise DrumcatError(f"{path}: folder {path.parent} does not exist; create it first or choose another file")
+    refuse_archive_overlap(path, scanned_archives(catalog))
+    if path.exists() and path.stat().st_size:
+        try:
+            read_overrides_file(path)
+        except DrumcatError as exc:
+            raise DrumcatError(f"{path}: exists and is not an overrides file; drumcat replaces only an earlier "
+                               "export: choose another file") from exc
+    items = export_overrides(catalog)
+    staging = path.with_name(f".{path.name}.drumcat-export")
+    staging.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    os.replace(staging, path)
+    return len(items)
 
 
 def export_overrides(catalog: Catalog) -> list[dict[str, str]]:
