@@ -58,6 +58,19 @@ def test_unsafe_model_is_refused_without_trust(tmp_path: Path) -> None:
     assert load_bundle(model, trust_unsafe=True).card.labels == ["Kick", "Snare", "Hihat"]
 
 
+def test_model_add_leaves_a_users_own_lite_file_alone(tmp_path: Path) -> None:
+    """`model add` wrote its LiteRT export over a NAME.tflite beside the model, and deleted it when the
+    export failed."""
+    model = tiny_model(tmp_path / "m.keras", 3, with_lambda=False)
+    lite_path_for(model).write_bytes(b"the user's own export")
+    with pytest.raises(DrumcatError, match=r"m\.tflite: a file is where drumcat writes"):
+        add_model(model, ["Kick", "Snare", "Hihat"], MFCC)
+    assert lite_path_for(model).read_bytes() == b"the user's own export"
+    assert not card_path_for(model).exists()
+    add_model(model, ["Kick", "Snare", "Hihat"], MFCC, overwrite=True)  # --force: replaced
+    assert lite_path_for(model).read_bytes() != b"the user's own export"
+
+
 def test_byo_card_with_wrong_input_shape_is_refused(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "m.keras", 4, with_lambda=False)
     wrong = FeatureRecipe(feature_type="mfcc", n_mfcc=20, n_fft=2048, hop_length=512)

@@ -310,6 +310,9 @@ def add_model(
     card_path = card_path_for(model_path)
     if card_path.exists() and not overwrite:
         raise DrumcatError(f"{card_path}: a card already exists; pass --force to replace it")
+    if lite_path_for(model_path).exists() and not overwrite:  # the user's own export, perhaps of another model
+        raise DrumcatError(f"{lite_path_for(model_path)}: a file is where drumcat writes the model's LiteRT "
+                           "export; move it, or pass --force to replace it")
     card = ModelCard(
         name=name or model_path.stem, labels=labels, features=recipe, weights_sha256=file_sha256(model_path),
         training={"sources": "brought by the user; not trained by drumcat"}, created_at=utc_now(),
