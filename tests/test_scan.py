@@ -118,6 +118,30 @@ def test_broken_files_are_recorded_and_the_scan_goes_on(
     assert table["long.wav"]["error"] is None
 
 
+def test_a_folder_of_a_scanned_archive_is_scanned_as_part_of_it(archive: Path, catalog: Catalog,
+                                                                 scan_config: ScanConfig) -> None:
+    """Overlapping roots counted each other's files as new, read them again, and a file deleted under the
+    inner one was never marked missing by a scan of the outer one."""
+    vendor = archive / "vendor0"
+    in_vendor = len(list(vendor.iterdir()))
+    first = scan(catalog, [vendor], scan_config)  # a vendor folder first, then the whole archive
+    assert first.new == in_vendor
+    whole = scan(catalog, [archive], scan_config)
+    assert (whole.new, whole.unchanged) == (len(WRITE_FORMATS) - in_vendor, in_vendor)
+    again = scan(catalog, [vendor, archive], scan_config)  # the vendor folder is walked once, with the archive
+    assert (again.new, again.unchanged) == (0, len(WRITE_FORMATS))
+    (archive / "vendor1" / sorted(p.name for p in (archive / "vendor1").iterdir())[0]).unlink()
+    gone = sorted(vendor.iterdir())[0]
+    gone.unlink()
+    partial = scan(catalog, [vendor], scan_config)  # a vendor folder says nothing of the others
+    assert (partial.new, partial.unchanged, partial.missing) == (0, in_vendor - 1, 1)
+    assert scan(catalog, [archive], scan_config).missing == 1  # vendor1's file
+    with catalog.read() as conn:
+        assert [r["path"] for r in rows(conn, "SELECT path FROM roots")] == [str(archive.resolve())]
+        rel = {r["path"]: r["rel_path"] for r in rows(conn, "SELECT path, rel_path FROM files")}
+    assert rel[str(gone.resolve())] == f"vendor0/{gone.name}"
+
+
 def test_trees_and_kits_drumcat_made_are_not_scanned(archive: Path, catalog: Catalog, tmp_path: Path,
                                                      scan_config: ScanConfig) -> None:
     """A library folder holding a tree and a kit made from it: their links and copies were catalogued as

@@ -20,7 +20,7 @@ from drumcat.audio.files import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
 from drumcat.outputs import OUTPUT_MARKERS
-from drumcat.paths import catalog_text
+from drumcat.paths import catalog_text, os_path
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
 from drumcat.workers import WorkerPipeline, worker_count
@@ -79,14 +79,16 @@ EXCLUDED = "excluded"  # files.error_kind of a file whose format scan.formats no
 # --- walking ----------------------------------------------------------------------------------------
 
 
-def walk_audio_files(root: Path, extensions: set[str], skipped: list[str]) -> Iterator[FoundFile]:
-    """Audio files below `root`. Follows folder symlinks but visits each real folder once (no loops).
+def walk_audio_files(folder: Path, extensions: set[str], skipped: list[str],
+                     root: Path | None = None) -> Iterator[FoundFile]:
+    """Audio files below `folder`, their rel_path relative to `root` (the archive the folder lies in; the
+    folder itself by default). Follows folder symlinks but visits each real folder once (no loops).
 
     Works on plain strings rather than pathlib: on a rescan of a large archive this loop is the cost.
     """
     visited: set[tuple[int, int]] = set()
-    root_prefix = len(str(root)) + 1
-    stack = [str(root)]
+    root_prefix = len(str(root or folder)) + 1
+    stack = [str(folder)]
     # Folder symlinks are followed after every real folder: when both lead to one folder, its files are
     # catalogued under their real path and the alias is the one reported skipped.
     aliases: list[str] = []
@@ -246,12 +248,45 @@ def _check_algorithm(name: str) -> None:
         raise DrumcatError(f"scan.hash_algorithm: unknown hash algorithm {name!r}; use e.g. 'sha256'")
 
 
-def _register_root(catalog: Catalog, root: Path) -> int:
+@dataclass(frozen=True)
+class ScanTarget:
+    """A folder to walk, and the archive (root) it belongs to: the folder itself, or one it lies in."""
+
+    root_id: int
+    root: Path
+    folder: Path
+
+
+def scan_targets(catalog: Catalog, folders: list[Path]) -> list[ScanTarget]:
+    """The folders given (resolved), each as part of the scanned archive it lies in, so that scanning one
+    vendor folder of an archive updates that archive, or as a new archive that takes in the archives
+    inside it. A folder inside another one given with it is walked once, with the outer one."""
+    unique = list(dict.fromkeys(folders))
+    outermost = [f for f in unique if not any(f != other and f.is_relative_to(other) for other in unique)]
+    return [ScanTarget(*_register_root(catalog, folder), folder) for folder in outermost]
+
+
+def _register_root(catalog: Catalog, folder: Path) -> tuple[int, Path]:
+    """The archive `folder` belongs to: (id, path). A folder in no archive becomes one; the archives inside
+    it become part of it, their files re-rooted with their rows (hashes, history) kept. Overlapping roots
+    each counted the other's files as new and read them again, and a file deleted under the inner one was
+    never marked missing by a scan of the outer one."""
     with catalog.connect() as conn:
-        conn.exec_driver_sql(
-            "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (catalog_text(str(root)), utc_now())
-        )
-        return conn.exec_driver_sql("SELECT id FROM roots WHERE path = ?", (catalog_text(str(root)),)).scalar_one()
+        registered = [(root_id, Path(os_path(path))) for root_id, path in
+                      conn.exec_driver_sql("SELECT id, path FROM roots")]
+        for root_id, root in registered:
+            if folder.is_relative_to(root):
+                return root_id, root
+        text = catalog_text(str(folder))
+        root_id = conn.exec_driver_sql("INSERT INTO roots (path, added_at) VALUES (?, ?) RETURNING id",
+                                       (text, utc_now())).scalar_one()
+        inner = [other for other, root in registered if root.is_relative_to(folder)]
+        if inner:
+            marks = ", ".join("?" * len(inner))
+            conn.exec_driver_sql(f"UPDATE files SET root_id = ?, rel_path = substr(path, ?) WHERE root_id IN ({marks})",
+                                 (root_id, len(text) + 2, *inner))  # SQLite's substr counts from 1
+            conn.exec_driver_sql(f"DELETE FROM roots WHERE id IN ({marks})", tuple(inner))
+    return root_id, folder
 
 
 def scan(
@@ -281,11 +316,10 @@ def scan(
 
     extensions = {ext.lower().lstrip(".") for ext in config.formats}
     work: list[tuple[int, FoundFile, bool]] = []
-    for root in resolved:
-        root_id = _register_root(catalog, root)
-        work.extend(
-            (root_id, found, is_new) for found, is_new in _plan_root(catalog, root_id, root, extensions, summary)
-        )
+    targets = scan_targets(catalog, resolved)
+    for target in targets:
+        work.extend((target.root_id, found, is_new) for found, is_new in _plan_root(catalog, target, extensions,
+                                                                                    summary))
 
     if on_total:
         on_total(len(work))
@@ -299,26 +333,30 @@ def scan(
             (utc_now(), summary.new, summary.changed, summary.unchanged, summary.moved,
              summary.missing, summary.failed, scan_id),
         )
-        for root in resolved:
-            conn.exec_driver_sql("UPDATE roots SET last_scan_at=? WHERE path=?", (utc_now(), catalog_text(str(root))))
+        for target in targets:
+            if target.folder == target.root:  # a folder inside an archive is not all of it
+                conn.exec_driver_sql("UPDATE roots SET last_scan_at=? WHERE id=?", (utc_now(), target.root_id))
     return summary
 
 
 def _plan_root(
-    catalog: Catalog, root_id: int, root: Path, extensions: set[str], summary: ScanSummary
+    catalog: Catalog, target: ScanTarget, extensions: set[str], summary: ScanSummary
 ) -> list[tuple[FoundFile, bool]]:
-    """Walk one root; mark unchanged and missing files; return the files to read, each with is-new."""
+    """Walk one folder; mark unchanged and missing files; return the files to read, each with is-new. Only
+    the files below the folder can be missing: a scan of one vendor folder says nothing of the others."""
+    prefix = catalog_text(str(target.folder)).rstrip("/") + "/"
     with catalog.read() as conn:
         known = {
             row["path"]: row
             for row in rows(conn, "SELECT path, ext, size, mtime_ns, missing, error_kind FROM files "
-                                  "WHERE root_id=:r", {"r": root_id})
+                                  "WHERE root_id=:r AND substr(path, 1, :n) = :prefix",
+                            {"r": target.root_id, "n": len(prefix), "prefix": prefix})
         }
     now = utc_now()
     to_read: list[tuple[FoundFile, bool]] = []
     unchanged: list[dict[str, object]] = []
     seen: set[str] = set()
-    for found in walk_audio_files(root, extensions, summary.skipped_dirs):
+    for found in walk_audio_files(target.folder, extensions, summary.skipped_dirs, target.root):
         seen.add(found.path)
         previous = known.get(found.path)
         if previous is None:
