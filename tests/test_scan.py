@@ -140,6 +140,17 @@ def test_a_folder_of_a_scanned_archive_is_scanned_as_part_of_it(archive: Path, c
         assert [r["path"] for r in rows(conn, "SELECT path FROM roots")] == [str(archive.resolve())]
         rel = {r["path"]: r["rel_path"] for r in rows(conn, "SELECT path, rel_path FROM files")}
     assert rel[str(gone.resolve())] == f"vendor0/{gone.name}"
+    with catalog.connect() as conn:  # roots inside one another, as an older drumcat registered them
+        conn.exec_driver_sql("INSERT INTO roots (id, path, added_at) VALUES (99, ?, '2026-01-01T00:00:00Z')",
+                             (str(vendor.resolve()),))
+        conn.exec_driver_sql("UPDATE files SET root_id = 99, rel_path = 'x' WHERE path LIKE ?",
+                             (f"{vendor.resolve()}/%",))
+    healed = scan(catalog, [vendor], scan_config)
+    assert (healed.new, healed.unchanged) == (0, in_vendor - 1)
+    with catalog.read() as conn:
+        assert [r["path"] for r in rows(conn, "SELECT path FROM roots")] == [str(archive.resolve())]
+        assert rows(conn, "SELECT rel_path FROM files WHERE path = :p", {"p": str(gone.resolve())}) == [
+            {"rel_path": f"vendor0/{gone.name}"}]
 
 
 def test_trees_and_kits_drumcat_made_are_not_scanned(archive: Path, catalog: Catalog, tmp_path: Path,

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from drumcat.audio.files import IN_MEMORY_LIMIT, AudioReadError, read_info
 from drumcat.config import ScanConfig
 from drumcat.errors import DrumcatError
@@ -268,25 +270,33 @@ def scan_targets(catalog: Catalog, folders: list[Path]) -> list[ScanTarget]:
 
 def _register_root(catalog: Catalog, folder: Path) -> tuple[int, Path]:
     """The archive `folder` belongs to: (id, path). A folder in no archive becomes one; the archives inside
-    it become part of it, their files re-rooted with their rows (hashes, history) kept. Overlapping roots
-    each counted the other's files as new and read them again, and a file deleted under the inner one was
-    never marked missing by a scan of the outer one."""
+    it become part of it. Overlapping roots each counted the other's files as new and read them again, and a
+    file deleted under the inner one was never marked missing by a scan of the outer one."""
     with catalog.connect() as conn:
-        registered = [(root_id, Path(os_path(path))) for root_id, path in
-                      conn.exec_driver_sql("SELECT id, path FROM roots")]
-        for root_id, root in registered:
-            if folder.is_relative_to(root):
-                return root_id, root
-        text = catalog_text(str(folder))
-        root_id = conn.exec_driver_sql("INSERT INTO roots (path, added_at) VALUES (?, ?) RETURNING id",
-                                       (text, utc_now())).scalar_one()
-        inner = [other for other, root in registered if root.is_relative_to(folder)]
-        if inner:
-            marks = ", ".join("?" * len(inner))
-            conn.exec_driver_sql(f"UPDATE files SET root_id = ?, rel_path = substr(path, ?) WHERE root_id IN ({marks})",
-                                 (root_id, len(text) + 2, *inner))  # SQLite's substr counts from 1
-            conn.exec_driver_sql(f"DELETE FROM roots WHERE id IN ({marks})", tuple(inner))
-    return root_id, folder
+        if not any(folder.is_relative_to(root) for _, root in _roots(conn)):
+            conn.exec_driver_sql("INSERT INTO roots (path, added_at) VALUES (?, ?)",
+                                 (catalog_text(str(folder)), utc_now()))
+        _merge_nested_roots(conn)  # also those an older drumcat registered inside one another
+        return next((root_id, root) for root_id, root in _roots(conn) if folder.is_relative_to(root))
+
+
+def _roots(conn: Connection) -> list[tuple[int, Path]]:
+    return [(root_id, Path(os_path(path))) for root_id, path in conn.exec_driver_sql("SELECT id, path FROM roots")]
+
+
+def _merge_nested_roots(conn: Connection) -> None:
+    """Every root inside another becomes part of the outermost one: its files are re-rooted, their rows,
+    hashes and results kept, their rel_path taken from the outer root."""
+    roots = sorted(_roots(conn), key=lambda item: len(item[1].parts))
+    for inner_id, inner in roots:
+        outer = next(((root_id, root) for root_id, root in roots if root != inner and inner.is_relative_to(root)),
+                     None)
+        if outer is None:
+            continue
+        prefix = catalog_text(str(outer[1])).rstrip("/") + "/"
+        conn.exec_driver_sql("UPDATE files SET root_id = ?, rel_path = substr(path, ?) WHERE root_id = ?",
+                             (outer[0], len(prefix) + 1, inner_id))  # SQLite's substr counts from 1
+        conn.exec_driver_sql("DELETE FROM roots WHERE id = ?", (inner_id,))
 
 
 def scan(
