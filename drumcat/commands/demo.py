@@ -18,8 +18,8 @@ PER_INSTRUMENT = 3
 
 
 MARKER = ".drumcat-demo"  # in every demo archive: `demo-archive` replaces a folder only when it holds one
-BROKEN = {"misc/broken_header.wav": b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "misc/empty.flac": b"",
-          "misc/readme.txt": b"not audio, not scanned\n"}
+BROKEN = {"misc/broken_header.wav": b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "misc/empty.flac": b""}
+NOT_AUDIO = {"misc/readme.txt": b"not audio, not scanned\n"}
 DUPLICATE = "misc/copy of smp_0000.wav"
 
 
@@ -45,10 +45,10 @@ def build_demo_archive(target: Path) -> dict[str, int]:
         write_sample(target / path, render(instrument, seed=seed))
     (target / DUPLICATE).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(target / written[0][0], target / DUPLICATE)
-    for path, content in BROKEN.items():
+    for path, content in {**BROKEN, **NOT_AUDIO}.items():
         (target / path).write_bytes(content)
     (target / MARKER).write_text("a demo archive drumcat wrote: `drumcat demo-archive` replaces it\n")
-    return {"samples": len(written), "duplicates": 1, "broken": len(BROKEN) - 1}
+    return {"samples": len(written), "duplicates": 1, "broken": len(BROKEN)}
 
 
 def _replaceable_demo(target: Path) -> bool:
@@ -64,7 +64,7 @@ def _replaceable_demo(target: Path) -> bool:
     if MARKER not in present:
         raise DrumcatError(f"{target}: holds files and is not a demo archive drumcat wrote; choose a new or "
                            "empty folder (drumcat never deletes a file it did not make)")
-    foreign = sorted(present - {MARKER, DUPLICATE, *BROKEN, *(path for path, _, _ in samples())})
+    foreign = sorted(present - {MARKER, DUPLICATE, *BROKEN, *NOT_AUDIO, *(path for path, _, _ in samples())})
     if foreign:
         listed = listing(foreign)
         raise DrumcatError(f"{target}: a demo archive that holds files the demo did not write ({listed}); "
