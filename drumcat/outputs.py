@@ -8,6 +8,7 @@ read one, since its files are links to or copies of sounds the catalog already h
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from drumcat.errors import DrumcatError
@@ -28,3 +29,9 @@ def refuse_archive_overlap(out: Path, archives: list[Path]) -> None:
             raise DrumcatError(f"{out}: inside the scanned archive {root}; choose a place outside every archive")
         if root.is_relative_to(real):
             raise DrumcatError(f"{out}: contains the scanned archive {root}; choose a place outside every archive")
+
+
+def files_below(folder: Path) -> set[str]:
+    """Every file below `folder`, as paths relative to it: what an output folder holds, to compare with
+    what drumcat wrote there."""
+    return {str(Path(root, name).relative_to(folder)) for root, _, names in os.walk(folder) for name in names}

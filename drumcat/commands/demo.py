@@ -6,12 +6,12 @@ shows each part of drumcat on a fresh machine with nothing downloaded.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from drumcat.audio.synth import INSTRUMENTS, WRITE_FORMATS, render, write_sample
 from drumcat.errors import DrumcatError, listing
+from drumcat.outputs import files_below
 
 VENDORS = ["VendorA_Mega_Pack", "vendor-b/Drums Vol 2", "Free Stuff 2019"]
 PER_INSTRUMENT = 3
@@ -58,7 +58,7 @@ def _replaceable_demo(target: Path) -> bool:
         return False
     if not target.is_dir():
         raise DrumcatError(f"{target}: exists and is not a folder; choose a new folder for the demo archive")
-    present = {str(Path(root, name).relative_to(target)) for root, _, names in os.walk(target) for name in names}
+    present = files_below(target)
     if not present:
         return False
     if MARKER not in present:

@@ -27,7 +27,7 @@ import soundfile as sf
 
 from drumcat.audio.files import AudioReadError, decode
 from drumcat.errors import DrumcatError, listing
-from drumcat.outputs import KIT_MARKER, refuse_archive_overlap
+from drumcat.outputs import KIT_MARKER, files_below, refuse_archive_overlap
 from drumcat.paths import os_path
 from drumcat.storage.catalog import Catalog, rows, scanned_archives
 from drumcat.storage.rules import RuleChanges, rules_for_this_command
@@ -139,15 +139,11 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / KIT_MARKER).is_file())):
         raise DrumcatError(f"{out}: exists and is not a kit drumcat built; choose an empty or new folder")
     if out.is_dir() and (out / KIT_MARKER).is_file():
-        foreign = sorted(_files_in(out) - _files_of_kit(out))
+        foreign = sorted(files_below(out) - _files_of_kit(out))
         if foreign:
             listed = listing(foreign)
             raise DrumcatError(f"{out}: a kit drumcat built that now holds other files ({listed}); move them "
                                "out first, or choose another folder: drumcat never deletes a file it did not make")
-
-
-def _files_in(folder: Path) -> set[str]:
-    return {str(Path(root, name).relative_to(folder)) for root, _, names in os.walk(folder) for name in names}
 
 
 def _files_of_kit(out: Path) -> set[str]:
