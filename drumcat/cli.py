@@ -190,7 +190,7 @@ def infer(
     with console.progress_bar(f"inferring ({bundle.name})", quiet=quiet or json_output, unit="sounds",
                               lazy=True) as bar:  # infer reports its total once its workers run
         summary = run_infer(
-            catalog, bundle, batch_size=batch_size or settings.batch_size,
+            catalog, bundle, batch_size=settings.batch_size if batch_size is None else batch_size,
             workers=settings.workers if workers is None else workers, limit=limit, use=use,
             on_total=bar[0], on_progress=bar[1],
         )
