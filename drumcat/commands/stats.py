@@ -10,8 +10,10 @@ from drumcat.storage.catalog import Catalog, rows, scalar
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 
 
-def _median(conn: Connection, table_sql: str, column: str) -> float | None:
-    count = scalar(conn, f"SELECT count(*) FROM ({table_sql})")
+def _median(conn: Connection, table_sql: str, column: str, count: int | None = None) -> float | None:
+    """The median of a column, by sorting it once; `count`, the rows, when the caller has it already."""
+    if count is None:
+        count = scalar(conn, f"SELECT count(*) FROM ({table_sql})")
     if not count:
         return None
     return scalar(
@@ -61,12 +63,16 @@ def catalog_stats(catalog: Catalog, changes: RuleChanges | None = None, *, error
 def _prediction_stats(conn: Connection) -> dict[str, Any]:
     """Label distribution and confidence, once inference has run (the classified view exists)."""
     has_view = scalar(conn, "SELECT count(*) FROM sqlite_master WHERE type='view' AND name='classified'")
-    if not has_view or not scalar(conn, "SELECT count(*) FROM classified"):
+    if not has_view:
         return {}
+    # Each pass over the view files every sound again (a second on 320,000): its count comes with the rest.
     confidence = rows(conn, """
         SELECT count(*) AS sounds, round(avg(confidence), 4) AS mean, round(min(confidence), 4) AS min,
                round(max(confidence), 4) AS max FROM classified""")[0]
-    confidence["median"] = round(_median(conn, "SELECT confidence FROM classified", "confidence"), 4)
+    if not confidence["sounds"]:
+        return {}
+    confidence["median"] = round(_median(conn, "SELECT confidence FROM classified", "confidence",
+                                         confidence["sounds"]), 4)
     return {
         "active_model": active_model_name(conn),
         "labels": rows(conn, """
