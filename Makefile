@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/materialize.py
 	$(BIN)/python bench/review_order.py
 	$(BIN)/python bench/duplicates_memory.py
+	$(BIN)/python bench/regroup.py
 
 # The training set, from Debian packages (see drumcat/model/train/dataset.py). Clips and caches stay in build/.
 dataset: $(STAMP)

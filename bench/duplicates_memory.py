@@ -78,12 +78,16 @@ def held_kb():
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 catalog = Catalog(sys.argv[1])
+if sys.argv[2] == "regroup":  # a first regroup: no pair or compared sound kept from an earlier one
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
+        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
 before, _ = held_kb()
 with open("/proc/self/clear_refs", "w") as refs:
     refs.write("5")  # the peak (VmHWM) starts again from what the process holds now
 if sys.argv[2] == "read":
     with catalog.read() as conn:
-        result = len(fingerprinted_sounds(conn)[0])
+        result = len(fingerprinted_sounds(conn).hashes)
 else:
     result = find_near_duplicates(catalog, workers=1)
 print(json.dumps({"peak_mb": (held_kb()[1] - before) / 1024, "result": result}))

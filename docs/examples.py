@@ -41,6 +41,9 @@ EXAMPLES: dict[str, list[str]] = {
     "model": ["model list"],
     "override": ["override \"archive/Free Stuff 2019/smp_0002.aiff\" Clap --note \"909 clap\"",
                  "overrides export"],
+    "similar": ["similar \"archive/VendorA_Mega_Pack/smp_0000.wav\" -k 3"],
+    "duplicates": ["duplicates", "duplicates   # again: nothing new to compare"],
+    "kit": ["kit --out kits/demo-kit"],
 }
 _MARKER = re.compile(r"^<!-- example: ([a-z_]+) -->\n```\n.*?^```\n", re.S | re.M)
 

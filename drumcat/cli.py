@@ -633,7 +633,8 @@ def duplicates(
     json_output: JsonOption = False,
 ) -> None:
     """Find near-duplicates: the same recording re-encoded, resampled, at another gain or bit depth, with
-    a trimmed or padded start, or mixed to mono. Fingerprints new sounds, regroups, lists the groups."""
+    a trimmed or padded start, or mixed to mono. Fingerprints new sounds, compares them with the others,
+    regroups, lists the groups."""
     from drumcat.commands.near_duplicates import find_near_duplicates
 
     catalog = ctx.obj.open_catalog()
@@ -651,7 +652,8 @@ def duplicates(
         console.print_json({**counts, "groups_listed": listed})
         return
     console.out.print(f"{counts['groups']} near-duplicate group(s) holding {counts['in_groups']} of "
-                      f"{counts['sounds']} sounds ({counts['fingerprinted']} fingerprinted now)")
+                      f"{counts['sounds']} sounds ({counts['fingerprinted']} fingerprinted, "
+                      f"{counts['compared']} compared now)")
     if listed:
         console.out.print(console.table("groups (representative = the copy a --dedup near tree keeps)", listed))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
 from drumcat.audio.fingerprint import (
@@ -86,28 +87,46 @@ def test_fingerprints_are_computed_once_per_sound(tmp_path: Path, catalog: Catal
     counts = find_near_duplicates(catalog, workers=1, on_compare_total=reported["compare_total"].append,
                                   on_compared=reported["compared"].append)
     assert counts["fingerprinted"] == 0
-    assert reported["compare_total"] == [11] and sum(reported["compared"]) == 11  # the comparison's progress
-    assert counts["groups"] == 1
+    assert reported["compare_total"] == [0] and sum(reported["compared"]) == 0  # nothing new to compare
+    assert counts["groups"] == 1 and counts["in_groups"] == 11  # regrouped from the pairs found before
 
 
-def test_infer_fingerprints_the_new_sounds_when_dedup_is_near(tmp_path: Path, catalog: Catalog) -> None:
-    from drumcat.commands.infer import infer
-    from drumcat.model.bundle import load_bundle
-    from drumcat.storage.rules import RuleChanges, store_rules
+def group_sets(catalog: Catalog) -> set[frozenset[str]]:
+    """The near-duplicate groups as sets of file names."""
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT group_id, path FROM near_duplicates")
+    groups: dict[int, set[str]] = {}
+    for row in found:
+        groups.setdefault(row["group_id"], set()).add(Path(row["path"]).name)
+    return {frozenset(members) for members in groups.values()}
 
-    folder = tmp_path / "archive"
+
+def test_a_regroup_compares_only_new_sounds_and_groups_as_a_fresh_catalog(tmp_path: Path, catalog: Catalog) -> None:
+    """A pack added after a regroup is compared with the sounds before it, not everything again, and the
+    groups are those of a catalog that scanned it all at once; a sound whose file was gone while a copy of it
+    came in joins that copy when it comes back (it was compared with the copy while it was away)."""
+    folder, away = tmp_path / "archive", tmp_path / "away"
     folder.mkdir()
-    write_transformed(folder, 0, original(2))
+    away.mkdir()
+    write_transformed(folder, 0, original(11))
+    sf.write(folder / "lone.wav", original(13), 44_100, subtype="PCM_24")
     scan(catalog, [folder], ScanConfig(workers=1))
-    infer(catalog, load_bundle(), workers=1)
-    with catalog.read() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM fingerprints").scalar() == 0  # not asked for
-    store_rules(catalog, RuleChanges(dedup="near"))
-    write_transformed(folder, 1, original(3))
+    assert find_near_duplicates(catalog, workers=1)["compared"] == 12
+    (folder / "lone.wav").rename(away / "lone.wav")
+    write_transformed(folder, 1, original(12))
+    sf.write(folder / "copy-of-lone.wav", original(13) * 0.8, 44_100, subtype="PCM_16")
     scan(catalog, [folder], ScanConfig(workers=1))
-    infer(catalog, load_bundle(), workers=1)
-    with catalog.read() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM fingerprints").scalar() == 22
+    reported: list[int] = []
+    counts = find_near_duplicates(catalog, workers=1, on_compared=reported.append)
+    assert counts["compared"] == 12 and sum(reported) == 12  # the second original's 11 and the copy
+    (away / "lone.wav").rename(folder / "lone.wav")
+    scan(catalog, [folder], ScanConfig(workers=1))
+    assert find_near_duplicates(catalog, workers=1)["compared"] == 0  # compared before it went
+    fresh = Catalog(tmp_path / "fresh.db", create=True)
+    scan(fresh, [folder], ScanConfig(workers=1))
+    find_near_duplicates(fresh, workers=1)
+    assert group_sets(catalog) == group_sets(fresh)
+    assert frozenset({"lone.wav", "copy-of-lone.wav"}) in group_sets(catalog) and len(group_sets(catalog)) == 3
 
 
 def quantized_prints(count: int, seed: int) -> np.ndarray:
@@ -156,6 +175,23 @@ def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations(
     expected = np.argwhere(np.triu(similar & alike, k=1))  # row-major, a < b
     for block_cells in (BLOCK_CELLS, 5 * 400, 400):
         np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells), expected)
+    new = np.random.default_rng(4).random(400) < 0.2  # a few new sounds: only the pairs with one of them
+    with_new = expected[new[expected[:, 0]] | new[expected[:, 1]]]
+    for block_cells in (BLOCK_CELLS, 5 * 400, 400):
+        np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells, new=new), with_new)
+
+
+def test_close_pairs_of_new_sounds_complete_those_of_the_others() -> None:
+    """The pairs among the sounds compared before, plus the pairs with a new sound, are every pair."""
+    prints, lengths = quantized_prints(300, seed=6), np.random.default_rng(6).choice([0.2, 0.22, 0.5], 300)
+    new = np.random.default_rng(7).random(300) < 0.3
+    everything, _ = close_pairs(prints, lengths)
+    before, _ = close_pairs(prints[~new], lengths[~new])
+    old_index = np.flatnonzero(~new)
+    earlier = {(int(old_index[a]), int(old_index[b])) for a, b in before}
+    now, _ = close_pairs(prints, lengths, new=new)
+    assert earlier.isdisjoint(now) and earlier | set(now) == set(everything)
+    assert earlier and now
 
 
 def shifted_copies(count: int, seed: int) -> np.ndarray:

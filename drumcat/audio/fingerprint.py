@@ -88,6 +88,9 @@ AUDIBLE_FROM = int(np.argmax(_db(np.arange(256)) > AUDIBLE_DB))
 
 
 SHIFTS = (-1, 0, 1)  # frames one fingerprint may be moved against the other
+COMPARISON = {"max_distance_db": MAX_DISTANCE_DB, "audible_db": AUDIBLE_DB, "shifts": SHIFTS,
+              "candidate_cosine": CANDIDATE_COSINE, "length_ratio": LENGTH_RATIO, "shortest_s": SHORTEST_S}
+"""What decides whether two fingerprints are one recording: pairs stored under other values are not reused."""
 
 
 def aligned(a: np.ndarray, b: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,32 +129,53 @@ BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, 
 
 
 def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
-                     on_compared: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+                     on_compared: Callable[[int], None] | None = None,
+                     new: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, a block of the
     search at a time. The sounds are taken from the shortest, and a block of them is compared only with the
     sounds after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a
     few octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
     4,096 rows against every sound made 16 GB blocks for a million sounds), and the caller can drop a
-    block's pairs before the next: a catalog's candidates grow with the square of its size. `on_compared` is
-    told how many sounds each block held once its pairs are handled."""
+    block's pairs before the next: a catalog's candidates grow with the square of its size.
+
+    `new` (a mask; default every sound) limits the search to the pairs with at least one new sound: the
+    pairs among the others were searched by an earlier run. `on_compared` is told how many new sounds each
+    block held once its pairs are handled."""
     order = np.argsort(lengths, kind="stable")
     vectors, lengths = vectors[order], lengths[order]
+    is_new = np.ones(len(order), dtype=bool) if new is None else np.asarray(new, dtype=bool)[order]
     block = max(1, min(4096, block_cells // max(len(vectors), 1)))
     for start in range(0, len(vectors), block):
         stop = min(start + block, len(vectors))
         reach = LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) * (1 + 1e-9)  # a little more: the test decides
         last = int(np.searchsorted(lengths, reach, "right"))
-        rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
-        i, j = rows + start, columns + start
+        i, j = _alike_summaries(vectors, is_new, start, stop, last)
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
         yield np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
         if on_compared:
-            on_compared(stop - start)
+            on_compared(int(is_new[start:stop].sum()))
 
 
-def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS) -> np.ndarray:
+def _alike_summaries(vectors: np.ndarray, is_new: np.ndarray, start: int, stop: int,
+                     last: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of the rows start..stop and the columns start..last whose summaries are within CANDIDATE_COSINE,
+    leaving out the pairs of two sounds that are not new."""
+    if is_new[start:stop].all():  # the whole block against everything in reach (every block, on a first run)
+        rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
+        return rows + start, columns + start
+    fresh, known = start + np.flatnonzero(is_new[start:stop]), start + np.flatnonzero(~is_new[start:stop])
+    fresh_columns = start + np.flatnonzero(is_new[start:last])
+    rows, columns = np.nonzero(vectors[fresh] @ vectors[start:last].T >= CANDIDATE_COSINE)
+    known_rows, known_columns = np.nonzero(vectors[known] @ vectors[fresh_columns].T >= CANDIDATE_COSINE)
+    return (np.concatenate([fresh[rows], known[known_rows]]),
+            np.concatenate([columns + start, fresh_columns[known_columns]]))
+
+
+def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
+                    new: np.ndarray | None = None) -> np.ndarray:
     """Every pair `candidate_blocks` finds, in row-major order."""
-    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64), *candidate_blocks(vectors, lengths, block_cells)])
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64),
+                            *candidate_blocks(vectors, lengths, block_cells, new=new)])
     return pairs[row_major_order(pairs)]
 
 
@@ -211,11 +235,17 @@ def _level_sums(prints: np.ndarray) -> np.ndarray:
     return np.stack([total, total - above[:, :, 0], total - above[:, :, -1]], axis=1)
 
 
+def level_totals(sums: np.ndarray) -> np.ndarray:
+    """(sounds, 3): `level_sums` over all bands, the first test `could_be_close` makes of a pair."""
+    return sums.sum(axis=2, dtype=np.int32)
+
+
 # For each shift, which of level_sums' rows the first and the second fingerprint of a pair keep.
 _SUMS_KEPT = {0: (0, 0), 1: (1, 2), -1: (2, 1)}
 
 
-def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16) -> np.ndarray:
+def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16,
+                   totals: np.ndarray | None = None) -> np.ndarray:
     """Which (a, b) pairs could lie within MAX_DISTANCE_DB, from their level sums alone: exact, never a pair
     that `distance` would keep (a bound, not an estimate).
 
@@ -225,8 +255,8 @@ def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16) -> 
     audible cells is at most MAX_DISTANCE_DB has band sums apart by at most MAX_DISTANCE_DB / STEP_DB x
     count in all, and count is at most the cells the shift keeps. The bound takes NEAR_THRESHOLD_DB more,
     so float rounding in `distance` cannot matter. Taken `step` pairs at a time: the temporary arrays stay
-    a few megabytes."""
-    totals = sums.sum(axis=2, dtype=np.int32)
+    a few megabytes. `totals`: `level_totals(sums)`, given when the same sums are asked about many times."""
+    totals = level_totals(sums) if totals is None else totals
     possible = np.zeros(len(pairs), dtype=bool)
     for start in range(0, len(pairs), step):
         chunk = pairs[start:start + step]
@@ -240,19 +270,21 @@ def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16) -> 
 
 
 def close_pairs(prints: np.ndarray, lengths: np.ndarray, on_compared: Callable[[int], None] | None = None,
-                ) -> tuple[dict[tuple[int, int], float], int]:
+                new: np.ndarray | None = None) -> tuple[dict[tuple[int, int], float], int]:
     """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, in row-major
     order, and how many candidates the coarse search found; `lengths` in seconds (a pair's durations must be
     within LENGTH_RATIO). Only the candidates `could_be_close` are measured, a block of the search at a
-    time, so that memory holds the pairs within reach, not every candidate. `on_compared(n)`: n more sounds
-    compared with every sound they could be one recording with."""
+    time, so that memory holds the pairs within reach, not every candidate. `new`: only the pairs with at
+    least one of these sounds (a mask; default every sound). `on_compared(n)`: n more new sounds compared
+    with every sound they could be one recording with."""
     if not len(prints):
         return {}, 0
     sums, found = level_sums(prints), 0
+    totals = level_totals(sums)  # once: summing them again for each block of a large catalog took seconds
     reached, measured = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
-    for block in candidate_blocks(coarse(prints), lengths, on_compared=on_compared):
+    for block in candidate_blocks(coarse(prints), lengths, on_compared=on_compared, new=new):
         found += len(block)
-        candidates = block[could_be_close(sums, block)]
+        candidates = block[could_be_close(sums, block, totals=totals)]
         batched = batched_distances(prints, candidates)
         within_reach = batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB
         reached.append(candidates[within_reach])

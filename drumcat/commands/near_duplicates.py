@@ -2,10 +2,12 @@
 
 `find_near_duplicates` fingerprints the sounds that have no fingerprint yet (worker processes decode
 them: 0.2 core-ms a sound, paid once per sound and only when near-duplicates are asked for, so
-`drumcat infer` stays as fast as it was), then compares them. Candidate pairs come from one matrix product
-of coarse unit vectors (an 8 x 10 summary of each fingerprint; a pair needs a cosine of at least 0.95 and
-lengths within 20% of each other); each candidate is then checked with the full fingerprint distance.
-Pairs under the threshold are joined into groups (union-find), and each group keeps as its
+`drumcat infer` stays as fast as it was), then compares the sounds not compared before with all the others.
+Candidate pairs come from matrix products of coarse unit vectors (an 8 x 10 summary of each fingerprint; a
+pair needs a cosine of at least 0.95 and lengths within 20% of each other); each candidate is then checked
+with the full fingerprint distance. Pairs under the threshold are stored (near_duplicate_pairs: a pair of
+content hashes stays one recording), the sounds compared are recorded (near_duplicate_compared), and every
+pair found so far between present sounds is joined into groups (union-find). Each group keeps as its
 representative the best copy: lossless before lossy, then 24 bits or more before 16 and less,
 then the oldest file (a converted copy is made after its source; a resampled copy has a "higher" rate
 but no more in it), then the first path.
@@ -13,6 +15,8 @@ but no more in it), then the first path.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +26,26 @@ import numpy as np
 from sqlalchemy import Connection
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, close_pairs, distance, fingerprints
+from drumcat.audio.fingerprint import (
+    BANDS,
+    COMPARISON,
+    FRAMES,
+    RECIPE,
+    as_db,
+    close_pairs,
+    distance,
+    fingerprints,
+)
 from drumcat.model.pipeline import Chunk
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now
 from drumcat.workers import WorkerPipeline, worker_count
 
 RECIPE_ID = json.dumps({"recipe": RECIPE.as_dict(), "bands": BANDS, "frames": FRAMES}, sort_keys=True)
+# Which pairs a regroup keeps depends on the fingerprints and the thresholds: pairs stored under another digest
+# (a changed recipe or threshold) are found again, not reused.
+COMPARISON_ID = hashlib.sha256(json.dumps({"fingerprint": RECIPE_ID, **COMPARISON}, sort_keys=True).encode()
+                               ).hexdigest()[:16]
 LOSSLESS = {"WAV", "AIFF", "FLAC"}
 # 24 bits and more are all transparent: among them, the oldest file (the source of the others) wins
 DEPTH = {"DOUBLE": 2, "FLOAT": 2, "PCM_32": 2, "PCM_24": 2, "PCM_16": 1}
@@ -105,23 +122,63 @@ def quality(row: dict[str, Any]) -> tuple:
 
 _FINGERPRINTED = """FROM unique_files u JOIN fingerprints f ON f.hash = u.hash AND f.recipe = :r
                     LEFT JOIN audio a ON a.hash = u.hash"""
+# The count of _FINGERPRINTED's rows, without grouping the files by hash as unique_files does: a third of the time
+_PRESENT_COUNT = """SELECT count(*) FROM fingerprints f
+                    WHERE f.recipe = :r AND EXISTS (SELECT 1 FROM present_files p WHERE p.hash = f.hash)"""
+_COMPARED_ONLY = """FROM near_duplicate_compared c JOIN fingerprints f ON f.hash = c.hash AND f.recipe = :r
+                    LEFT JOIN audio a ON a.hash = c.hash
+                    WHERE c.comparison = :c AND NOT EXISTS (SELECT 1 FROM present_files p WHERE p.hash = c.hash)"""
+_IS_COMPARED = "EXISTS (SELECT 1 FROM near_duplicate_compared c WHERE c.comparison = :c AND c.hash = f.hash)"
 
 
-def fingerprinted_sounds(conn: Connection) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every fingerprinted sound's hash, fingerprint (one uint8 row each) and duration (0 when unknown), in
-    order of path. Read row by row into arrays sized by a count in the same transaction: a million sounds
-    hold 1.3 GB of fingerprints, and as rows of Python objects they took as much again."""
-    count = conn.exec_driver_sql(f"SELECT count(*) {_FINGERPRINTED}", {"r": RECIPE_ID}).scalar() or 0
-    hashes: list[str] = []
-    prints = np.empty((count, BANDS * FRAMES), dtype=np.uint8)
-    lengths = np.empty(count)
-    found = conn.exec_driver_sql(f"SELECT u.hash, f.fingerprint, a.duration {_FINGERPRINTED} ORDER BY u.path",
-                                 {"r": RECIPE_ID})
-    for index, (digest, fingerprint, duration) in enumerate(found):
-        hashes.append(digest)
-        prints[index] = np.frombuffer(fingerprint, dtype=np.uint8)
-        lengths[index] = duration or 0.0
-    return hashes, prints, lengths
+@dataclass
+class Fingerprinted:
+    """The sounds a regroup compares, one row each: the present ones in order of path, then the ones compared
+    by an earlier run whose files are gone (a new sound is compared with them too, so that the pair is
+    known if they come back)."""
+
+    hashes: list[str]
+    prints: np.ndarray  # uint8, BANDS * FRAMES a row
+    lengths: np.ndarray  # seconds, 0 when unknown
+    compared: np.ndarray  # bool: compared with every other compared sound by an earlier run
+    present: int  # the first `present` rows are present sounds
+
+
+def fingerprinted_sounds(conn: Connection) -> Fingerprinted:
+    """Every fingerprinted present sound, then every compared sound no longer present. Read row by row into
+    arrays sized by counts in the same transaction: a million sounds hold 1.3 GB of fingerprints, and as
+    rows of Python objects they took as much again."""
+    keys = {"r": RECIPE_ID, "c": COMPARISON_ID}
+    present = conn.exec_driver_sql(_PRESENT_COUNT, keys).scalar() or 0
+    gone = conn.exec_driver_sql(f"SELECT count(*) {_COMPARED_ONLY}", keys).scalar() or 0
+    sounds = Fingerprinted([], np.empty((present + gone, BANDS * FRAMES), dtype=np.uint8),
+                           np.empty(present + gone), np.ones(present + gone, dtype=bool), present)
+    found = itertools.chain(
+        conn.exec_driver_sql(f"SELECT u.hash, f.fingerprint, a.duration, {_IS_COMPARED} {_FINGERPRINTED} "
+                             "ORDER BY u.path", keys),
+        conn.exec_driver_sql(f"SELECT c.hash, f.fingerprint, a.duration, 1 {_COMPARED_ONLY} ORDER BY c.hash", keys))
+    for index, (digest, fingerprint, duration, compared) in enumerate(found):
+        sounds.hashes.append(digest)
+        sounds.prints[index] = np.frombuffer(fingerprint, dtype=np.uint8)
+        sounds.lengths[index] = duration or 0.0
+        sounds.compared[index] = bool(compared)
+    return sounds
+
+
+def stored_pairs(conn: Connection, index_of: dict[str, int]) -> list[tuple[int, int]]:
+    """The pairs found by earlier runs whose sounds are both among `index_of`'s, as row indices."""
+    found = conn.exec_driver_sql("SELECT hash_a, hash_b FROM near_duplicate_pairs WHERE comparison = ?",
+                                 (COMPARISON_ID,))
+    return [(index_of[a], index_of[b]) for a, b in found if a in index_of and b in index_of]
+
+
+def store_comparison(conn: Connection, sounds: Fingerprinted, close: dict[tuple[int, int], float]) -> None:
+    """Record the pairs found now and the sounds compared now, so the next run starts from them."""
+    now = utc_now()
+    execute_many(conn, "INSERT OR REPLACE INTO near_duplicate_pairs VALUES (?, ?, ?, ?)",
+                 [(COMPARISON_ID, *sorted((sounds.hashes[a], sounds.hashes[b])), d) for (a, b), d in close.items()])
+    execute_many(conn, "INSERT OR IGNORE INTO near_duplicate_compared VALUES (?, ?, ?)",
+                 [(COMPARISON_ID, sounds.hashes[i], now) for i in np.flatnonzero(~sounds.compared)])
 
 
 def copy_facts(conn: Connection, hashes: list[str]) -> dict[str, dict[str, Any]]:
@@ -143,26 +200,32 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
                          on_progress: Callable[[int], None] | None = None,
                          on_compare_total: Callable[[int], None] | None = None,
                          on_compared: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Fingerprint what is new, regroup the whole catalog and store the groups; returns counts. `on_total`
-    and `on_progress` follow the fingerprinting (files), `on_compare_total` and `on_compared` the
-    comparison (sounds): a quarter of an hour for a million sounds (README, Performance)."""
+    """Fingerprint what is new, compare the sounds not compared before with all the others, regroup the
+    present sounds from every pair found so far and store the groups; returns counts. `on_total` and
+    `on_progress` follow the fingerprinting (files), `on_compare_total` and `on_compared` the comparison
+    (new sounds): a first run on a million sounds takes a quarter of an hour and more (README, Performance),
+    a run after a scan that added a pack only the pack's share of it."""
     added = update_fingerprints(catalog, workers=workers, on_total=on_total, on_progress=on_progress)
     with catalog.read() as conn:  # one transaction: the facts are of the sounds fingerprinted_sounds read
-        hashes, prints, lengths = fingerprinted_sounds(conn)
+        sounds = fingerprinted_sounds(conn)
+        present = {digest: i for i, digest in enumerate(sounds.hashes[:sounds.present])}
+        known = stored_pairs(conn, present)
         if on_compare_total:
-            on_compare_total(len(hashes))
-        close, candidates = close_pairs(prints, lengths, on_compared)
-        groups = list(groups_of(len(hashes), list(close)).values())
-        facts = copy_facts(conn, [hashes[i] for members in groups for i in members])
+            on_compare_total(int((~sounds.compared).sum()))
+        close, candidates = close_pairs(sounds.prints, sounds.lengths, on_compared, new=~sounds.compared)
+        pairs = known + [(a, b) for a, b in close if a < sounds.present and b < sounds.present]
+        groups = list(groups_of(sounds.present, pairs).values())
+        facts = copy_facts(conn, [sounds.hashes[i] for members in groups for i in members])
     records = []
     for group_id, members in enumerate(groups, start=1):
-        ordered = sorted(members, key=lambda i: quality(facts[hashes[i]]))
+        ordered = sorted(members, key=lambda i: quality(facts[sounds.hashes[i]]))
         best = ordered[0]
         for i in ordered:
-            gap = 0.0 if i == best else distance(as_db(prints[best]), as_db(prints[i]))
-            records.append((hashes[i], group_id, int(i == best), round(gap, 3)))
+            gap = 0.0 if i == best else distance(as_db(sounds.prints[best]), as_db(sounds.prints[i]))
+            records.append((sounds.hashes[i], group_id, int(i == best), round(gap, 3)))
     with catalog.connect() as conn:
+        store_comparison(conn, sounds, close)
         conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
-    return {"fingerprinted": added, "sounds": len(hashes), "candidates": candidates,
-            "groups": len(groups), "in_groups": len(records)}
+    return {"fingerprinted": added, "sounds": sounds.present, "compared": int((~sounds.compared).sum()),
+            "candidates": candidates, "groups": len(groups), "in_groups": len(records)}
