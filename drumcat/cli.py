@@ -963,6 +963,12 @@ def _one_blas_thread() -> None:
         os.environ.setdefault(variable, "1")
 
 
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report it
+INTERRUPTED = ("interrupted: what was committed is kept (every finished batch of `infer`, every file `scan` "
+               "recorded, the sounds `duplicates` compared; a tree is swapped in only when complete); run the "
+               "command again to continue")
+
+
 def main() -> None:
     """Console-script entry: a DrumcatError, a database error or a file error becomes one line on stderr
     and exit status 1; Ctrl-C says what was kept."""
@@ -985,10 +991,12 @@ def main() -> None:
         console.error_line(f"{getattr(exc, 'filename', None) or 'input'}: {exc}; check the file and try again")
         sys.exit(1)
     except KeyboardInterrupt:
-        console.error_line("interrupted: what was committed is kept (every finished batch of `infer`, every "
-                           "file `scan` recorded; a tree is swapped in only when complete); run the command "
-                           "again to continue")
-        sys.exit(130)
+        console.error_line(INTERRUPTED)
+        sys.exit(INTERRUPTED_STATUS)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED_STATUS:  # Typer turns a Ctrl-C in a command into this status, silently
+            console.error_line(INTERRUPTED)
+        raise
     finally:
         # What is alive now lives until exit: frozen, the interpreter's shutdown skips collecting it
         # (90 ms after `infer`, which loaded numpy, scipy and SQLAlchemy).

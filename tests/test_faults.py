@@ -94,3 +94,28 @@ def test_kills_leave_a_sound_catalog_a_whole_tree_and_the_archive_untouched(arch
     assert not list(tmp_path.glob(".tree.drumcat-*"))  # the next run removed what the kills left
     assert fingerprint_of(archive) == before  # nothing in the archive changed, byte for byte
     catalog_invariants(db)
+
+
+CTRL_C_IN_A_COMMAND = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a prompt (a test runner's children may ignore it)
+import drumcat.commands.stats as stats
+stats.catalog_stats = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while it works
+sys.argv = ["drumcat", "--catalog", sys.argv[1], "stats"]
+from drumcat.cli import main
+main()
+"""
+
+
+def test_ctrl_c_in_a_command_says_what_was_kept(tmp_path: Path) -> None:
+    """A real SIGINT while a command runs: exit status 130 and one line saying what was kept and to run the
+    command again (Typer turned the interrupt into status 130 without a word)."""
+    from drumcat.storage.catalog import Catalog
+
+    catalog = tmp_path / "catalog.db"
+    Catalog(catalog, create=True).close()
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_COMMAND, str(catalog)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.startswith("error: interrupted: what was committed is kept")
+    assert done.stderr.count("\n") == 1 and "run the command again" in done.stderr

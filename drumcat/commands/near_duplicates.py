@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,9 @@ from drumcat.audio.fingerprint import (
     COMPARISON,
     FRAMES,
     RECIPE,
+    ComparedBlock,
     as_db,
-    close_pairs,
+    compared_blocks,
     distance,
     fingerprints,
 )
@@ -49,6 +51,7 @@ COMPARISON_ID = hashlib.sha256(json.dumps({"fingerprint": RECIPE_ID, **COMPARISO
 LOSSLESS = {"WAV", "AIFF", "FLAC"}
 # 24 bits and more are all transparent: among them, the oldest file (the source of the others) wins
 DEPTH = {"DOUBLE": 2, "FLOAT": 2, "PCM_32": 2, "PCM_24": 2, "PCM_16": 1}
+STORE_EVERY_S = 5.0  # how often a comparison under way records its progress
 _DECODE_SECONDS = RECIPE.clip_seconds + 0.1  # the fingerprint's window after an onset that may come late
 
 
@@ -172,13 +175,37 @@ def stored_pairs(conn: Connection, index_of: dict[str, int]) -> list[tuple[int, 
     return [(index_of[a], index_of[b]) for a, b in found if a in index_of and b in index_of]
 
 
-def store_comparison(conn: Connection, sounds: Fingerprinted, close: dict[tuple[int, int], float]) -> None:
-    """Record the pairs found now and the sounds compared now, so the next run starts from them."""
+def store_comparison(catalog: Catalog, sounds: Fingerprinted, blocks: list[ComparedBlock]) -> None:
+    """Record the pairs these blocks found and their sounds as compared, in one transaction: a run stopped
+    later resumes after them."""
     now = utc_now()
-    execute_many(conn, "INSERT OR REPLACE INTO near_duplicate_pairs VALUES (?, ?, ?, ?)",
-                 [(COMPARISON_ID, *sorted((sounds.hashes[a], sounds.hashes[b])), d) for (a, b), d in close.items()])
-    execute_many(conn, "INSERT OR IGNORE INTO near_duplicate_compared VALUES (?, ?, ?)",
-                 [(COMPARISON_ID, sounds.hashes[i], now) for i in np.flatnonzero(~sounds.compared)])
+    with catalog.connect() as conn:
+        execute_many(conn, "INSERT OR REPLACE INTO near_duplicate_pairs VALUES (?, ?, ?, ?)",
+                     [(COMPARISON_ID, *sorted((sounds.hashes[a], sounds.hashes[b])), d)
+                      for block in blocks for (a, b), d in block.close.items()])
+        execute_many(conn, "INSERT OR IGNORE INTO near_duplicate_compared VALUES (?, ?, ?)",
+                     [(COMPARISON_ID, sounds.hashes[i], now) for block in blocks for i in block.sounds.tolist()])
+
+
+def compare_new_sounds(catalog: Catalog, sounds: Fingerprinted,
+                       on_compared: Callable[[int], None] | None = None) -> tuple[list[tuple[int, int]], int]:
+    """Compare the sounds not compared before with all the others, storing what is found every few seconds
+    (a first run on a large catalog takes minutes; stopped, the next run goes on where it was); returns the
+    pairs found, as row indices, and how many candidates were measured."""
+    pending: list[ComparedBlock] = []
+    found: list[tuple[int, int]] = []
+    candidates, stored_at = 0, time.monotonic()
+    for block in compared_blocks(sounds.prints, sounds.lengths, new=~sounds.compared):
+        pending.append(block)
+        found.extend(block.close)
+        candidates += block.candidates
+        if time.monotonic() - stored_at >= STORE_EVERY_S:
+            store_comparison(catalog, sounds, pending)
+            pending, stored_at = [], time.monotonic()
+        if on_compared:
+            on_compared(len(block.sounds))
+    store_comparison(catalog, sounds, pending)
+    return found, candidates
 
 
 def copy_facts(conn: Connection, hashes: list[str]) -> dict[str, dict[str, Any]]:
@@ -212,8 +239,8 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
         known = stored_pairs(conn, present)
         if on_compare_total:
             on_compare_total(int((~sounds.compared).sum()))
-        close, candidates = close_pairs(sounds.prints, sounds.lengths, on_compared, new=~sounds.compared)
-        pairs = known + [(a, b) for a, b in close if a < sounds.present and b < sounds.present]
+        found, candidates = compare_new_sounds(catalog, sounds, on_compared)
+        pairs = known + [(a, b) for a, b in found if a < sounds.present and b < sounds.present]
         groups = list(groups_of(sounds.present, pairs).values())
         facts = copy_facts(conn, [sounds.hashes[i] for members in groups for i in members])
     records = []
@@ -224,7 +251,6 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
             gap = 0.0 if i == best else distance(as_db(sounds.prints[best]), as_db(sounds.prints[i]))
             records.append((sounds.hashes[i], group_id, int(i == best), round(gap, 3)))
     with catalog.connect() as conn:
-        store_comparison(conn, sounds, close)
         conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
     return {"fingerprinted": added, "sounds": sounds.present, "compared": int((~sounds.compared).sum()),
