@@ -31,10 +31,13 @@ TARGET = 2.0
 
 
 def synthetic_prints(count: int, rng: np.random.Generator) -> np.ndarray:
-    """Quantized fingerprints of decaying hits: a spectral centre and width, a decay per band, an attack."""
+    """Quantized fingerprints of decaying hits: a spectral centre and width, a decay per band, an attack. The
+    ranges give the share of audible cells the bench archive's real one-shots have (median 0.74 against
+    0.80, 10th percentile 0.16 against 0.08): hits of narrow spectra that died in a few frames (median 0.12)
+    left most cells silent, which made every pair easy to rule out (`could_be_close`)."""
     bands, frames = np.arange(BANDS)[None, :, None], np.arange(FRAMES)[None, None, :]
-    centre, width = rng.uniform(0, BANDS, (count, 1, 1)), rng.uniform(1.5, 12, (count, 1, 1))
-    decay = rng.uniform(0.5, 40, (count, 1, 1)) * np.exp(rng.normal(0, 0.5, (count, BANDS, 1)))
+    centre, width = rng.uniform(0, BANDS, (count, 1, 1)), rng.uniform(1.5, 60, (count, 1, 1))
+    decay = np.exp(rng.uniform(np.log(0.1), np.log(60), (count, 1, 1))) * np.exp(rng.normal(0, 0.5, (count, BANDS, 1)))
     attack = rng.integers(0, 6, (count, 1, 1))
     level = (240 - 60 * ((bands - centre) / width) ** 2 - decay * np.maximum(frames - attack, 0)
              - 40 * (frames < attack) + rng.normal(0, 6, (count, BANDS, FRAMES)))

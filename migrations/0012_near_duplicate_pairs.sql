@@ -13,8 +13,9 @@ CREATE TABLE near_duplicate_pairs (
 ) WITHOUT ROWID;
 
 -- The sounds compared with each other: every pair of them within the threshold is in near_duplicate_pairs.
--- A sound whose files are all gone leaves this set (it was not compared with what came after it) and is
--- compared again if it comes back.
+-- A sound whose files are all gone stays in this set and is compared with the sounds that come in after,
+-- so its pairs are known if it comes back. A first regroup records its sounds here as it goes, so one that
+-- was stopped resumes.
 CREATE TABLE near_duplicate_compared (
     comparison  TEXT NOT NULL,
     hash        TEXT NOT NULL,

@@ -25,7 +25,7 @@ from drumcat.audio.fingerprint import (
     could_be_close,
     distance,
     fingerprints,
-    level_sums,
+    levels,
 )
 from drumcat.commands.materialize import materialize
 from drumcat.commands.near_duplicates import find_near_duplicates
@@ -129,6 +129,45 @@ def test_a_regroup_compares_only_new_sounds_and_groups_as_a_fresh_catalog(tmp_pa
     assert frozenset({"lone.wav", "copy-of-lone.wav"}) in group_sets(catalog) and len(group_sets(catalog)) == 3
 
 
+def near_groups(catalog: Catalog) -> set[frozenset[str]]:
+    """The near-duplicate groups as sets of hashes."""
+    with catalog.read() as conn:
+        found = rows(conn, "SELECT group_id, hash FROM near_duplicate_groups")
+    groups: dict[int, set[str]] = {}
+    for row in found:
+        groups.setdefault(row["group_id"], set()).add(row["hash"])
+    return {frozenset(members) for members in groups.values()}
+
+
+def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after two blocks of the search (Ctrl-C), a regroup has kept what they found; the next run
+    compares only the rest and gives the groups of a run that was never stopped."""
+    from bench.duplicates_memory import build_catalog
+    from drumcat.commands import near_duplicates
+
+    build_catalog(tmp_path / "catalog.db", 10_000)  # synthetic fingerprints: six blocks of the search
+    catalog = Catalog(tmp_path / "catalog.db")
+    monkeypatch.setattr(near_duplicates, "STORE_EVERY_S", 0.0)  # store after every block
+    done: list[int] = []
+
+    def stop_after_two_blocks(sounds: int) -> None:
+        done.append(sounds)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        find_near_duplicates(catalog, workers=1, on_compared=stop_after_two_blocks)
+    assert 0 < sum(done) < 10_000
+    resumed = find_near_duplicates(catalog, workers=1)
+    assert resumed["compared"] == 10_000 - sum(done)
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
+        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
+    groups = near_groups(catalog)
+    whole = find_near_duplicates(catalog, workers=1)
+    assert whole["compared"] == 10_000 and near_groups(catalog) == groups and whole["groups"] == resumed["groups"] > 0
+
+
 def quantized_prints(count: int, seed: int) -> np.ndarray:
     """Fingerprints of `count` variations on a few decaying hits: loud and quiet cells, many pairs alike,
     some a fraction of a dB apart, so that pairs fall on both sides of MAX_DISTANCE_DB and near it."""
@@ -207,14 +246,26 @@ def shifted_copies(count: int, seed: int) -> np.ndarray:
     return np.clip(np.round(rows), 0, 240).astype(np.uint8).reshape(2 * count, -1)
 
 
-@pytest.mark.parametrize("prints", [quantized_prints(300, seed=4), shifted_copies(60, seed=5)],
-                         ids=["variations", "shifted copies"])
+def short_hits_and_copies(count: int, seed: int) -> np.ndarray:
+    """Hits of random spectra, many of them short, with most cells below the audible floor, each followed by
+    a copy a step or two off in every cell: the audible cells bound the distance most here."""
+    from bench.duplicates_memory import synthetic_prints
+
+    rng = np.random.default_rng(seed)
+    hits = synthetic_prints(count, rng).astype(np.int16)
+    copies = hits + rng.integers(-2, 3, hits.shape)
+    return np.clip(np.stack([hits, copies], axis=1).reshape(2 * count, -1), 0, 240).astype(np.uint8)
+
+
+@pytest.mark.parametrize("prints", [quantized_prints(300, seed=4), shifted_copies(60, seed=5),
+                                    short_hits_and_copies(150, seed=6)],
+                         ids=["variations", "shifted copies", "short hits"])
 def test_the_level_sum_bound_never_drops_a_pair_distance_keeps(prints: np.ndarray) -> None:
     """could_be_close is a bound: every pair within MAX_DISTANCE_DB passes it (at the shift that brings it
     there, so a shift read the wrong way round drops the shifted copies), and pairs far apart do not."""
     pairs = np.array([(a, b) for a in range(len(prints)) for b in range(a + 1, len(prints))])
     kept = np.array([distance(as_db(prints[a]), as_db(prints[b])) <= MAX_DISTANCE_DB for a, b in pairs])
-    possible = could_be_close(level_sums(prints), pairs, step=1000)
+    possible = could_be_close(levels(prints), pairs, step=1000)
     assert kept.sum() > len(prints) // 4
     assert possible[kept].all()
     assert not possible.all()

@@ -15,7 +15,8 @@ Thresholds are measured in bench/near_duplicates.py and tests/test_near_duplicat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -128,19 +129,28 @@ def _coarse(prints: np.ndarray) -> np.ndarray:
 BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, whatever the catalog's size
 
 
+@dataclass
+class SearchBlock:
+    """A block of the candidate search: the new sounds it compared with every sound they could be one
+    recording with, and its candidate pairs."""
+
+    sounds: np.ndarray  # the caller's indices
+    pairs: np.ndarray  # (a, b) rows, a < b
+
+
 def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
-                     on_compared: Callable[[int], None] | None = None,
-                     new: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """(a, b) rows, a < b, of the pairs whose coarse summaries are close and durations alike, a block of the
-    search at a time. The sounds are taken from the shortest, and a block of them is compared only with the
-    sounds after it that are at most LENGTH_RATIO times as long as its longest: with durations spread over a
-    few octaves, a fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed
-    4,096 rows against every sound made 16 GB blocks for a million sounds), and the caller can drop a
-    block's pairs before the next: a catalog's candidates grow with the square of its size.
+                     new: np.ndarray | None = None) -> Iterator[SearchBlock]:
+    """The pairs whose coarse summaries are close and durations alike, a block of the search at a time. The
+    sounds are taken from the shortest, and a block of them is compared only with the sounds after it that
+    are at most LENGTH_RATIO times as long as its longest: with durations spread over a few octaves, a
+    fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed 4,096 rows against
+    every sound made 16 GB blocks for a million sounds), and the caller can drop a block's pairs before the
+    next: a catalog's candidates grow with the square of its size. Once a block is handed over, its sounds
+    have met every sound they can pair with (the shorter ones in earlier blocks), so a caller can record
+    them as compared and resume after the last block it recorded.
 
     `new` (a mask; default every sound) limits the search to the pairs with at least one new sound: the
-    pairs among the others were searched by an earlier run. `on_compared` is told how many new sounds each
-    block held once its pairs are handled."""
+    pairs among the others were searched by an earlier run."""
     order = np.argsort(lengths, kind="stable")
     vectors, lengths = vectors[order], lengths[order]
     is_new = np.ones(len(order), dtype=bool) if new is None else np.asarray(new, dtype=bool)[order]
@@ -151,9 +161,8 @@ def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int 
         last = int(np.searchsorted(lengths, reach, "right"))
         i, j = _alike_summaries(vectors, is_new, start, stop, last)
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
-        yield np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
-        if on_compared:
-            on_compared(int(is_new[start:stop].sum()))
+        yield SearchBlock(sounds=order[start:stop][is_new[start:stop]],  # a < b in the caller's indices:
+                          pairs=np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1))
 
 
 def _alike_summaries(vectors: np.ndarray, is_new: np.ndarray, start: int, stop: int,
@@ -175,7 +184,7 @@ def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int =
                     new: np.ndarray | None = None) -> np.ndarray:
     """Every pair `candidate_blocks` finds, in row-major order."""
     pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64),
-                            *candidate_blocks(vectors, lengths, block_cells, new=new)])
+                            *(block.pairs for block in candidate_blocks(vectors, lengths, block_cells, new=new))])
     return pairs[row_major_order(pairs)]
 
 
@@ -220,81 +229,106 @@ def _quantized_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
-def level_sums(prints: np.ndarray) -> np.ndarray:
-    """(sounds, 3, BANDS): per band, the sum of each cell's level above the audible floor (AUDIBLE_FROM - 1,
-    where `distance` stops comparing) over all frames, over all but the first, and over all but the last:
-    the frames a shift of 0, +1 and -1 keeps of one side of a pair (`aligned`)."""
-    return np.concatenate([np.zeros((0, 3, BANDS), dtype=np.int16)] + [
-        _level_sums(prints[start:start + SOUNDS_AT_ONCE]) for start in range(0, len(prints), SOUNDS_AT_ONCE)])
+@dataclass
+class Levels:
+    """What `could_be_close` bounds a pair's distance by. For each fingerprint and each of the three frame
+    ranges a shift of 0, +1 and -1 keeps of one side of a pair (`aligned`: all frames, all but the first,
+    all but the last): per band, the sum of each cell's level above the audible floor (AUDIBLE_FROM - 1,
+    where `distance` stops comparing), their total over the bands, and how many cells are audible."""
+
+    sums: np.ndarray  # (sounds, 3, BANDS) int16
+    totals: np.ndarray  # (sounds, 3) int32
+    audible: np.ndarray  # (sounds, 3) int16
 
 
-def _level_sums(prints: np.ndarray) -> np.ndarray:
+def levels(prints: np.ndarray) -> Levels:
+    """The Levels of every fingerprint, SOUNDS_AT_ONCE at a time."""
+    parts = [_levels(prints[start:start + SOUNDS_AT_ONCE]) for start in range(0, len(prints), SOUNDS_AT_ONCE)]
+    empty = _levels(np.zeros((0, BANDS * FRAMES), dtype=np.uint8))
+    return Levels(*(np.concatenate([getattr(empty, field)] + [getattr(part, field) for part in parts])
+                    for field in ("sums", "totals", "audible")))
+
+
+def _levels(prints: np.ndarray) -> Levels:
     floor = np.uint8(AUDIBLE_FROM - 1)
     above = np.maximum(prints.reshape(len(prints), BANDS, FRAMES), floor) - floor  # uint8: 0 to 151
     total = above.sum(axis=2, dtype=np.int16)  # at most FRAMES x 151 = 6,040 a band
-    return np.stack([total, total - above[:, :, 0], total - above[:, :, -1]], axis=1)
+    sums = np.stack([total, total - above[:, :, 0], total - above[:, :, -1]], axis=1)
+    audible = above > 0
+    count = audible.sum(axis=(1, 2), dtype=np.int16)
+    counts = np.stack([count, count - audible[:, :, 0].sum(axis=1, dtype=np.int16),
+                       count - audible[:, :, -1].sum(axis=1, dtype=np.int16)], axis=1)
+    return Levels(sums, sums.sum(axis=2, dtype=np.int32), counts)
 
 
-def level_totals(sums: np.ndarray) -> np.ndarray:
-    """(sounds, 3): `level_sums` over all bands, the first test `could_be_close` makes of a pair."""
-    return sums.sum(axis=2, dtype=np.int32)
-
-
-# For each shift, which of level_sums' rows the first and the second fingerprint of a pair keep.
+# For each shift, which of Levels' frame ranges the first and the second fingerprint of a pair keep.
 _SUMS_KEPT = {0: (0, 0), 1: (1, 2), -1: (2, 1)}
+_STEPS_PER_CELL = (MAX_DISTANCE_DB + NEAR_THRESHOLD_DB) / STEP_DB
 
 
-def could_be_close(sums: np.ndarray, pairs: np.ndarray, step: int = 1 << 16,
-                   totals: np.ndarray | None = None) -> np.ndarray:
-    """Which (a, b) pairs could lie within MAX_DISTANCE_DB, from their level sums alone: exact, never a pair
+def could_be_close(found: Levels, pairs: np.ndarray, step: int = 1 << 16) -> np.ndarray:
+    """Which (a, b) pairs could lie within MAX_DISTANCE_DB, from their Levels alone: exact, never a pair
     that `distance` would keep (a bound, not an estimate).
 
     Levels clipped at the audible floor differ, cell by cell, by no more than `distance` counts for that
     cell (nothing where both cells are below it, at most their difference where one is above), and a sum's
     difference is at most the sum of the differences. So a shift whose mean difference over its `count`
     audible cells is at most MAX_DISTANCE_DB has band sums apart by at most MAX_DISTANCE_DB / STEP_DB x
-    count in all, and count is at most the cells the shift keeps. The bound takes NEAR_THRESHOLD_DB more,
-    so float rounding in `distance` cannot matter. Taken `step` pairs at a time: the temporary arrays stay
-    a few megabytes. `totals`: `level_totals(sums)`, given when the same sums are asked about many times."""
-    totals = level_totals(sums) if totals is None else totals
+    count in all. A cell is counted when it is audible in either fingerprint, so count is at most the
+    audible cells of one plus those of the other, and at most the cells the shift keeps. The bound takes
+    NEAR_THRESHOLD_DB more, so float rounding in `distance` cannot matter. Taken `step` pairs at a time:
+    the temporary arrays stay a few megabytes."""
     possible = np.zeros(len(pairs), dtype=bool)
     for start in range(0, len(pairs), step):
-        chunk = pairs[start:start + step]
+        a, b = pairs[start:start + step, 0], pairs[start:start + step, 1]
         for shift, (first, second) in _SUMS_KEPT.items():
-            limit = (MAX_DISTANCE_DB + NEAR_THRESHOLD_DB) / STEP_DB * BANDS * (FRAMES - abs(shift))
+            counted = np.minimum(BANDS * (FRAMES - abs(shift)),
+                                 found.audible[a, first].astype(np.int32) + found.audible[b, second])
+            limit = _STEPS_PER_CELL * counted
             # the totals are at most as far apart as the bands are in all: one subtraction a pair, tested first
-            maybe = np.flatnonzero(np.abs(totals[chunk[:, 0], first] - totals[chunk[:, 1], second]) <= limit)
-            apart = np.abs(sums[chunk[maybe, 0], first] - sums[chunk[maybe, 1], second]).sum(axis=1, dtype=np.int32)
-            possible[start + maybe[apart <= limit]] = True
+            maybe = np.flatnonzero(np.abs(found.totals[a, first] - found.totals[b, second]) <= limit)
+            apart = np.abs(found.sums[a[maybe], first] - found.sums[b[maybe], second]).sum(axis=1, dtype=np.int32)
+            possible[start + maybe[apart <= limit[maybe]]] = True
     return possible
 
 
-def close_pairs(prints: np.ndarray, lengths: np.ndarray, on_compared: Callable[[int], None] | None = None,
-                new: np.ndarray | None = None) -> tuple[dict[tuple[int, int], float], int]:
-    """The pairs (a < b) of fingerprints that are one recording, with their distance in dB, in row-major
-    order, and how many candidates the coarse search found; `lengths` in seconds (a pair's durations must be
-    within LENGTH_RATIO). Only the candidates `could_be_close` are measured, a block of the search at a
-    time, so that memory holds the pairs within reach, not every candidate. `new`: only the pairs with at
-    least one of these sounds (a mask; default every sound). `on_compared(n)`: n more new sounds compared
-    with every sound they could be one recording with."""
-    if not len(prints):
-        return {}, 0
-    sums, found = level_sums(prints), 0
-    totals = level_totals(sums)  # once: summing them again for each block of a large catalog took seconds
-    reached, measured = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
-    for block in candidate_blocks(coarse(prints), lengths, on_compared=on_compared, new=new):
-        found += len(block)
-        candidates = block[could_be_close(sums, block, totals=totals)]
+@dataclass
+class ComparedBlock:
+    """What a block of the search found: its new sounds (now compared with every sound they could be one
+    recording with), how many candidates it had, and the pairs (a < b) within MAX_DISTANCE_DB, in dB."""
+
+    sounds: np.ndarray
+    candidates: int
+    close: dict[tuple[int, int], float]
+
+
+def compared_blocks(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | None = None,
+                    ) -> Iterator[ComparedBlock]:
+    """The pairs of fingerprints that are one recording, a block of the candidate search at a time;
+    `lengths` in seconds (a pair's durations must be within LENGTH_RATIO). Only the candidates
+    `could_be_close` are measured, so that memory holds the pairs within reach, not every candidate.
+    `new`: only the pairs with at least one of these sounds (a mask; default every sound)."""
+    found = levels(prints)  # once: summing them again for each block of a large catalog took seconds
+    for block in candidate_blocks(coarse(prints), lengths, new=new):
+        candidates = block.pairs[could_be_close(found, block.pairs)]
         batched = batched_distances(prints, candidates)
         within_reach = batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB
-        reached.append(candidates[within_reach])
-        measured.append(batched[within_reach])
-    pairs, distances = np.concatenate(reached), np.concatenate(measured)
-    order = row_major_order(pairs)
-    close = {}
-    for (a, b), d in zip(pairs[order].tolist(), distances[order].tolist(), strict=True):
-        if d >= MAX_DISTANCE_DB - NEAR_THRESHOLD_DB:  # too near to call: distance() itself decides, as before
-            d = distance(as_db(prints[a]), as_db(prints[b]))
-        if d <= MAX_DISTANCE_DB:
-            close[(a, b)] = d
-    return close, found
+        close = {}
+        for (a, b), d in zip(candidates[within_reach].tolist(), batched[within_reach].tolist(), strict=True):
+            if d >= MAX_DISTANCE_DB - NEAR_THRESHOLD_DB:  # too near to call: distance() itself decides, as before
+                d = distance(as_db(prints[a]), as_db(prints[b]))
+            if d <= MAX_DISTANCE_DB:
+                close[(a, b)] = d
+        yield ComparedBlock(block.sounds, len(block.pairs), close)
+
+
+def close_pairs(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | None = None,
+                ) -> tuple[dict[tuple[int, int], float], int]:
+    """Every pair `compared_blocks` finds, with its distance in dB, in row-major order, and how many
+    candidates the coarse search found."""
+    close: dict[tuple[int, int], float] = {}
+    found = 0
+    for block in compared_blocks(prints, lengths, new):
+        close.update(block.close)
+        found += block.candidates
+    return {pair: close[pair] for pair in sorted(close)}, found
