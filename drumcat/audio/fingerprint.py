@@ -161,8 +161,8 @@ def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int 
         last = int(np.searchsorted(lengths, reach, "right"))
         i, j = _alike_summaries(vectors, is_new, start, stop, last)
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
-        yield SearchBlock(sounds=order[start:stop][is_new[start:stop]],  # a < b in the caller's indices:
-                          pairs=np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1))
+        pairs = np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
+        yield SearchBlock(sounds=order[start:stop][is_new[start:stop]], pairs=pairs)
 
 
 def _alike_summaries(vectors: np.ndarray, is_new: np.ndarray, start: int, stop: int,

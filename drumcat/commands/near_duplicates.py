@@ -191,7 +191,7 @@ def compare_new_sounds(catalog: Catalog, sounds: Fingerprinted,
                        on_compared: Callable[[int], None] | None = None) -> tuple[list[tuple[int, int]], int]:
     """Compare the sounds not compared before with all the others, storing what is found every few seconds
     (a first run on a large catalog takes minutes; stopped, the next run goes on where it was); returns the
-    pairs found, as row indices, and how many candidates were measured."""
+    pairs found, as row indices, and how many candidates the coarse search found."""
     pending: list[ComparedBlock] = []
     found: list[tuple[int, int]] = []
     candidates, stored_at = 0, time.monotonic()
