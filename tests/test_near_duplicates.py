@@ -129,16 +129,6 @@ def test_a_regroup_compares_only_new_sounds_and_groups_as_a_fresh_catalog(tmp_pa
     assert frozenset({"lone.wav", "copy-of-lone.wav"}) in group_sets(catalog) and len(group_sets(catalog)) == 3
 
 
-def near_groups(catalog: Catalog) -> set[frozenset[str]]:
-    """The near-duplicate groups as sets of hashes."""
-    with catalog.read() as conn:
-        found = rows(conn, "SELECT group_id, hash FROM near_duplicate_groups")
-    groups: dict[int, set[str]] = {}
-    for row in found:
-        groups.setdefault(row["group_id"], set()).add(row["hash"])
-    return {frozenset(members) for members in groups.values()}
-
-
 def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopped after two blocks of the search (Ctrl-C), a regroup has kept what they found; the next run
     compares only the rest and gives the groups of a run that was never stopped."""
@@ -163,9 +153,9 @@ def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: 
     with catalog.connect() as conn:
         conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
         conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
-    groups = near_groups(catalog)
+    groups = group_sets(catalog)
     whole = find_near_duplicates(catalog, workers=1)
-    assert whole["compared"] == 10_000 and near_groups(catalog) == groups and whole["groups"] == resumed["groups"] > 0
+    assert whole["compared"] == 10_000 and group_sets(catalog) == groups and whole["groups"] == resumed["groups"] > 0
 
 
 def quantized_prints(count: int, seed: int) -> np.ndarray:
