@@ -74,7 +74,7 @@ def build_catalog(path: Path, sounds: int, seed: int = 0) -> None:
 MEASURE = """
 import json, sys
 from drumcat.storage.catalog import Catalog
-from drumcat.commands.near_duplicates import find_near_duplicates, fingerprinted_sounds
+from drumcat.commands.near_duplicates import find_near_duplicates, fingerprinted_sounds, forget_comparisons
 
 def held_kb():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -82,9 +82,7 @@ def held_kb():
 
 catalog = Catalog(sys.argv[1])
 if sys.argv[2] == "regroup":  # a first regroup: no pair or compared sound kept from an earlier one
-    with catalog.connect() as conn:
-        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
-        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
+    forget_comparisons(catalog)
 before, _ = held_kb()
 with open("/proc/self/clear_refs", "w") as refs:
     refs.write("5")  # the peak (VmHWM) starts again from what the process holds now

@@ -26,16 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.duplicates_memory import build_catalog  # noqa: E402
-from drumcat.commands.near_duplicates import find_near_duplicates  # noqa: E402
+from drumcat.commands.near_duplicates import find_near_duplicates, forget_comparisons  # noqa: E402
 from drumcat.storage.catalog import Catalog, rows  # noqa: E402
 
 TARGET = 0.3
-
-
-def forget_comparisons(catalog: Catalog) -> None:
-    with catalog.connect() as conn:
-        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
-        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
 
 
 def set_pack_missing(catalog: Catalog, first_pack_file: int, missing: bool) -> None:

@@ -150,9 +150,7 @@ def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: 
     assert 0 < sum(done) < 10_000
     resumed = find_near_duplicates(catalog, workers=1)
     assert resumed["compared"] == 10_000 - sum(done)
-    with catalog.connect() as conn:
-        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
-        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
+    near_duplicates.forget_comparisons(catalog)
     groups = group_sets(catalog)
     whole = find_near_duplicates(catalog, workers=1)
     assert whole["compared"] == 10_000 and group_sets(catalog) == groups and whole["groups"] == resumed["groups"] > 0

@@ -146,6 +146,11 @@ class Fingerprinted:
     compared: np.ndarray  # bool: compared with every other compared sound by an earlier run
     present: int  # the first `present` rows are present sounds
 
+    @property
+    def new(self) -> np.ndarray:
+        """Which rows this run compares with all the others."""
+        return ~self.compared
+
 
 def fingerprinted_sounds(conn: Connection) -> Fingerprinted:
     """Every fingerprinted present sound, then every compared sound no longer present. Read row by row into
@@ -187,6 +192,13 @@ def store_comparison(catalog: Catalog, sounds: Fingerprinted, blocks: list[Compa
                      [(COMPARISON_ID, sounds.hashes[i], now) for block in blocks for i in block.sounds.tolist()])
 
 
+def forget_comparisons(catalog: Catalog) -> None:
+    """Drop every stored pair and compared sound: the next regroup compares the whole catalog again."""
+    with catalog.connect() as conn:
+        conn.exec_driver_sql("DELETE FROM near_duplicate_pairs")
+        conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
+
+
 def compare_new_sounds(catalog: Catalog, sounds: Fingerprinted,
                        on_compared: Callable[[int], None] | None = None) -> tuple[list[tuple[int, int]], int]:
     """Compare the sounds not compared before with all the others, storing what is found every few seconds
@@ -195,7 +207,7 @@ def compare_new_sounds(catalog: Catalog, sounds: Fingerprinted,
     pending: list[ComparedBlock] = []
     found: list[tuple[int, int]] = []
     candidates, stored_at = 0, time.monotonic()
-    for block in compared_blocks(sounds.prints, sounds.lengths, new=~sounds.compared):
+    for block in compared_blocks(sounds.prints, sounds.lengths, new=sounds.new):
         pending.append(block)
         found.extend(block.close)
         candidates += block.candidates
@@ -237,8 +249,9 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
         sounds = fingerprinted_sounds(conn)
         present = {digest: i for i, digest in enumerate(sounds.hashes[:sounds.present])}
         known = stored_pairs(conn, present)
+        to_compare = int(sounds.new.sum())
         if on_compare_total:
-            on_compare_total(int((~sounds.compared).sum()))
+            on_compare_total(to_compare)
         found, candidates = compare_new_sounds(catalog, sounds, on_compared)
         pairs = known + [(a, b) for a, b in found if a < sounds.present and b < sounds.present]
         groups = list(groups_of(sounds.present, pairs).values())
@@ -253,5 +266,5 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
     with catalog.connect() as conn:
         conn.exec_driver_sql("DELETE FROM near_duplicate_groups")
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
-    return {"fingerprinted": added, "sounds": sounds.present, "compared": int((~sounds.compared).sum()),
+    return {"fingerprinted": added, "sounds": sounds.present, "compared": to_compare,
             "candidates": candidates, "groups": len(groups), "in_groups": len(records)}

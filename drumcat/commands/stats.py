@@ -12,10 +12,9 @@ from drumcat.storage.catalog import Catalog, rows, scalar
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 
 
-def _median(conn: Connection, table_sql: str, column: str, count: int | None = None) -> float | None:
-    """The median of a column, by sorting it once; `count`, the rows, when the caller has it already."""
-    if count is None:
-        count = scalar(conn, f"SELECT count(*) FROM ({table_sql})")
+def _median(conn: Connection, table_sql: str, column: str) -> float | None:
+    """The median of a column (the lower middle value), by sorting it once."""
+    count = scalar(conn, f"SELECT count(*) FROM ({table_sql})")
     if not count:
         return None
     return scalar(
