@@ -24,6 +24,8 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Protocol
 
+from drumcat.errors import DrumcatError
+
 # glibc mallopt parameters (malloc.h) and the values keep_freed_memory gives them
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _MALLOC_SETTINGS = {
@@ -41,8 +43,15 @@ STOP_GRACE_S = 10.0  # seconds the workers get to finish their chunks when the p
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def check_worker_count(configured: int) -> None:
+    """Refuse a negative count before a command writes anything: 0 means one per core."""
+    if configured < 0:
+        raise DrumcatError(f"--workers {configured}: use 0 (one per core) or a positive count")
+
+
 def worker_count(configured: int) -> int:
     """The configured number of workers, or one per core when it is 0."""
+    check_worker_count(configured)
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 

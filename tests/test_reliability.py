@@ -155,6 +155,8 @@ def test_abandoned_staging_folders_are_cleaned_by_the_next_run(demo: Path) -> No
     ["materialize", "--view", 'a"b', "--out", "T3"],
     ["train", "--dataset", "/nonexistent"],
     ["infer", "--workers", "-3"],
+    ["scan", "--workers", "-2", "archive"],
+    ["duplicates", "--workers", "-2"],
     ["infer", "--batch-size", "0"],
     ["infer", "--limit", "-1"],
     ["rules", "set", "threshold", "high"],

@@ -34,7 +34,7 @@ from drumcat.storage.results import (
     start_run,
     write_results,
 )
-from drumcat.workers import WorkerPipeline, worker_count
+from drumcat.workers import WorkerPipeline, check_worker_count, worker_count
 
 
 @dataclass
@@ -125,8 +125,7 @@ def fingerprint_if_near_dedup(catalog: Catalog, workers: int) -> None:
 def check_run_options(*, batch_size: int, workers: int, limit: int | None) -> None:
     if batch_size < 1:
         raise DrumcatError(f"--batch-size {batch_size}: a batch holds at least one sound")
-    if workers < 0:
-        raise DrumcatError(f"--workers {workers}: use 0 (one per core) or a positive count")
+    check_worker_count(workers)
     if limit is not None and limit < 0:
         raise DrumcatError(f"--limit {limit}: use a count of sounds, 0 or more")
 

@@ -25,7 +25,7 @@ from drumcat.outputs import OUTPUT_MARKERS
 from drumcat.paths import catalog_text, os_path
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import iso_from_ns, utc_now
-from drumcat.workers import WorkerPipeline, worker_count
+from drumcat.workers import WorkerPipeline, check_worker_count, worker_count
 
 WRITE_BATCH = 500
 
@@ -309,6 +309,7 @@ def scan(
 ) -> ScanSummary:
     """Scan `roots` into `catalog`. `on_total` hears how many files need reading, `on_progress` each one."""
     _check_algorithm(config.hash_algorithm)
+    check_worker_count(config.workers)
     resolved = []
     for root in roots:
         root = Path(root).expanduser().resolve()
