@@ -179,6 +179,7 @@ def infer(
     json_output: JsonOption = False,
 ) -> None:
     """Classify every unique sound that has no result for the model yet. Safe to interrupt and rerun.
+
     Trying a model does not change what the trees show: the views switch only with --use (or for the
     catalog's first model), or later with `drumcat model use`."""
     from drumcat.commands.infer import infer as run_infer
@@ -632,9 +633,9 @@ def duplicates(
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Find near-duplicates: the same recording re-encoded, resampled, at another gain or bit depth, with
-    a trimmed or padded start, or mixed to mono. Fingerprints new sounds, compares them with the others,
-    regroups, lists the groups."""
+    """Find near-duplicates: one recording re-encoded, resampled, at another gain or depth, trimmed or mono.
+
+    Fingerprints new sounds, compares them with the others, regroups the catalog, lists the groups."""
     from drumcat.commands.near_duplicates import find_near_duplicates
 
     catalog = ctx.obj.open_catalog()

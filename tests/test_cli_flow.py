@@ -3,8 +3,11 @@ materialize, evaluate, and their one-line errors."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
+
+import click
 
 from tests.helpers import drumcat
 
@@ -135,3 +138,23 @@ def test_evaluate_several_models_reports_each_and_their_ensemble(demo: Path, tmp
     # two identical members: the ensemble's mean vector is each one's, so every figure is the same
     for key in ("accuracy", "macro_f1", "ece"):
         assert both["core"][key] == single["core"][key] == both["members"][1]["core"][key]
+
+
+def test_every_command_summary_is_one_paragraph_without_hard_breaks() -> None:
+    """`drumcat --help` lists each command by its help's first paragraph, and Typer's rich mode keeps that
+    paragraph's line breaks: a docstring's wrap showed as a ragged break in the middle of the list."""
+    import typer.main
+
+    from drumcat.cli import app
+
+    def commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        found = []
+        for name, command in group.commands.items():
+            found.append((prefix + name, command))
+            if isinstance(command, click.Group):
+                found += commands(command, f"{prefix}{name} ")
+        return found
+
+    broken = [name for name, command in commands(typer.main.get_command(app), "")
+              if "\n" in inspect.cleandoc(command.help or "").split("\n\n")[0]]
+    assert broken == []
