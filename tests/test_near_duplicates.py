@@ -12,7 +12,7 @@ import soundfile as sf
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
 from drumcat.audio.fingerprint import (
     BANDS,
-    BLOCK_CELLS,
+    BLOCK_ROWS,
     CANDIDATE_COSINE,
     FRAMES,
     LENGTH_RATIO,
@@ -25,6 +25,7 @@ from drumcat.audio.fingerprint import (
     could_be_close,
     distance,
     fingerprints,
+    level_ranges,
     levels,
 )
 from drumcat.commands.materialize import materialize
@@ -135,7 +136,7 @@ def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: 
     from bench.duplicates_memory import build_catalog
     from drumcat.commands import near_duplicates
 
-    build_catalog(tmp_path / "catalog.db", 10_000)  # synthetic fingerprints: six blocks of the search
+    build_catalog(tmp_path / "catalog.db", 10_000)  # synthetic fingerprints: ten blocks of the search
     catalog = Catalog(tmp_path / "catalog.db")
     monkeypatch.setattr(near_duplicates, "STORE_EVERY_S", 0.0)  # store after every block
     done: list[int] = []
@@ -154,6 +155,10 @@ def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: 
     groups = group_sets(catalog)
     whole = find_near_duplicates(catalog, workers=1)
     assert whole["compared"] == 10_000 and group_sets(catalog) == groups and whole["groups"] == resumed["groups"] > 0
+    with catalog.read() as conn:  # numbered in order of their first path, whatever order the sounds were read in
+        firsts = [r["first"] for r in rows(conn, "SELECT group_id, min(path) AS first FROM near_duplicates "
+                                                 "GROUP BY group_id ORDER BY group_id")]
+    assert firsts == sorted(firsts) and len(firsts) == whole["groups"]
 
 
 def quantized_prints(count: int, seed: int) -> np.ndarray:
@@ -181,8 +186,10 @@ def test_close_pairs_are_the_pairs_distance_keeps() -> None:
     """The batched path keeps exactly the pairs one `distance` call per candidate kept, whatever the size
     of the candidate search's blocks."""
     prints, lengths = quantized_prints(300, seed=2), np.full(300, 0.5)
-    candidates = candidate_pairs(coarse(prints), lengths)
-    np.testing.assert_array_equal(candidate_pairs(coarse(prints), lengths, block_cells=7 * 300), candidates)
+    ranges = level_ranges(levels(prints))
+    candidates = candidate_pairs(coarse(prints), lengths, ranges=ranges)
+    np.testing.assert_array_equal(candidate_pairs(coarse(prints), lengths, block_cells=7 * 300, ranges=ranges,
+                                                  block_rows=7), candidates)
     expected = {(a, b) for a, b in candidates.tolist()
                 if distance(as_db(prints[a]), as_db(prints[b])) <= MAX_DISTANCE_DB}
     close, checked = close_pairs(prints, lengths)
@@ -200,12 +207,18 @@ def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations(
     longer, shorter = np.maximum.outer(lengths, lengths), np.minimum.outer(lengths, lengths)
     alike = longer <= LENGTH_RATIO * np.maximum(shorter, 1e-3)
     expected = np.argwhere(np.triu(similar & alike, k=1))  # row-major, a < b
-    for block_cells in (BLOCK_CELLS, 5 * 400, 400):
-        np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells), expected)
+    ranges = level_ranges(levels(prints))
+    overlapping = expected[ranges.overlap(expected[:, 0], expected[:, 1])]
+    assert 0 < len(overlapping) < len(expected)
     new = np.random.default_rng(4).random(400) < 0.2  # a few new sounds: only the pairs with one of them
-    with_new = expected[new[expected[:, 0]] | new[expected[:, 1]]]
-    for block_cells in (BLOCK_CELLS, 5 * 400, 400):
-        np.testing.assert_array_equal(candidate_pairs(vectors, lengths, block_cells=block_cells, new=new), with_new)
+    sizes = [(BLOCK_ROWS, 1 << 24), (5, 5 * 400), (1, 400), (1, 1)]  # (block_rows, block_cells)
+    for searched, given in ((expected, None), (overlapping, ranges)):
+        with_new = searched[new[searched[:, 0]] | new[searched[:, 1]]]
+        for per_block, cells in sizes:
+            found = candidate_pairs(vectors, lengths, block_cells=cells, ranges=given, block_rows=per_block)
+            np.testing.assert_array_equal(found, searched)
+            found = candidate_pairs(vectors, lengths, block_cells=cells, new=new, ranges=given, block_rows=per_block)
+            np.testing.assert_array_equal(found, with_new)
 
 
 def test_close_pairs_of_new_sounds_complete_those_of_the_others() -> None:
@@ -257,3 +270,5 @@ def test_the_level_sum_bound_never_drops_a_pair_distance_keeps(prints: np.ndarra
     assert kept.sum() > len(prints) // 4
     assert possible[kept].all()
     assert not possible.all()
+    overlapping = level_ranges(levels(prints)).overlap(pairs[:, 0], pairs[:, 1])  # what the search lets through
+    assert overlapping[possible].all()

@@ -120,13 +120,18 @@ def coarse(prints: np.ndarray) -> np.ndarray:
 
 
 def _coarse(prints: np.ndarray) -> np.ndarray:
-    db = prints.reshape(len(prints), BANDS, FRAMES).astype(np.float32)
-    summary = db.reshape(len(prints), 8, BANDS // 8, 10, FRAMES // 10).mean(axis=(2, 4)).reshape(len(prints), -1)
+    # Summed as integers, one axis at a time (a float mean over two strided axes took three times as long): the
+    # sums of 16 steps are exact in float32, and so are the means, the same as the float mean gave.
+    bands = prints.reshape(len(prints), 8, BANDS // 8, FRAMES).sum(axis=2, dtype=np.uint16)
+    cells = bands.reshape(len(prints), 8, 10, FRAMES // 10).sum(axis=3, dtype=np.uint16)
+    summary = cells.reshape(len(prints), -1).astype(np.float32) / (BANDS // 8 * FRAMES // 10)
     norms = np.linalg.norm(summary, axis=1, keepdims=True)
     return summary / np.where(norms > 0, norms, 1)
 
 
-BLOCK_CELLS = 1 << 24  # similarities per block of the candidate search: 64 MB, whatever the catalog's size
+BLOCK_CELLS = 1 << 24  # similarities computed at once by the candidate search: 64 MB, whatever the catalog's size
+BLOCK_ROWS = 1024  # sounds per block of the search: what a regroup stores as compared, and resumes after
+GROUP_ROWS = 64  # rows of similar level totals multiplied at once against the columns they can reach
 
 
 @dataclass
@@ -139,52 +144,77 @@ class SearchBlock:
 
 
 def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
-                     new: np.ndarray | None = None) -> Iterator[SearchBlock]:
-    """The pairs whose coarse summaries are close and durations alike, a block of the search at a time. The
-    sounds are taken from the shortest, and a block of them is compared only with the sounds after it that
-    are at most LENGTH_RATIO times as long as its longest: with durations spread over a few octaves, a
-    fraction of the catalog. Each block's similarities stay within `block_cells` (a fixed 4,096 rows against
-    every sound made 16 GB blocks for a million sounds), and the caller can drop a block's pairs before the
-    next: a catalog's candidates grow with the square of its size. Once a block is handed over, its sounds
-    have met every sound they can pair with (the shorter ones in earlier blocks), so a caller can record
-    them as compared and resume after the last block it recorded.
+                     new: np.ndarray | None = None, ranges: LevelRanges | None = None,
+                     block_rows: int = BLOCK_ROWS) -> Iterator[SearchBlock]:
+    """The pairs whose coarse summaries are close, durations alike and (given `ranges`) level ranges
+    overlapping, a block of the search at a time. The sounds are taken from the shortest, `block_rows` at a
+    time, and a block is compared only with the sounds after it that are at most LENGTH_RATIO times as long
+    as its longest: with durations spread over a few octaves, a fraction of the catalog. The similarities
+    computed at once stay within `block_cells` (4,096 rows against every sound made 16 GB for a million
+    sounds), and the caller can drop a block's pairs before the next: a catalog's candidates grow with the
+    square of its size. Once a block is handed over, its sounds have met every sound they can pair with (the
+    shorter ones in earlier blocks), so a caller can record them as compared and resume after the last block
+    it recorded.
 
     `new` (a mask; default every sound) limits the search to the pairs with at least one new sound: the
     pairs among the others were searched by an earlier run."""
     order = np.argsort(lengths, kind="stable")
     vectors, lengths = vectors[order], lengths[order]
     is_new = np.ones(len(order), dtype=bool) if new is None else np.asarray(new, dtype=bool)[order]
-    block = max(1, min(4096, block_cells // max(len(vectors), 1)))
-    for start in range(0, len(vectors), block):
-        stop = min(start + block, len(vectors))
+    ranges = None if ranges is None else ranges.take(order)
+    for start in range(0, len(vectors), block_rows):
+        stop = min(start + block_rows, len(vectors))
         reach = LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) * (1 + 1e-9)  # a little more: the test decides
-        last = int(np.searchsorted(lengths, reach, "right"))
-        i, j = _alike_summaries(vectors, is_new, start, stop, last)
+        rows, columns = np.arange(start, stop), np.arange(start, int(np.searchsorted(lengths, reach, "right")))
+        if is_new[rows].all():  # the whole block against everything in reach (every block, on a first run)
+            i, j = _alike_summaries(vectors, rows, columns, ranges, block_cells)
+        else:  # its new sounds against everything in reach, the others against the new sounds in reach
+            fresh_i, fresh_j = _alike_summaries(vectors, rows[is_new[rows]], columns, ranges, block_cells)
+            known_i, known_j = _alike_summaries(vectors, rows[~is_new[rows]], columns[is_new[columns]], ranges,
+                                                block_cells)
+            i, j = np.concatenate([fresh_i, known_i]), np.concatenate([fresh_j, known_j])
         keep = (i < j) & durations_alike(lengths[i], lengths[j])
         pairs = np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
         yield SearchBlock(sounds=order[start:stop][is_new[start:stop]], pairs=pairs)
 
 
-def _alike_summaries(vectors: np.ndarray, is_new: np.ndarray, start: int, stop: int,
-                     last: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) of the rows start..stop and the columns start..last whose summaries are within CANDIDATE_COSINE,
-    leaving out the pairs of two sounds that are not new."""
-    if is_new[start:stop].all():  # the whole block against everything in reach (every block, on a first run)
-        rows, columns = np.nonzero(vectors[start:stop] @ vectors[start:last].T >= CANDIDATE_COSINE)
-        return rows + start, columns + start
-    fresh, known = start + np.flatnonzero(is_new[start:stop]), start + np.flatnonzero(~is_new[start:stop])
-    fresh_columns = start + np.flatnonzero(is_new[start:last])
-    rows, columns = np.nonzero(vectors[fresh] @ vectors[start:last].T >= CANDIDATE_COSINE)
-    known_rows, known_columns = np.nonzero(vectors[known] @ vectors[fresh_columns].T >= CANDIDATE_COSINE)
-    return (np.concatenate([fresh[rows], known[known_rows]]),
-            np.concatenate([columns + start, fresh_columns[known_columns]]))
+def _alike_summaries(vectors: np.ndarray, rows: np.ndarray, columns: np.ndarray, ranges: LevelRanges | None,
+                     block_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of `rows` x `columns` whose summaries are within CANDIDATE_COSINE and, given `ranges`, whose
+    level ranges overlap. The rows are multiplied a group at a time. With `ranges`, rows and columns are
+    sorted by where their first range starts, so a group of rows holds similar level totals and reaches
+    only a slice of the columns: those starting no later than the group's highest end and no earlier than
+    its lowest start less the widest column range (any earlier one ends before that start)."""
+    if ranges is not None:
+        rows = rows[np.argsort(ranges.low[0, rows], kind="stable")]
+        columns = columns[np.argsort(ranges.low[0, columns], kind="stable")]
+        starts = ranges.low[0, columns]
+        widest = float((ranges.high[0, columns] - starts).max(initial=0.0))
+    column_vectors = vectors[columns]
+    group = max(1, min(GROUP_ROWS, block_cells // max(len(columns), 1)))
+    found_i, found_j = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for first in range(0, len(rows), group):
+        some = rows[first:first + group]
+        lowest, highest = 0, len(columns)
+        if ranges is not None:
+            lowest = int(np.searchsorted(starts, ranges.low[0, some].min() - widest, "left"))
+            highest = int(np.searchsorted(starts, ranges.high[0, some].max(), "right"))
+        r, k = np.nonzero(vectors[some] @ column_vectors[lowest:highest].T >= CANDIDATE_COSINE)
+        i, j = some[r], columns[lowest + k]
+        if ranges is not None:  # a group at a time: the pairs of a whole block before this test took memory
+            keep = ranges.overlap(i, j)
+            i, j = i[keep], j[keep]
+        found_i.append(i)
+        found_j.append(j)
+    return np.concatenate(found_i), np.concatenate(found_j)
 
 
 def candidate_pairs(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
-                    new: np.ndarray | None = None) -> np.ndarray:
+                    new: np.ndarray | None = None, ranges: LevelRanges | None = None,
+                    block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Every pair `candidate_blocks` finds, in row-major order."""
-    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64),
-                            *(block.pairs for block in candidate_blocks(vectors, lengths, block_cells, new=new))])
+    blocks = candidate_blocks(vectors, lengths, block_cells, new=new, ranges=ranges, block_rows=block_rows)
+    pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64), *(block.pairs for block in blocks)])
     return pairs[row_major_order(pairs)]
 
 
@@ -292,6 +322,54 @@ def could_be_close(found: Levels, pairs: np.ndarray, step: int = 1 << 16) -> np.
     return possible
 
 
+# The weightings of a fingerprint's band sums that the candidate search compares: the level total, and the
+# lower half of the bands against the upper (nearly independent of the total: it keeps half of what that keeps)
+_PROJECTIONS = np.stack([np.ones(BANDS), np.where(np.arange(BANDS) < BANDS // 2, 1.0, -1.0)])
+
+
+@dataclass
+class LevelRanges:
+    """For each fingerprint and each of _PROJECTIONS, the range its weighted band sums can reach: from the
+    lowest, over the three frame ranges of Levels, less 3.15 steps per audible cell, to the highest plus as
+    much. Two fingerprints whose ranges miss each other for any projection cannot pass `could_be_close`,
+    so the candidate search leaves them out.
+
+    Why: for weights of +1 or -1 per band, the weighted sums of two fingerprints differ by at most the sum
+    of their band sums' differences, which `could_be_close` keeps, at a shift that passes, within 3.15
+    steps per cell it counts: at most the audible cells of one plus those of the other in the frames the
+    shift keeps. So the first's weighted sum less 3.15 steps per audible cell of it is at most the
+    second's plus as much for the second, and each side lies within its fingerprint's range; one step more
+    on each side, so that float rounding cannot matter."""
+
+    low: np.ndarray  # (projections, sounds): a projection's row is read for many pairs at once
+    high: np.ndarray
+
+    def take(self, order: np.ndarray) -> LevelRanges:
+        return LevelRanges(self.low[:, order], self.high[:, order])
+
+    def overlap(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Which (a[k], b[k]) pairs of fingerprints have overlapping ranges for every projection."""
+        possible = np.arange(len(a))
+        for low, high in zip(self.low, self.high, strict=True):  # each projection on what the others left
+            x, y = a[possible], b[possible]
+            possible = possible[(low[x] <= high[y]) & (low[y] <= high[x])]
+        mask = np.zeros(len(a), dtype=bool)
+        mask[possible] = True
+        return mask
+
+
+def level_ranges(found: Levels) -> LevelRanges:
+    """The LevelRanges of every fingerprint, SOUNDS_AT_ONCE at a time: the band sums of 100,000 sounds as
+    floats would take 77 MB."""
+    low, high = np.empty((len(_PROJECTIONS), len(found.sums))), np.empty((len(_PROJECTIONS), len(found.sums)))
+    for start in range(0, len(found.sums), SOUNDS_AT_ONCE):
+        some = slice(start, start + SOUNDS_AT_ONCE)
+        weighted = found.sums[some].astype(np.float64) @ _PROJECTIONS.T  # (sounds, 3 frame ranges, projections)
+        slack = _STEPS_PER_CELL * found.audible[some, :, None] + 1.0
+        low[:, some], high[:, some] = (weighted - slack).min(axis=1).T, (weighted + slack).max(axis=1).T
+    return LevelRanges(low, high)
+
+
 @dataclass
 class ComparedBlock:
     """What a block of the search found: its new sounds (now compared with every sound they could be one
@@ -309,7 +387,7 @@ def compared_blocks(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | N
     `could_be_close` are measured, so that memory holds the pairs within reach, not every candidate.
     `new`: only the pairs with at least one of these sounds (a mask; default every sound)."""
     found = levels(prints)  # once: summing them again for each block of a large catalog took seconds
-    for block in candidate_blocks(coarse(prints), lengths, new=new):
+    for block in candidate_blocks(coarse(prints), lengths, new=new, ranges=level_ranges(found)):
         candidates = block.pairs[could_be_close(found, block.pairs)]
         batched = batched_distances(prints, candidates)
         within_reach = batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB
