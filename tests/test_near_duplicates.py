@@ -272,3 +272,15 @@ def test_the_level_sum_bound_never_drops_a_pair_distance_keeps(prints: np.ndarra
     assert not possible.all()
     overlapping = level_ranges(levels(prints)).overlap(pairs[:, 0], pairs[:, 1])  # what the search lets through
     assert overlapping[possible].all()
+
+
+def test_level_ranges_do_not_depend_on_how_many_sounds_are_taken_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """level_ranges goes SOUNDS_AT_ONCE sounds at a time: the ranges are those of all the sounds at once."""
+    from drumcat.audio import fingerprint
+
+    found = levels(short_hits_and_copies(50, seed=8))
+    whole = level_ranges(found)
+    monkeypatch.setattr(fingerprint, "SOUNDS_AT_ONCE", 7)
+    in_parts = level_ranges(found)
+    np.testing.assert_array_equal(in_parts.low, whole.low)
+    np.testing.assert_array_equal(in_parts.high, whole.high)
