@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drumcat.audio.files import decode  # noqa: E402
-from drumcat.audio.fingerprint import MAX_DISTANCE_DB, RECIPE, close_pairs, fingerprints  # noqa: E402
+from drumcat.audio.fingerprint import MAX_DISTANCE_DB, RECIPE, fingerprints  # noqa: E402
+from drumcat.audio.pair_search import close_pairs  # noqa: E402
 from drumcat.model.train.train import kit_folds  # noqa: E402
 from drumcat.taxonomy import canonical  # noqa: E402
 

@@ -10,21 +10,16 @@ import pytest
 import soundfile as sf
 
 from bench.near_duplicates import HYDROGEN_KITS, TRANSFORMS, original, precision, recall, write_transformed
-from drumcat.audio.fingerprint import (
-    BANDS,
+from drumcat.audio.fingerprint import BANDS, FRAMES, MAX_DISTANCE_DB, as_db, distance, fingerprints
+from drumcat.audio.pair_search import (
     BLOCK_ROWS,
     CANDIDATE_COSINE,
-    FRAMES,
     LENGTH_RATIO,
-    MAX_DISTANCE_DB,
-    as_db,
     batched_distances,
     candidate_pairs,
     close_pairs,
     coarse,
     could_be_close,
-    distance,
-    fingerprints,
     level_ranges,
     levels,
 )
@@ -276,11 +271,11 @@ def test_the_level_sum_bound_never_drops_a_pair_distance_keeps(prints: np.ndarra
 
 def test_level_ranges_do_not_depend_on_how_many_sounds_are_taken_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """level_ranges goes SOUNDS_AT_ONCE sounds at a time: the ranges are those of all the sounds at once."""
-    from drumcat.audio import fingerprint
+    from drumcat.audio import pair_search
 
     found = levels(short_hits_and_copies(50, seed=8))
     whole = level_ranges(found)
-    monkeypatch.setattr(fingerprint, "SOUNDS_AT_ONCE", 7)
+    monkeypatch.setattr(pair_search, "SOUNDS_AT_ONCE", 7)
     in_parts = level_ranges(found)
     np.testing.assert_array_equal(in_parts.low, whole.low)
     np.testing.assert_array_equal(in_parts.high, whole.high)

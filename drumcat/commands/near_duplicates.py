@@ -1,4 +1,5 @@
-"""Near-duplicate groups: which sounds of the catalog are one recording (drumcat/audio/fingerprint.py).
+"""Near-duplicate groups: which sounds of the catalog are one recording (drumcat/audio/fingerprint.py and
+pair_search.py).
 
 `find_near_duplicates` fingerprints the sounds that have no fingerprint yet (worker processes decode
 them: 0.2 core-ms a sound, paid once per sound and only when near-duplicates are asked for, so
@@ -28,17 +29,8 @@ import numpy as np
 from sqlalchemy import Connection
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.audio.fingerprint import (
-    BANDS,
-    COMPARISON,
-    FRAMES,
-    RECIPE,
-    ComparedBlock,
-    as_db,
-    compared_blocks,
-    distance,
-    fingerprints,
-)
+from drumcat.audio.fingerprint import BANDS, FRAMES, RECIPE, as_db, distance, fingerprints
+from drumcat.audio.pair_search import COMPARISON, ComparedBlock, compared_blocks
 from drumcat.model.pipeline import Chunk
 from drumcat.storage.catalog import Catalog, execute_many, rows
 from drumcat.times import utc_now

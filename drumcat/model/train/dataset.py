@@ -45,7 +45,8 @@ import soundfile as sf
 from drumcat.audio.features import clip_start, is_silent
 from drumcat.audio.files import AudioReadError, decode, resample
 from drumcat.audio.fingerprint import RECIPE as FINGERPRINT_RECIPE
-from drumcat.audio.fingerprint import close_pairs, fingerprints
+from drumcat.audio.fingerprint import fingerprints
+from drumcat.audio.pair_search import close_pairs
 from drumcat.audio.synth import noise_burst
 from drumcat.model.train import sources, synth_kits
 from drumcat.model.train.labels import (
