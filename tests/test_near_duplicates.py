@@ -15,6 +15,7 @@ from drumcat.audio.pair_search import (
     BLOCK_ROWS,
     CANDIDATE_COSINE,
     LENGTH_RATIO,
+    LENGTH_SLACK_S,
     batched_distances,
     candidate_pairs,
     close_pairs,
@@ -33,10 +34,24 @@ from tests.helpers import record_predictions
 
 
 def test_every_transformation_is_found_and_distinct_sounds_are_not_merged(tmp_path: Path) -> None:
-    result = recall(12, tmp_path)
+    result = recall([original(i) for i in range(12)], tmp_path)
     assert result["all"] >= 0.98, result
     assert all(result[name] >= 0.9 for name in TRANSFORMS), result
-    assert result["distinct originals merged"] == 0.0
+    assert result["originals merged"] == 0.0
+
+
+def test_a_short_hit_is_found_with_more_or_less_silence_before_it(tmp_path: Path, catalog: Catalog) -> None:
+    """An 80 ms hit and its copies with 20 ms more silence before it, or 9 ms less: durations apart by more than
+    LENGTH_RATIO allows (1.25), which kept real drum machines' short hats and rims from their padded copies."""
+    hit = original(4)[: int(0.08 * 44_100)] * np.linspace(1, 0, int(0.08 * 44_100))[:, None]
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    sf.write(str(folder / "hit.wav"), hit, 44_100)
+    sf.write(str(folder / "padded.wav"), np.concatenate([np.zeros((882, 2)), hit]), 44_100)
+    sf.write(str(folder / "trimmed.wav"), hit[397:], 44_100)
+    scan(catalog, [folder], ScanConfig(workers=1))
+    find_near_duplicates(catalog, workers=1)
+    assert group_sets(catalog) == {frozenset({"hit.wav", "padded.wav", "trimmed.wav"})}
 
 
 @pytest.mark.skipif(not HYDROGEN_KITS.is_dir(), reason="no Hydrogen kits here (Debian's hydrogen-data; "
@@ -196,12 +211,20 @@ def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations(
     """Sorted by duration, each block is compared only with the durations it can reach; the pairs are the
     ones a comparison of every pair finds (durations from 0, unknown, to several seconds, many alike)."""
     prints = quantized_prints(400, seed=3)
-    lengths = np.random.default_rng(3).choice([0.0, 0.0005, 0.05, 0.3, 0.33, 0.36, 1.0, 1.2, 1.21, 4.0], 400)
+    durations = [0.0, 0.0005, 0.05, 0.1, 0.16, 0.18, 0.3, 0.33, 0.36, 1.0, 1.2, 1.21, 4.0]
+    lengths = np.random.default_rng(3).choice(durations, 400)
     vectors = coarse(prints)
-    similar = vectors @ vectors.T >= CANDIDATE_COSINE
+    cosines = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    # float32 products of other shapes round differently: a pair this near the threshold may fall either side
+    settled = np.abs(cosines - CANDIDATE_COSINE) > 1e-5
     longer, shorter = np.maximum.outer(lengths, lengths), np.minimum.outer(lengths, lengths)
-    alike = longer <= LENGTH_RATIO * np.maximum(shorter, 1e-3)
-    expected = np.argwhere(np.triu(similar & alike, k=1))  # row-major, a < b
+    alike = longer <= LENGTH_RATIO * np.maximum(shorter, 1e-3) + LENGTH_SLACK_S
+    expected = np.argwhere(np.triu((cosines >= CANDIDATE_COSINE) & alike & settled, k=1))  # row-major, a < b
+    assert (~settled).mean() < 0.001
+
+    def unsettled_left_out(found: np.ndarray) -> np.ndarray:
+        return found[settled[found[:, 0], found[:, 1]]]
+
     ranges = level_ranges(levels(prints))
     overlapping = expected[ranges.overlap(expected[:, 0], expected[:, 1])]
     assert 0 < len(overlapping) < len(expected)
@@ -211,9 +234,9 @@ def test_the_candidate_search_finds_every_pair_of_alike_summaries_and_durations(
         with_new = searched[new[searched[:, 0]] | new[searched[:, 1]]]
         for per_block, cells in sizes:
             found = candidate_pairs(vectors, lengths, block_cells=cells, ranges=given, block_rows=per_block)
-            np.testing.assert_array_equal(found, searched)
+            np.testing.assert_array_equal(unsettled_left_out(found), searched)
             found = candidate_pairs(vectors, lengths, block_cells=cells, new=new, ranges=given, block_rows=per_block)
-            np.testing.assert_array_equal(found, with_new)
+            np.testing.assert_array_equal(unsettled_left_out(found), with_new)
 
 
 def test_close_pairs_of_new_sounds_complete_those_of_the_others() -> None:

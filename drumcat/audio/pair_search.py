@@ -30,10 +30,12 @@ from drumcat.audio.fingerprint import (
 # Candidate pairs, before the full distance: the cosine of their coarse summaries, and their durations' ratio.
 CANDIDATE_COSINE = 0.95
 LENGTH_RATIO = 1.2
+LENGTH_SLACK_S = 0.05  # and this much more: 20 ms of silence before a 90 ms hit make it 1.22 times as long
 SHORTEST_S = 1e-3  # a duration below this (or unknown, 0) counts as this in the ratio
 
 COMPARISON = {"max_distance_db": MAX_DISTANCE_DB, "audible_db": AUDIBLE_DB, "shifts": SHIFTS,
-              "candidate_cosine": CANDIDATE_COSINE, "length_ratio": LENGTH_RATIO, "shortest_s": SHORTEST_S}
+              "candidate_cosine": CANDIDATE_COSINE, "length_ratio": LENGTH_RATIO,
+              "length_slack_s": LENGTH_SLACK_S, "shortest_s": SHORTEST_S}
 """What decides whether two fingerprints are one recording: pairs stored under other values are not reused."""
 
 
@@ -72,16 +74,16 @@ class SearchBlock:
 
 def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int = BLOCK_CELLS,
                      new: np.ndarray | None = None, ranges: LevelRanges | None = None,
-                     block_rows: int = BLOCK_ROWS) -> Iterator[SearchBlock]:
+                     block_rows: int = BLOCK_ROWS, slack: float = LENGTH_SLACK_S) -> Iterator[SearchBlock]:
     """The pairs whose coarse summaries are close, durations alike and (given `ranges`) level ranges
     overlapping, a block of the search at a time. The sounds are taken from the shortest, `block_rows` at a
-    time, and a block is compared only with the sounds after it that are at most LENGTH_RATIO times as long
-    as its longest: with durations spread over a few octaves, a fraction of the catalog. The similarities
-    computed at once stay within `block_cells` (4,096 rows against every sound made 16 GB for a million
-    sounds), and the caller can drop a block's pairs before the next: a catalog's candidates grow with the
-    square of its size. Once a block is handed over, its sounds have met every sound they can pair with (the
-    shorter ones in earlier blocks), so a caller can record them as compared and resume after the last block
-    it recorded.
+    time, and a block is compared only with the sounds after it that are at most LENGTH_RATIO times as long as
+    its longest, and `slack` seconds more: with durations spread over a few octaves, a fraction of the catalog.
+    The similarities computed at once stay within `block_cells` (4,096 rows against every sound made 16 GB for a
+    million sounds), and the caller can drop a block's pairs before the next: a catalog's candidates grow with
+    the square of its size. Once a block is handed over, its sounds have met every sound they can pair with (the
+    shorter ones in earlier blocks), so a caller can record them as compared and resume after the last block it
+    recorded.
 
     `new` (a mask; default every sound) limits the search to the pairs with at least one new sound: the
     pairs among the others were searched by an earlier run."""
@@ -91,7 +93,7 @@ def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int 
     ranges = None if ranges is None else ranges.take(order)
     for start in range(0, len(vectors), block_rows):
         stop = min(start + block_rows, len(vectors))
-        reach = LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) * (1 + 1e-9)  # a little more: the test decides
+        reach = (LENGTH_RATIO * max(lengths[stop - 1], SHORTEST_S) + slack) * (1 + 1e-9)  # the test decides
         rows, columns = np.arange(start, stop), np.arange(start, int(np.searchsorted(lengths, reach, "right")))
         if is_new[rows].all():  # the whole block against everything in reach (every block, on a first run)
             i, j = _alike_summaries(vectors, rows, columns, ranges, block_cells)
@@ -100,7 +102,7 @@ def candidate_blocks(vectors: np.ndarray, lengths: np.ndarray, block_cells: int 
             known_i, known_j = _alike_summaries(vectors, rows[~is_new[rows]], columns[is_new[columns]], ranges,
                                                 block_cells)
             i, j = np.concatenate([fresh_i, known_i]), np.concatenate([fresh_j, known_j])
-        keep = (i < j) & durations_alike(lengths[i], lengths[j])
+        keep = (i < j) & durations_alike(lengths[i], lengths[j], slack)
         pairs = np.sort(np.stack([order[i[keep]], order[j[keep]]], axis=1), axis=1)  # a < b in the caller's indices
         yield SearchBlock(sounds=order[start:stop][is_new[start:stop]], pairs=pairs)
 
@@ -150,9 +152,10 @@ def row_major_order(pairs: np.ndarray) -> np.ndarray:
     return np.lexsort((pairs[:, 1], pairs[:, 0]))
 
 
-def durations_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether the longer of two durations (seconds) is at most LENGTH_RATIO times the shorter."""
-    return np.maximum(a, b) <= LENGTH_RATIO * np.maximum(np.minimum(a, b), SHORTEST_S)
+def durations_alike(a: np.ndarray, b: np.ndarray, slack: float = LENGTH_SLACK_S) -> np.ndarray:
+    """Whether the longer of two durations (seconds) is at most LENGTH_RATIO times the shorter plus `slack`: a
+    ratio alone kept a short hit from its copy with a little more or less silence before it."""
+    return np.maximum(a, b) <= LENGTH_RATIO * np.maximum(np.minimum(a, b), SHORTEST_S) + slack
 
 
 NEAR_THRESHOLD_DB = 0.05  # batched distances this near MAX_DISTANCE_DB are measured again by distance() itself:
@@ -308,13 +311,14 @@ class ComparedBlock:
 
 
 def compared_blocks(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | None = None,
-                    ) -> Iterator[ComparedBlock]:
+                    slack: float = LENGTH_SLACK_S) -> Iterator[ComparedBlock]:
     """The pairs of fingerprints that are one recording, a block of the candidate search at a time;
-    `lengths` in seconds (a pair's durations must be within LENGTH_RATIO). Only the candidates
+    `lengths` in seconds (a pair's durations must be alike: `durations_alike`). Only the candidates
     `could_be_close` are measured, so that memory holds the pairs within reach, not every candidate.
-    `new`: only the pairs with at least one of these sounds (a mask; default every sound)."""
+    `new`: only the pairs with at least one of these sounds (a mask; default every sound); `slack`: the
+    seconds `durations_alike` allows beyond the ratio (the default but for `make dataset`'s frozen recipe)."""
     found = levels(prints)  # once: summing them again for each block of a large catalog took seconds
-    for block in candidate_blocks(coarse(prints), lengths, new=new, ranges=level_ranges(found)):
+    for block in candidate_blocks(coarse(prints), lengths, new=new, ranges=level_ranges(found), slack=slack):
         candidates = block.pairs[could_be_close(found, block.pairs)]
         batched = batched_distances(prints, candidates)
         within_reach = batched <= MAX_DISTANCE_DB + NEAR_THRESHOLD_DB
@@ -328,12 +332,12 @@ def compared_blocks(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | N
 
 
 def close_pairs(prints: np.ndarray, lengths: np.ndarray, new: np.ndarray | None = None,
-                ) -> tuple[dict[tuple[int, int], float], int]:
+                slack: float = LENGTH_SLACK_S) -> tuple[dict[tuple[int, int], float], int]:
     """Every pair `compared_blocks` finds, with its distance in dB, in row-major order, and how many
     candidates the coarse search found."""
     close: dict[tuple[int, int], float] = {}
     found = 0
-    for block in compared_blocks(prints, lengths, new):
+    for block in compared_blocks(prints, lengths, new, slack):
         close.update(block.close)
         found += block.candidates
     return {pair: close[pair] for pair in sorted(close)}, found
