@@ -171,6 +171,27 @@ def test_a_stopped_comparison_resumes_where_it_was(tmp_path: Path, monkeypatch: 
     assert firsts == sorted(firsts) and len(firsts) == whole["groups"]
 
 
+def test_a_changed_comparison_compares_again_and_drops_what_the_old_one_stored(tmp_path: Path,
+                                                                               catalog: Catalog) -> None:
+    """Pairs stored under another comparison (an older recipe or threshold) are not reused, and not kept."""
+    from drumcat.commands import near_duplicates
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    write_transformed(folder, 0, original(2))
+    scan(catalog, [folder], ScanConfig(workers=1))
+    find_near_duplicates(catalog, workers=1)
+    with catalog.connect() as conn:  # as an older drumcat would have left them
+        for table in ("near_duplicate_pairs", "near_duplicate_compared"):
+            conn.exec_driver_sql(f"UPDATE {table} SET comparison = 'older'")
+    counts = find_near_duplicates(catalog, workers=1)
+    assert counts["compared"] == 11 and counts["groups"] == 1
+    with catalog.read() as conn:
+        comparisons = {r["comparison"] for table in ("near_duplicate_pairs", "near_duplicate_compared")
+                       for r in rows(conn, f"SELECT DISTINCT comparison FROM {table}")}
+    assert comparisons == {near_duplicates.COMPARISON_ID}
+
+
 def quantized_prints(count: int, seed: int) -> np.ndarray:
     """Fingerprints of `count` variations on a few decaying hits: loud and quiet cells, many pairs alike,
     some a fraction of a dB apart, so that pairs fall on both sides of MAX_DISTANCE_DB and near it."""

@@ -193,6 +193,14 @@ def forget_comparisons(catalog: Catalog) -> None:
         conn.exec_driver_sql("DELETE FROM near_duplicate_compared")
 
 
+def forget_other_comparisons(catalog: Catalog) -> None:
+    """Drop the pairs and compared sounds stored under another comparison (a recipe or threshold drumcat no
+    longer uses): never read again, they would hold as much room as the current ones."""
+    with catalog.connect() as conn:
+        for table in ("near_duplicate_pairs", "near_duplicate_compared"):
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE comparison != ?", (COMPARISON_ID,))
+
+
 def compare_new_sounds(catalog: Catalog, sounds: Fingerprinted,
                        on_compared: Callable[[int], None] | None = None) -> tuple[list[tuple[int, int]], int]:
     """Compare the sounds not compared before with all the others, storing what is found every few seconds
@@ -239,6 +247,7 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
     (new sounds): a first run on a million sounds would take about 23 minutes (README, Performance), a run
     after a scan that added a pack about the pack's share of it."""
     added = update_fingerprints(catalog, workers=workers, on_total=on_total, on_progress=on_progress)
+    forget_other_comparisons(catalog)
     with catalog.read() as conn:  # one transaction: the facts are of the sounds fingerprinted_sounds read
         sounds = fingerprinted_sounds(conn)
         present = {digest: i for i, digest in enumerate(sounds.hashes[:sounds.present])}
