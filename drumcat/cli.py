@@ -636,7 +636,7 @@ def duplicates(
     """Find near-duplicates: one recording re-encoded, resampled, at another gain or depth, trimmed or mono.
 
     Fingerprints new sounds, compares them with the others, regroups the catalog, lists the groups."""
-    from drumcat.commands.near_duplicates import find_near_duplicates
+    from drumcat.commands.near_duplicates import find_near_duplicates, listed_groups
 
     catalog = ctx.obj.open_catalog()
     silent = quiet or json_output
@@ -644,11 +644,7 @@ def duplicates(
           console.progress_bar("comparing", quiet=silent, unit="sounds", lazy=True) as (compare_total, compared)):
         counts = find_near_duplicates(catalog, workers=workers or 0, on_total=set_total, on_progress=advance,
                                       on_compare_total=compare_total, on_compared=compared)
-    with catalog.read() as conn:
-        from drumcat.storage.catalog import rows
-
-        listed = rows(conn, "SELECT group_id, members, representative, round(distance_db, 2) AS distance_db, path "
-                            "FROM near_duplicates WHERE group_id <= :n", {"n": limit})
+    listed = listed_groups(catalog, limit)
     if json_output:
         console.print_json({**counts, "groups_listed": listed})
         return

@@ -271,3 +271,10 @@ def find_near_duplicates(catalog: Catalog, *, workers: int = 0, on_total: Callab
         execute_many(conn, "INSERT INTO near_duplicate_groups VALUES (?, ?, ?, ?)", records)
     return {"fingerprinted": added, "sounds": sounds.present, "compared": to_compare,
             "candidates": candidates, "groups": len(groups), "in_groups": len(records)}
+
+
+def listed_groups(catalog: Catalog, limit: int) -> list[dict[str, Any]]:
+    """The members of the first `limit` groups, as `drumcat duplicates` lists them: the representative first."""
+    with catalog.read() as conn:
+        return rows(conn, "SELECT group_id, members, representative, round(distance_db, 2) AS distance_db, path "
+                          "FROM near_duplicates WHERE group_id <= :n", {"n": limit})
