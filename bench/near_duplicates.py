@@ -127,7 +127,6 @@ def grouped(paths: list[Path], work: Path) -> dict[Path, int | None]:
     """Scan the files into a fresh catalog, find near-duplicates; path -> group id (None: no group)."""
     from drumcat.commands.near_duplicates import find_near_duplicates
     from drumcat.commands.scan import scan
-    from drumcat.config import ScanConfig
     from drumcat.storage.catalog import Catalog
 
     archive = work / "archive"

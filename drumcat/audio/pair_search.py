@@ -295,8 +295,8 @@ def level_ranges(found: Levels) -> LevelRanges:
     for start in range(0, len(found.sums), SOUNDS_AT_ONCE):
         some = slice(start, start + SOUNDS_AT_ONCE)
         weighted = found.sums[some].astype(np.float64) @ _PROJECTIONS.T  # (sounds, 3 frame ranges, projections)
-        slack = _STEPS_PER_CELL * found.audible[some, :, None] + 1.0
-        low[:, some], high[:, some] = (weighted - slack).min(axis=1).T, (weighted + slack).max(axis=1).T
+        margin = _STEPS_PER_CELL * found.audible[some, :, None] + 1.0  # not the duration slack: levels
+        low[:, some], high[:, some] = (weighted - margin).min(axis=1).T, (weighted + margin).max(axis=1).T
     return LevelRanges(low, high)
 
 
