@@ -193,11 +193,14 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=200)
     parser.add_argument("--real", type=Path, help="a folder of real one-shots: recall on them too")
     args = parser.parse_args()
+    files = real_files(args.real, args.originals) if args.real else []
+    if args.real and not files:
+        parser.error(f"--real {args.real}: no audio files there; give a folder of one-shots, for example "
+                     "build/sources/tidal-drum-machines/machines (make dataset fetches it)")
     with tempfile.TemporaryDirectory() as tmp:
         result = recall([original(i) for i in range(args.originals)], Path(tmp) / "recall")
     print_recall("generated", result, args.originals)
-    if args.real:
-        files = real_files(args.real, args.originals)
+    if files:
         with tempfile.TemporaryDirectory() as tmp:
             result = recall([real_original(f) for f in files], Path(tmp) / "recall")
         print_recall(f"real ({args.real})", result, len(files))
