@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -143,9 +144,20 @@ def test_abandoned_staging_folders_are_cleaned_by_the_next_run(demo: Path) -> No
     (other / "someone-elses.wav").write_bytes(b"x")  # no marker: not provably drumcat's, so kept
     empty = demo / ".T.drumcat-new-killed-at-birth"
     empty.mkdir()  # a run killed before it wrote its marker: empty, removed
+    cut = demo / ".T.drumcat-new-killed-writing-its-marker"
+    cut.mkdir()
+    (cut / ".drumcat-staging.json").write_text('{"ou')  # SIGKILL between the marker's open and its write
+    old_tree = demo / ".T.drumcat-new-old-tree-being-marked"
+    shutil.copytree(demo / "T", old_tree, symlinks=True)  # swapped out, killed while marking it for removal
+    (old_tree / ".drumcat-staging.json").write_text("")
+    cut_beside_foreign = demo / ".T.drumcat-new-cut-marker-not-ours"
+    cut_beside_foreign.mkdir()
+    (cut_beside_foreign / ".drumcat-staging.json").write_text("")
+    (cut_beside_foreign / "someone-elses.wav").write_bytes(b"x")
     drumcat("--catalog", "c.db", "materialize", "--out", "T", cwd=demo)
-    assert not left.exists() and not empty.exists()
+    assert not left.exists() and not empty.exists() and not cut.exists() and not old_tree.exists()
     assert (other / "someone-elses.wav").read_bytes() == b"x"
+    assert (cut_beside_foreign / "someone-elses.wav").read_bytes() == b"x"
 
 
 @pytest.mark.parametrize("args", [

@@ -177,17 +177,29 @@ def remove_abandoned_staging(out: Path) -> list[Path]:
     removed when a marker proves drumcat made them for `out`, or when they are empty."""
     removed = []
     for candidate in out.parent.glob(f".{out.name}.drumcat-*"):
-        try:
-            ours = json.loads((candidate / STAGING_MARKER).read_text(encoding="utf-8")).get("out") == str(out)
-        except (OSError, ValueError, AttributeError):
-            ours = files_drumcat_did_not_make(candidate) == []  # a whole tree drumcat made, nothing else
-        if ours:
+        if _made_for(candidate, out):
             remove_own_folder(candidate)
             removed.append(candidate)
         elif candidate.is_dir() and not any(candidate.iterdir()):
             candidate.rmdir()  # killed before its marker was written: empty, nothing to lose
             removed.append(candidate)
     return removed
+
+
+def _made_for(candidate: Path, out: Path) -> bool:
+    """Whether a leftover folder beside `out` is provably drumcat's: its staging marker names `out`, or it
+    holds a whole tree drumcat made and nothing else. A kill while the marker was being written leaves
+    it empty or cut short; that file alone, or beside a whole tree (the old one, being marked for
+    removal), is drumcat's too."""
+    marker = candidate / STAGING_MARKER
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("out") == str(out)
+    except (OSError, ValueError, AttributeError):
+        pass
+    foreign = files_drumcat_did_not_make(candidate)
+    if foreign is None:  # no tree marker: only a folder holding nothing but a cut-short marker is ours
+        return candidate.is_dir() and [entry.name for entry in candidate.iterdir()] == [STAGING_MARKER]
+    return foreign in ([], [STAGING_MARKER])
 
 
 def mark_as_own(folder: Path, out: Path) -> None:
