@@ -1,5 +1,6 @@
 """Faults: scan, infer and materialize killed (SIGKILL) at random points, a bounded number of times each;
-after every kill the catalog and the tree must still be sound and the archive untouched."""
+after every kill the catalog and the tree must still be sound and the archive untouched. And `materialize` and
+`kit` killed at each step of swapping in their output folder (drumcat.staging)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.archive import make_archive
-from drumcat.outputs import TREE_MARKER
+from drumcat.outputs import KIT_MARKER, TREE_MARKER
 
 KILLS = 8  # per command; each kill lands somewhere in start-up, the work, or the final commit or swap
 
@@ -40,6 +41,14 @@ def run_and_kill(args: list[str], cwd: Path, after: float) -> int:
     time.sleep(after)
     process.send_signal(signal.SIGKILL)
     return process.wait()
+
+
+def kit_files(kit: Path) -> list[str]:
+    """The kit's files, checked against its marker's list (every listed sample there, nothing else)."""
+    marker = json.loads((kit / KIT_MARKER).read_text())
+    listed = sorted({KIT_MARKER, marker["file"], *(f"samples/{slot['sample']}" for slot in marker["slots"])})
+    assert sorted(str(p.relative_to(kit)) for p in kit.rglob("*") if p.is_file()) == listed
+    return listed
 
 
 def run(args: list[str], cwd: Path) -> None:
@@ -92,6 +101,7 @@ def test_kills_leave_a_sound_catalog_a_whole_tree_and_the_archive_untouched(arch
         assert all((tree / f).is_file() for f in listed)
     run(["--catalog", str(db), "materialize", "--out", str(tree), "--mode", "copy"], tmp_path)
     assert not list(tmp_path.glob(".tree.drumcat-*"))  # the next run removed what the kills left
+
     assert fingerprint_of(archive) == before  # nothing in the archive changed, byte for byte
     catalog_invariants(db)
 
@@ -119,3 +129,74 @@ def test_ctrl_c_in_a_command_says_what_was_kept(tmp_path: Path) -> None:
     assert done.returncode == 130
     assert done.stderr.startswith("error: interrupted: what was committed is kept")
     assert done.stderr.count("\n") == 1 and "run the command again" in done.stderr
+
+
+KILLED_AT = """
+import os, signal, sys
+import drumcat.staging as staging
+from drumcat.commands import kit, materialize
+
+command, point = sys.argv[1], sys.argv[2]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def dying_after(function):
+    def call(*args, **kwargs):
+        function(*args, **kwargs)
+        die()
+    return call
+
+
+def marker_cut_short(nth):
+    calls = []
+    real = staging.mark_as_own
+    def mark(folder, out):
+        calls.append(folder)
+        if len(calls) < nth:
+            return real(folder, out)
+        (folder / ".drumcat-staging.json").write_text('{"o')  # killed between the marker's open and its write
+        die()
+    return mark
+
+
+if point == "building":  # the output half built, its staging marker in place
+    if command == "kit":
+        kit.copy_samples = dying_after(kit.copy_samples)
+    else:
+        materialize._build_tree = dying_after(materialize._build_tree)
+elif point == "built":  # the output whole, its staging marker removed, not yet swapped in
+    staging.swap_in = lambda staging_folder, out: die()
+elif point == "marking the new folder":
+    staging.mark_as_own = marker_cut_short(1)
+elif point == "marking the old folder":  # swapped: the old output beside `out`, being marked for removal
+    staging.mark_as_own = marker_cut_short(2)
+sys.argv = ["drumcat", "--catalog", "c.db", command, "--out", "OUT"]
+from drumcat.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("command", ["materialize", "kit"])
+@pytest.mark.parametrize("point", ["building", "built", "marking the new folder", "marking the old folder"])
+def test_a_kill_at_each_step_of_a_swap_leaves_a_whole_output_and_nothing_the_next_run_keeps(
+        demo: Path, command: str, point: str) -> None:
+    """A SIGKILL at each step of building and swapping in an output folder, placed by the command itself
+    (random kills rarely land in these few milliseconds): `OUT` stays whole, and the next run removes
+    everything the killed one left beside it."""
+    def whole() -> list[str]:
+        return kit_files(out) if command == "kit" else sorted(json.loads((out / TREE_MARKER).read_text())["files"])
+
+    out = demo / "OUT"
+    run(["--catalog", "c.db", command, "--out", "OUT"], demo)
+    before = whole()
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, command, point], cwd=demo, capture_output=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert list(demo.glob(".OUT.drumcat-*"))  # the kill left something beside the output...
+    assert whole() == before
+    run(["--catalog", "c.db", command, "--out", "OUT"], demo)
+    assert not list(demo.glob(".OUT.drumcat-*"))  # ...and the next run removed it
+    assert whole() == before

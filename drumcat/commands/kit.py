@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from drumcat.audio.files import AudioReadError, decode
 from drumcat.errors import DrumcatError, listing
 from drumcat.outputs import KIT_MARKER, files_below, refuse_archive_overlap
 from drumcat.paths import os_path
+from drumcat.staging import remove_abandoned_staging, staging_beside
 from drumcat.storage.catalog import Catalog, rows, scanned_archives
 from drumcat.storage.rules import RuleChanges, rules_for_this_command
 from drumcat.times import utc_now
@@ -139,11 +139,18 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / KIT_MARKER).is_file())):
         raise DrumcatError(f"{out}: exists and is not a kit drumcat built; choose an empty or new folder")
     if out.is_dir() and (out / KIT_MARKER).is_file():
-        foreign = sorted(files_below(out) - _files_of_kit(out))
+        foreign = files_not_of_kit(out)
         if foreign:
             listed = listing(foreign)
             raise DrumcatError(f"{out}: a kit drumcat built that now holds other files ({listed}); move them "
                                "out first, or choose another folder: drumcat never deletes a file it did not make")
+
+
+def files_not_of_kit(folder: Path) -> list[str] | None:
+    """The files in `folder` its kit marker does not list (None: not a kit drumcat built)."""
+    if not (folder / KIT_MARKER).is_file():
+        return None
+    return sorted(files_below(folder) - _files_of_kit(folder))
 
 
 def _files_of_kit(out: Path) -> set[str]:
@@ -254,15 +261,14 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
         raise DrumcatError(f"--format {kit_format!r}: use sfz or hydrogen")
     out = Path(out).expanduser().resolve()
     refuse_archive_overlap(out, scanned_archives(catalog))
+    remove_abandoned_staging(out, files_not_of_kit)
     check_out_dir(out)
     name = name or out.name
     slots = choose_slots(read_kit_rows(catalog, view, changes))
     slots = [s for s in slots if s.src.is_file()]
     if not slots:
         raise DrumcatError(f"view {view!r} gives no sound for any kit slot (labels like Kick, Snare, Hihat)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-kit-", dir=out.parent))
-    try:
+    with staging_beside(out, "kit") as staging:  # a failure leaves the previous kit at `out` untouched
         samples_dir = staging if kit_format == "hydrogen" else staging / "samples"
         samples_dir.mkdir(exist_ok=True)
         try:
@@ -278,12 +284,6 @@ def build_kit(catalog: Catalog, view: str, out: Path, *, kit_format: str = "sfz"
             for s in slots], kit_file)
         (staging / KIT_MARKER).write_text(json.dumps({**summary.as_dict(), "catalog": str(catalog.path),
                                                   "view": view, "built_at": utc_now()}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)  # checked above: empty, or a kit drumcat built
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 

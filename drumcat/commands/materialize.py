@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from drumcat.errors import DrumcatError, listing
-from drumcat.outputs import STAGING_MARKER, TREE_MARKER, refuse_archive_overlap
+from drumcat.outputs import TREE_MARKER, refuse_archive_overlap
 from drumcat.paths import catalog_text, os_path
+from drumcat.staging import remove_abandoned_staging, staging_beside
 from drumcat.storage.catalog import Catalog, rows, scanned_archives
 from drumcat.storage.rules import RuleChanges, active_model_name, rules_for_this_command
 from drumcat.times import utc_now
@@ -172,54 +172,6 @@ def files_drumcat_did_not_make(tree: Path) -> list[str] | None:
     return sorted(foreign)
 
 
-def remove_abandoned_staging(out: Path) -> list[Path]:
-    """Folders an interrupted run left beside `out` (a tree being built, or the old tree being removed):
-    removed when a marker proves drumcat made them for `out`, or when they are empty."""
-    removed = []
-    for candidate in out.parent.glob(f".{out.name}.drumcat-*"):
-        if _made_for(candidate, out):
-            remove_own_folder(candidate)
-            removed.append(candidate)
-        elif candidate.is_dir() and not any(candidate.iterdir()):
-            candidate.rmdir()  # killed before its marker was written: empty, nothing to lose
-            removed.append(candidate)
-    return removed
-
-
-def _made_for(candidate: Path, out: Path) -> bool:
-    """Whether a leftover folder beside `out` is provably drumcat's: its staging marker names `out`, or it
-    holds a whole tree drumcat made and nothing else. A kill while the marker was being written leaves
-    it empty or cut short; that file alone, or beside a whole tree (the old one, being marked for
-    removal), is drumcat's too."""
-    marker = candidate / STAGING_MARKER
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("out") == str(out)
-    except (OSError, ValueError, AttributeError):
-        pass
-    foreign = files_drumcat_did_not_make(candidate)
-    if foreign is None:  # no tree marker: only a folder holding nothing but a cut-short marker is ours
-        return candidate.is_dir() and [entry.name for entry in candidate.iterdir()] == [STAGING_MARKER]
-    return foreign in ([], [STAGING_MARKER])
-
-
-def mark_as_own(folder: Path, out: Path) -> None:
-    (folder / STAGING_MARKER).write_text(json.dumps({"out": str(out)}), encoding="utf-8")
-
-
-def remove_own_folder(folder: Path) -> None:
-    """Remove a folder drumcat made, its marker last: a kill at any moment leaves the marker (so the next
-    run can prove the folder its own) or an empty folder."""
-    for entry in folder.iterdir():
-        if entry.name == STAGING_MARKER:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-    (folder / STAGING_MARKER).unlink(missing_ok=True)
-    folder.rmdir()
-
-
 # --- building ----------------------------------------------------------------------------------------
 
 
@@ -268,40 +220,6 @@ def _write_manifests(staging: Path, placements: list[tuple[str, PurePosixPath]],
     (staging / TREE_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` with the finished tree. On Linux the two folders are exchanged in one atomic step
-    (renameat2 RENAME_EXCHANGE), so a kill at any moment leaves the old tree or the new one at `out`;
-    elsewhere the old tree is renamed aside first (a kill between the two renames leaves it there). The
-    old tree is then marked as drumcat's and removed, its marker last."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    if _exchange(staging, out):
-        old = staging  # now holds the old tree
-    else:
-        old = out.parent / f".{out.name}.drumcat-old"
-        if old.exists():
-            remove_own_folder(old) if (old / STAGING_MARKER).exists() else shutil.rmtree(old)
-        out.rename(old)
-        staging.rename(out)
-    mark_as_own(old, out)
-    remove_own_folder(old)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is not there."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # this process's symbols: libc's, without a library search
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-    return done
-
-
 def materialize(
     catalog: Catalog,
     view: str,
@@ -318,7 +236,7 @@ def materialize(
     if mode not in MODES:
         raise DrumcatError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
     out = Path(out).expanduser().resolve()
-    remove_abandoned_staging(out)
+    remove_abandoned_staging(out, files_drumcat_did_not_make)
     check_output_location(catalog, out)
     summary = MaterializeSummary(view=view, out=str(out), mode=mode, catalog=str(catalog.path.resolve()))
     with rules_for_this_command(catalog, changes) as conn:
@@ -350,17 +268,7 @@ def materialize(
     if on_total:
         on_total(len(placements))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-new-", dir=out.parent))
-    mark_as_own(staging, out)
-    try:
+    with staging_beside(out, "new") as staging:  # a failure leaves the previous tree at `out` untouched
         _build_tree(staging, placements, mode, on_progress)
         _write_manifests(staging, placements, summary)
-        (staging / STAGING_MARKER).unlink()
-        _swap_in(staging, out)
-    except BaseException:
-        if staging.exists():
-            mark_as_own(staging, out)
-            remove_own_folder(staging)  # the previous tree at `out` is untouched
-        raise
     return summary
