@@ -804,8 +804,8 @@ def train(
         help="With --kit-folds: hold out each kit in the fold an earlier run's --fold-probabilities file held "
              "it in, so a changed dataset is compared on the same folds.")] = None,
     recipe_name: Annotated[str | None, typer.Option(
-        "--recipe", help="A named feature recipe (at 32 kHz) instead of the dataset rate's own; an unknown name "
-                        "lists the known ones.")] = None,
+        "--recipe", help="A named feature recipe (at its own rate) instead of the dataset rate's own; an unknown "
+                        "name lists the known ones.")] = None,
     pooling: Annotated[str | None, typer.Option(
         help="How each network pools its last feature maps: global (the shipped recipe) or time (over time "
              "only, one row per frequency band).")] = None,

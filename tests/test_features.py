@@ -1,4 +1,4 @@
-"""Feature recipes: drumcat's log-mel and MFCC equal librosa's, for every clip length."""
+"""Feature recipes: drumcat's log-mel, MFCC and PCEN equal librosa's, for every clip length."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import librosa
 import numpy as np
 import pytest
 
-from drumcat.audio.features import FeatureRecipe, compute_features, mel_basis
+from drumcat.audio.features import PCEN_INPUT_SCALE, FeatureRecipe, compute_features, mel_basis
 from drumcat.audio.synth import render
 from tests.helpers import MFCC
 
@@ -48,6 +48,22 @@ def test_logmel_of_short_and_silent_clips_equals_librosa() -> None:
         y=c, sr=22_050, n_fft=1024, hop_length=256, n_mels=64, fmin=20.0, pad_mode="constant"), top_db=80.0)
         for c in clips])
     np.testing.assert_allclose(ours, reference, atol=0.01)
+
+
+def test_pcen_features_equal_librosa_pcen_of_the_same_mel_power() -> None:
+    """Short, long and silent clips: each band against its own smoothed past, from silence, as librosa.pcen
+    computes it with its defaults (the power scaled as its documentation scales float audio)."""
+    recipe = FeatureRecipe(feature_type="pcen")
+    clips = np.stack([one_second(name, seed=5) for name in ("Kick", "Hihat", "Crash", "Snare")])
+    clips[1, 3_000:] = 0
+    clips[3] = 0
+    ours = compute_features(clips, recipe)[..., 0]
+    reference = np.stack([librosa.pcen(PCEN_INPUT_SCALE * librosa.feature.melspectrogram(
+        y=c, sr=22_050, n_fft=1024, hop_length=256, n_mels=64, fmin=20.0, pad_mode="constant"),
+        sr=22_050, hop_length=256) for c in clips])
+    assert ours.shape == (4, *recipe.input_shape[:2])
+    np.testing.assert_allclose(ours, reference, atol=2e-3)
+    assert ours[3].max() == 0.0  # silence stays silence
 
 
 @pytest.mark.parametrize("rate, n_fft, n_mels, fmin, fmax", [

@@ -1,9 +1,11 @@
 """Feature recipes: the exact preprocessing a model was trained with, as stated in its card.
 
 A recipe is data (`FeatureRecipe`), read from the card; code never assumes a sample rate or a shape.
-Two feature types:
+Three feature types:
 - "logmel": log-mel spectrogram in dB, computed for a whole batch at once with numpy (fast); equal to
   librosa.power_to_db(librosa.feature.melspectrogram(...)) with the same parameters.
+- "pcen": the same mel power through per-channel energy normalization (`pcen_batch`), equal to
+  librosa.pcen with its defaults.
 - "mfcc": librosa.feature.mfcc itself, so models trained on librosa MFCCs (the reference design's
   model1.keras) see exactly the features they were trained on.
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from drumcat.errors import DrumcatError
 
-FEATURE_TYPES = ("logmel", "mfcc")
+FEATURE_TYPES = ("logmel", "mfcc", "pcen")
 
 
 ONSET_LEVEL = 0.02
@@ -68,7 +70,7 @@ class FeatureRecipe:
     clip_seconds: float = 1.0
     """Each file is trimmed or zero-padded (at the end) to this length (plus `tail_seconds`)."""
     feature_type: str = "logmel"
-    """"logmel" or "mfcc"."""
+    """"logmel", "mfcc" or "pcen"."""
     n_fft: int = 1024
     hop_length: int = 256
     win_length: int | None = None
@@ -384,6 +386,35 @@ def _mel_basis_t(recipe: FeatureRecipe) -> np.ndarray:
     return _MEL_BASES[key]
 
 
+PCEN_SETTINGS = {"time_constant": 0.4, "gain": 0.98, "bias": 2.0, "power": 0.5, "eps": 1e-6}
+"""librosa.pcen's defaults (Wang et al. 2017's, for speech and birdsong; not tuned here)."""
+PCEN_INPUT_SCALE = 2.0 ** 31
+"""The mel power of a clip peaking at 1.0 is scaled by this first, as librosa's documentation does for
+float audio, so that `eps` sits far below any sound."""
+
+
+def pcen_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """(batch, samples) -> (batch, n_mels, frames): per-channel energy normalization of the mel power. Each
+    band is divided by a smoothed copy of its own past (an automatic gain control, the smoother starting
+    from near silence, a level of 1 in the scaled power, as librosa's does: the clip is cut at its onset),
+    then root-compressed: a band's onsets stand out and its
+    steady level drops out, whatever the recording chain did to that band's gain."""
+    settings = PCEN_SETTINGS
+    power = _mel_power(batch[:, : recipe.clip_samples], recipe, recipe.hop_length).astype(np.float64)
+    power *= PCEN_INPUT_SCALE
+    frames_per_constant = settings["time_constant"] * recipe.sample_rate / recipe.hop_length
+    weight = (math.sqrt(1 + 4 * frames_per_constant**2) - 1) / (2 * frames_per_constant**2)
+    smoothed = np.empty_like(power)
+    level = np.ones_like(power[:, 0])
+    for frame in range(power.shape[1]):  # a one-pole low-pass along time, every clip and band at once
+        level = (1 - weight) * level + weight * power[:, frame]
+        smoothed[:, frame] = level
+    bias, exponent = settings["bias"], settings["power"]
+    gained = power * np.exp(-settings["gain"] * np.log(settings["eps"] + smoothed))
+    pcen = (gained + bias) ** exponent - bias**exponent
+    return pcen.astype(np.float32).transpose(0, 2, 1)
+
+
 def mfcc_batch(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     """(batch, samples) -> (batch, n_mfcc, frames) with librosa.feature.mfcc, clip by clip."""
     import librosa
@@ -442,7 +473,7 @@ def _at_rate_or_fail(recipe: FeatureRecipe, rate: int) -> FeatureRecipe:
 
 def compute_features(batch: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     """Model inputs for a batch of prepared clips, shaped (batch, *recipe.input_shape)."""
-    bands = logmel_batch(batch, recipe) if recipe.feature_type == "logmel" else mfcc_batch(batch, recipe)
+    bands = {"logmel": logmel_batch, "mfcc": mfcc_batch, "pcen": pcen_batch}[recipe.feature_type](batch, recipe)
     if recipe.layout == "frames_first":
         return np.ascontiguousarray(bands.transpose(0, 2, 1))
     return bands[..., np.newaxis]

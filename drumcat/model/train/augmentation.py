@@ -88,15 +88,19 @@ def mask_spectrogram(features: np.ndarray, rng: np.random.Generator) -> np.ndarr
 MIXUP_ALPHA = 0.4  # Beta(0.4, 0.4): most mixes are mild, a few near even
 
 
-def mix_half_in_power(x: np.ndarray, targets: np.ndarray, first_variation: int, rng: np.random.Generator) -> None:
+def mix_half_in_power(x: np.ndarray, targets: np.ndarray, first_variation: int, rng: np.random.Generator,
+                      in_decibels: bool = True) -> None:
     """Mixup, in place, of half the rows from `first_variation` on (the augmented copies; the clips before
     stay as recorded) with a random partner: mixed as power, the way two sounds add, and their targets in
-    the same proportion."""
+    the same proportion. Features not in decibels (PCEN, already a compressed ratio) are mixed as they are."""
     mixed = rng.choice(np.arange(first_variation, len(x)), size=(len(x) - first_variation) // 2, replace=False)
     partners = rng.integers(0, len(x), size=mixed.size)
     weight = rng.beta(MIXUP_ALPHA, MIXUP_ALPHA, size=mixed.size).astype(np.float32)
     weight = np.maximum(weight, 1 - weight)  # the primary sound stays the louder one
     w = weight[:, None, None, None]
-    power = w * 10 ** (x[mixed] / 10) + (1 - w) * 10 ** (x[partners] / 10)
-    x[mixed] = 10 * np.log10(np.maximum(power, 1e-10))
+    if in_decibels:
+        power = w * 10 ** (x[mixed] / 10) + (1 - w) * 10 ** (x[partners] / 10)
+        x[mixed] = 10 * np.log10(np.maximum(power, 1e-10))
+    else:
+        x[mixed] = w * x[mixed] + (1 - w) * x[partners]
     targets[mixed] = weight[:, None] * targets[mixed] + (1 - weight[:, None]) * targets[partners]
