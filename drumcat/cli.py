@@ -221,7 +221,9 @@ def model_add(
         typer.Option(help="label_mapping.json: the class names in output order (default: taxonomy.label_mapping)."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name (default: the file name).")] = None,
-    feature: Annotated[str, typer.Option(help="Feature type: mfcc or logmel.")] = "mfcc",
+    feature: Annotated[str, typer.Option(
+        help="Feature type: mfcc, logmel (dB) or pcen (librosa.pcen's defaults on the clip's mel power "
+             "times 2**31).")] = "mfcc",
     sample_rate: Annotated[int, typer.Option(help="Sample rate the features were computed at.")] = 22_050,
     clip_seconds: Annotated[float, typer.Option(help="Clip length the model expects.")] = 1.0,
     n_mfcc: Annotated[int, typer.Option(help="MFCC coefficients (mfcc).")] = 40,
