@@ -24,7 +24,7 @@ from pathlib import Path
 
 from drumcat.outputs import STAGING_MARKER
 
-ForeignFiles = Callable[[Path], "list[str] | None"]
+ForeignFiles = Callable[[Path], list[str] | None]
 """The files in a folder that its output marker does not vouch for; None: not a whole output at all."""
 
 
