@@ -690,7 +690,7 @@ def test_a_named_recipe_trains_on_a_dataset_at_its_rate_and_is_refused_at_anothe
     from drumcat.model.train.train import NAMED_RECIPES
     from tests.helpers import drumcat
 
-    for named in NAMED_RECIPES.values():  # every grid stays whole, its bins where they are at 32 kHz
+    for named in (r for r in NAMED_RECIPES.values() if r.native_rates):  # every shared grid stays whole
         for rate in (44_100, 48_000):
             at_rate = named.at_rate(rate)
             assert at_rate.window_length == at_rate.n_fft
