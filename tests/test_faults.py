@@ -157,7 +157,7 @@ def marker_cut_short(nth):
         calls.append(folder)
         if len(calls) < nth:
             return real(folder, out)
-        (folder / ".drumcat-staging.json").write_text('{"o')  # killed between the marker's open and its write
+        (folder / staging.STAGING_MARKER).write_text('{"o')  # killed between the marker's open and its write
         die()
     return mark
 
