@@ -1,18 +1,26 @@
-"""Replacing an output folder whole: built in a hidden folder beside it and swapped in when complete.
+"""Writing outputs whole: built in a hidden folder beside them, then swapped or moved in when complete.
 
-`materialize` (a tree) and `kit` (a kit) write their folders this way, so a failure or a kill at any
-moment leaves the old folder or the new one at `out`, never half of either, and whatever a killed run
-left beside it is removed by the next run once it is proven drumcat's.
+`materialize` (a tree) and `kit` (a kit) replace a folder this way (`staging_beside`), so a failure or a
+kill at any moment leaves the old folder or the new one at `out`, never half of either. `adapt` writes a
+model bundle, several files beside one another, this way too (`files_staged_beside`): its card moves in
+last, and a run killed before that is undone by the next. Whatever a killed run left is removed by the next
+run once it is proven drumcat's.
 
 Proof of ownership is STAGING_MARKER, naming the `out` the folder was made for. A folder holds it from
 birth until it is complete, and again from the moment an old folder is marked for removal until the
 folder is gone (the marker is removed last). In between, the folder is a whole output whose own marker
 lists every file in it: the caller's `foreign_files` says which files that marker does not vouch for.
+
+A run holds a lock (flock) on each folder it is building or removing, and a folder whose lock is held is
+never taken for an abandoned one: the review page's learning loop and a `drumcat adapt` in a terminal can
+write into one models folder at once. The kernel drops a lock when its holder dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -32,32 +40,72 @@ ForeignFiles = Callable[[Path], list[str] | None]
 def staging_beside(out: Path, kind: str) -> Iterator[Path]:
     """A marked hidden folder beside `out` to build into; swapped in for `out` when the block ends
     without an error, removed when it raises (the old folder at `out` untouched)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-{kind}-", dir=out.parent))
-    mark_as_own(staging, out)
-    try:
-        yield staging
-        (staging / STAGING_MARKER).unlink()
-        swap_in(staging, out)
-    except BaseException:
-        if staging.exists():
-            mark_as_own(staging, out)
-            remove_own_folder(staging)
-        raise
+    with _new_staging_folder(out, kind) as staging:
+        try:
+            yield staging
+            (staging / STAGING_MARKER).unlink()
+            swap_in(staging, out)
+        except BaseException:
+            if staging.exists():
+                mark_as_own(staging, out)
+                remove_own_folder(staging)
+            raise
+
+
+@contextmanager
+def files_staged_beside(out: Path, kind: str) -> Iterator[Path]:
+    """A marked hidden folder beside `out` to write files into, which the block moves in with `move_in`;
+    removed when the block ends. When the block raises before the last file is moved in, the files it did
+    move in are taken back (`take_back`), so nothing of the write stays."""
+    with _new_staging_folder(out, kind) as staging:
+        try:
+            yield staging
+        except BaseException:
+            take_back(staging)
+            raise
+        remove_own_folder(staging)
+
+
+def move_in(staging: Path, moves: list[tuple[str, Path]]) -> None:
+    """Move files out of a staging folder to their destinations, in order; the last one is the commit (a
+    bundle's card, without which the others are not loadable). The marker first records each destination
+    and its content's sha256, so that a run killed part way is undone (`take_back`): a file at a
+    destination is removed only when its content is the one this write put there."""
+    marker = _marker(staging) or {}
+    marker["moves"] = [[str(destination), _sha256(staging / name)] for name, destination in moves]
+    temporary = staging / f"{STAGING_MARKER}.new"  # inside the staging folder: ours whatever happens
+    temporary.write_text(json.dumps(marker), encoding="utf-8")
+    os.replace(temporary, staging / STAGING_MARKER)  # a kill leaves the old marker or the new, whole
+    for name, destination in moves:
+        os.replace(staging / name, destination)
+
+
+def take_back(staging: Path) -> None:
+    """Undo a file write that did not reach its commit: remove the files it moved in (those whose content
+    is still what it recorded), then the staging folder. After the commit, only the folder goes."""
+    moves = (_marker(staging) or {}).get("moves", [])
+    if moves and not _holds(*moves[-1]):
+        for destination, sha256 in moves:
+            if _holds(destination, sha256):
+                Path(destination).unlink()
+    remove_own_folder(staging)
+
+
+def remove_abandoned_file_writes(folder: Path, kind: str) -> list[Path]:
+    """Staging folders a killed run of `kind` left in `folder` (`files_staged_beside`): each write undone
+    when the folder is proven drumcat's, or the folder removed when it is empty."""
+    def ours(candidate: Path) -> bool:
+        marker = _marker(candidate)
+        return marker is not None and "out" in marker or _holds_only_a_cut_marker(candidate)
+
+    return _remove_abandoned(folder.glob(f".*.drumcat-{kind}-*"), ours, take_back)
 
 
 def remove_abandoned_staging(out: Path, foreign_files: ForeignFiles) -> list[Path]:
     """Folders an interrupted run left beside `out` (an output being built, or the old one being
     removed): removed when proven drumcat's for `out` (`made_for`), or when they are empty."""
-    removed = []
-    for candidate in out.parent.glob(f".{out.name}.drumcat-*"):
-        if made_for(candidate, out, foreign_files):
-            remove_own_folder(candidate)
-            removed.append(candidate)
-        elif candidate.is_dir() and not any(candidate.iterdir()):
-            candidate.rmdir()  # killed before its marker was written: empty, nothing to lose
-            removed.append(candidate)
-    return removed
+    return _remove_abandoned(out.parent.glob(f".{out.name}.drumcat-*"),
+                             lambda candidate: made_for(candidate, out, foreign_files), remove_own_folder)
 
 
 def made_for(candidate: Path, out: Path, foreign_files: ForeignFiles) -> bool:
@@ -65,13 +113,12 @@ def made_for(candidate: Path, out: Path, foreign_files: ForeignFiles) -> bool:
     holds a whole output and nothing else. A kill while the marker was being written leaves it empty or
     cut short; that file alone, or beside a whole output (the old one, being marked for removal), is
     drumcat's too."""
-    try:
-        return json.loads((candidate / STAGING_MARKER).read_text(encoding="utf-8")).get("out") == str(out)
-    except (OSError, ValueError, AttributeError):
-        pass
+    marker = _marker(candidate)
+    if marker is not None:
+        return marker.get("out") == str(out)
     foreign = foreign_files(candidate)
     if foreign is None:  # not a whole output: only a folder holding nothing but a cut-short marker is ours
-        return candidate.is_dir() and [entry.name for entry in candidate.iterdir()] == [STAGING_MARKER]
+        return _holds_only_a_cut_marker(candidate)
     return foreign in ([], [STAGING_MARKER])
 
 
@@ -107,8 +154,95 @@ def swap_in(staging: Path, out: Path) -> None:
         old = out.parent / f".{out.name}.drumcat-old-{secrets.token_hex(4)}"  # a new name: nothing to clobber
         out.rename(old)
         staging.rename(out)
-    mark_as_own(old, out)
-    remove_own_folder(old)
+    with _locked(old, wait=True) as still_there:
+        if still_there:  # else another run's cleanup took it first, as the old folder beside `out`
+            mark_as_own(old, out)
+            remove_own_folder(old)
+
+
+def _remove_abandoned(candidates: Iterator[Path], ours: Callable[[Path], bool],
+                      remove: Callable[[Path], None]) -> list[Path]:
+    """Remove each candidate no live run holds that is proven drumcat's (`ours`), or that is empty."""
+    removed = []
+    for candidate in candidates:
+        if not candidate.is_dir():
+            continue
+        with _locked(candidate, wait=False) as ours_to_handle:
+            if not ours_to_handle:
+                continue  # a live run is writing it, or it is already gone
+            if ours(candidate):
+                remove(candidate)
+            elif not any(candidate.iterdir()):
+                candidate.rmdir()  # killed before its marker was written: empty, nothing to lose
+            else:
+                continue
+            removed.append(candidate)
+    return removed
+
+
+@contextmanager
+def _new_staging_folder(out: Path, kind: str) -> Iterator[Path]:
+    """A new hidden folder beside `out`, locked and marked, held locked while the block runs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.drumcat-{kind}-", dir=out.parent))
+        with _locked(staging, wait=True) as still_there:
+            if still_there:  # else another run's cleanup took the empty folder before it was locked: again
+                mark_as_own(staging, out)
+                yield staging
+                return
+
+
+@contextmanager
+def _locked(folder: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive lock on `folder` while the block runs. False when the folder is gone (removed by
+    another run before the lock was taken) or, without `wait`, when a live run holds its lock."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield _same_folder(descriptor, folder)  # False: removed while this run waited for the lock
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _same_folder(descriptor: int, folder: Path) -> bool:
+    try:
+        here = folder.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
+
+def _marker(folder: Path) -> dict | None:
+    """A folder's staging marker; None when it is missing, or cut short by a kill while it was written."""
+    try:
+        marker = json.loads((folder / STAGING_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _holds_only_a_cut_marker(folder: Path) -> bool:
+    """A kill while the marker was being written leaves it empty or cut short, alone in its new folder."""
+    return folder.is_dir() and [entry.name for entry in folder.iterdir()] == [STAGING_MARKER]
+
+
+def _holds(path: str | Path, sha256: str) -> bool:
+    return Path(path).is_file() and _sha256(Path(path)) == sha256
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _exchange(a: Path, b: Path) -> bool:

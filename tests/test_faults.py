@@ -1,6 +1,7 @@
 """Faults: scan, infer and materialize killed (SIGKILL) at random points, a bounded number of times each;
 after every kill the catalog and the tree must still be sound and the archive untouched. And `materialize` and
-`kit` killed at each step of swapping in their output folder (drumcat.staging)."""
+`kit` killed at each step of swapping in their output folder, `adapt` at each step of moving in its bundle
+(drumcat.staging)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from bench.archive import make_archive
+from drumcat.model.adapt import adapt, adapted_models_folder
+from drumcat.model.bundle import card_path_for, lite_path_for, load_bundle
 from drumcat.outputs import KIT_MARKER, TREE_MARKER
+from drumcat.storage.catalog import Catalog
 
 KILLS = 8  # per command; each kill lands somewhere in start-up, the work, or the final commit or swap
 
@@ -200,3 +204,60 @@ def test_a_kill_at_each_step_of_a_swap_leaves_a_whole_output_and_nothing_the_nex
     run(["--catalog", "c.db", command, "--out", "OUT"], demo)
     assert not list(demo.glob(".OUT.drumcat-*"))  # ...and the next run removed it
     assert whole() == before
+
+
+ADAPT_KILLED_AT = """
+import os, signal, sys
+from pathlib import Path
+from drumcat.model import adapt
+
+catalog, point = sys.argv[1], sys.argv[2]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point == "saved":  # the bundle whole in its staging folder, nothing recorded or moved yet
+    save_bundle = adapt.save_bundle
+    def saved_then_killed(*args, **kwargs):
+        save_bundle(*args, **kwargs)
+        die()
+    adapt.save_bundle = saved_then_killed
+else:  # killed after the weights, the export, or the card (the last) was moved in beside the other models
+    moves_until_killed = {"weights moved": 1, "export moved": 2, "card moved": 3}[point]
+    replace, moved = os.replace, []
+    def replace_then_die(source, destination):
+        replace(source, destination)
+        if ".drumcat-adapt-" in Path(source).parent.name and ".drumcat-adapt-" not in str(destination):
+            moved.append(destination)
+            if len(moved) == moves_until_killed:
+                die()
+    os.replace = replace_then_die
+sys.argv = ["drumcat", "--catalog", catalog, "adapt"]
+from drumcat.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("point", ["saved", "weights moved", "export moved", "card moved"])
+def test_an_adapt_killed_at_each_step_of_its_write_is_undone_by_the_next(corrected: Catalog, point: str) -> None:
+    """A SIGKILL while `adapt` writes its bundle (weights, LiteRT export, card last): before the card, the
+    next adapt takes back every file the killed one moved in and writes under the same name; after it, the
+    killed one's bundle is whole and stays, and only its staging folder goes."""
+    models = adapted_models_folder(corrected)
+    killed = subprocess.run([sys.executable, "-c", ADAPT_KILLED_AT, str(corrected.path), point],
+                            capture_output=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert list(models.glob(".*.drumcat-adapt-*"))  # the kill left its staging folder...
+    committed = point == "card moved"
+    report = adapt(corrected)
+    assert not list(models.glob(".*.drumcat-adapt-*"))  # ...and the next adapt removed it
+    assert report.out.name == ("drumcat-v2-adapted-2.keras" if committed else "drumcat-v2-adapted-1.keras")
+    first = models / "drumcat-v2-adapted-1.keras"
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        p.name for p in ([first, card_path_for(first), lite_path_for(first)] if committed else [])
+        + [report.out, card_path_for(report.out), lite_path_for(report.out)])
+    if committed:
+        assert load_bundle(first).card.training["adapted_from"]["name"] == "drumcat-v2"  # whole and loadable

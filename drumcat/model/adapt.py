@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from drumcat.errors import DrumcatError
 from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
 from drumcat.model.metrics import accuracy
 from drumcat.resources import models_dir
+from drumcat.staging import files_staged_beside, move_in, remove_abandoned_file_writes
 from drumcat.storage.catalog import Catalog, pages_by_hash, rows
 from drumcat.storage.results import (
     close_similarity,
@@ -396,8 +395,13 @@ def cross_validate(start: Head, corrections: Corrections, pool: Pool, labels: li
             "base": accuracies(np.concatenate(base_probs)), "adapted": accuracies(np.concatenate(adapted_probs))}
 
 
+def adapted_models_folder(catalog: Catalog) -> Path:
+    """Where adapted models go unless `--out` says otherwise: `models/` beside the catalog."""
+    return catalog.path.parent / "models"
+
+
 def default_out(catalog: Catalog, base_name: str) -> Path:
-    folder = catalog.path.parent / "models"
+    folder = adapted_models_folder(catalog)
     taken = {p.stem for p in folder.glob(f"{base_name}-adapted-*.keras")} if folder.is_dir() else set()
     number = 1
     while f"{base_name}-adapted-{number}" in taken:
@@ -417,17 +421,13 @@ def check_out(out: Path, base_path: Path) -> None:
 
 def write_bundle_atomically(model: Any, card: ModelCard, out: Path) -> ModelCard:
     """Save into a hidden folder beside `out`, then move the export and weights in and the card last: an
-    interrupted adapt leaves no bundle (a bundle without its card is not loadable)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.drumcat-adapt-", dir=out.parent))
-    try:
+    interrupted adapt leaves no bundle (a bundle without its card is not loadable), and what a killed one
+    moved in is taken back by the next (`remove_abandoned_file_writes`)."""
+    with files_staged_beside(out, "adapt") as staging:
         card = save_bundle(model, card, staging / out.name)
-        for source in (staging / out.name, lite_path_for(staging / out.name)):
-            if source.exists():
-                os.replace(source, out.parent / source.name)
-        os.replace(card_path_for(staging / out.name), card_path_for(out))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        written = [p for p in (staging / out.name, lite_path_for(staging / out.name)) if p.exists()]
+        written.append(card_path_for(staging / out.name))
+        move_in(staging, [(p.name, out.parent / p.name) for p in written])
     return card
 
 
@@ -462,6 +462,8 @@ def adapt(
     stage = on_stage or (lambda _: None)
     base_row = base_model_row(catalog, base)
     bundle = load_bundle(Path(base_row["path"]), lite=False)
+    # a killed adapt's half-moved bundle is taken back first, so its name is free again
+    remove_abandoned_file_writes(Path(out).parent if out else adapted_models_folder(catalog), "adapt")
     out = Path(out) if out else default_out(catalog, bundle.name)
     check_out(out, bundle.path)
     labels = list(bundle.card.labels)

@@ -1,0 +1,112 @@
+"""drumcat.staging on its own: what a write takes back, and that a live run's folder is never taken for an
+abandoned one (the review page's learning loop and a terminal's `drumcat adapt` share a models folder)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from drumcat.outputs import STAGING_MARKER
+from drumcat.staging import (
+    files_staged_beside,
+    move_in,
+    remove_abandoned_file_writes,
+    remove_abandoned_staging,
+    staging_beside,
+)
+
+
+def not_a_whole_output(_: Path) -> None:
+    return None
+
+
+def staged_bundle(folder: Path) -> list[tuple[str, Path]]:
+    """Three files written into a staging folder, and where they go: the card last."""
+    for name, content in (("m.keras", b"weights"), ("m.tflite", b"export"), ("m.json", b"{}")):
+        (folder / name).write_bytes(content)
+    return [(name, folder.parent / name) for name in ("m.keras", "m.tflite", "m.json")]
+
+
+def test_a_write_moves_its_files_in_card_last_and_leaves_no_staging(tmp_path: Path) -> None:
+    with files_staged_beside(tmp_path / "m.keras", "adapt") as staging:
+        move_in(staging, staged_bundle(staging))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]
+
+
+def test_a_write_that_fails_before_its_card_takes_back_what_it_moved(tmp_path: Path) -> None:
+    (tmp_path / "m.json").mkdir()  # the card's name is taken: its move fails after the other two's
+    with pytest.raises(OSError), files_staged_beside(tmp_path / "m.keras", "adapt") as staging:
+        move_in(staging, staged_bundle(staging))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_taking_back_keeps_a_file_whose_content_is_not_the_one_written(tmp_path: Path) -> None:
+    """A file put at a destination after a killed write (a user's, or the next write's) is not drumcat's
+    to remove, though it has the name."""
+    leftover = killed_before_the_card(tmp_path)
+    (tmp_path / "m.keras").write_bytes(b"someone else's weights")
+    assert remove_abandoned_file_writes(tmp_path, "adapt") == [leftover]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras"]
+    assert (tmp_path / "m.keras").read_bytes() == b"someone else's weights"
+
+
+def test_a_write_killed_before_its_card_is_taken_back_by_the_next_run(tmp_path: Path) -> None:
+    leftover = killed_before_the_card(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [leftover.name, "m.json", "m.keras", "m.tflite"]
+    assert remove_abandoned_file_writes(tmp_path, "adapt") == [leftover]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def killed_before_the_card(folder: Path) -> Path:
+    """A staging folder as a run killed after moving in the weights and the export leaves it (the card's
+    move fails here instead, its name taken by a folder, and nothing is taken back)."""
+    leftover = folder / ".m.keras.drumcat-adapt-killed"
+    leftover.mkdir()
+    (leftover / STAGING_MARKER).write_text(json.dumps({"out": str(folder / "m.keras")}))
+    (folder / "m.json").mkdir()
+    with pytest.raises(OSError):
+        move_in(leftover, staged_bundle(leftover))
+    return leftover
+
+
+def test_after_the_card_arrived_only_the_staging_folder_is_removed(tmp_path: Path) -> None:
+    leftover = tmp_path / ".m.keras.drumcat-adapt-killed"
+    leftover.mkdir()
+    moves = staged_bundle(leftover)
+    (leftover / STAGING_MARKER).write_text(json.dumps({"out": str(tmp_path / "m.keras")}))
+    move_in(leftover, moves)  # ... and killed before the folder was removed
+    assert remove_abandoned_file_writes(tmp_path, "adapt") == [leftover]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]
+
+
+def test_a_folder_without_proof_is_kept(tmp_path: Path) -> None:
+    foreign = tmp_path / ".m.keras.drumcat-adapt-x"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (foreign / STAGING_MARKER).write_text('{"o')  # cut short, and beside a file drumcat did not make
+    assert remove_abandoned_file_writes(tmp_path, "adapt") == []
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def cleanup_in_another_process(folder: str, out: str) -> list[int]:
+    return [len(remove_abandoned_file_writes(Path(folder), "adapt")),
+            len(remove_abandoned_staging(Path(out), not_a_whole_output))]
+
+
+def test_a_live_runs_staging_folders_are_not_taken_for_abandoned_ones(tmp_path: Path) -> None:
+    """Another process's cleanup, while this one writes a bundle and builds a tree, removes neither."""
+    tree = tmp_path / "T"
+    context = multiprocessing.get_context("spawn")  # a process of its own, as a second drumcat would be
+    with files_staged_beside(tmp_path / "m.keras", "adapt") as bundle, staging_beside(tree, "new") as building:
+        moves = staged_bundle(bundle)
+        (building / "Kick").mkdir()
+        with context.Pool(1) as pool:
+            assert pool.apply(cleanup_in_another_process, (str(tmp_path), str(tree))) == [0, 0]
+        assert (building / STAGING_MARKER).is_file() and (bundle / STAGING_MARKER).is_file()
+        move_in(bundle, moves)
+    assert (tree / "Kick").is_dir() and (tmp_path / "m.json").is_file()
+    with context.Pool(1) as pool:  # and once this run is done there is nothing left to clean
+        assert pool.apply(cleanup_in_another_process, (str(tmp_path), str(tree))) == [0, 0]
