@@ -68,25 +68,25 @@ def files_staged_beside(out: Path, kind: str) -> Iterator[Path]:
 
 def move_in(staging: Path, moves: list[tuple[str, Path]]) -> None:
     """Move files out of a staging folder to their destinations, in order; the last one is the commit (a
-    bundle's card, without which the others are not loadable). The marker first records each destination
-    and its content's sha256, so that a run killed part way is undone (`take_back`): a file at a
-    destination is removed only when its content is the one this write put there."""
+    bundle's card, without which the others are not loadable). A destination that exists is never
+    replaced: the write stops there, as another run took the name first. The marker first records each
+    move and its content's sha256, so that a run killed part way is undone (`take_back`)."""
     marker = _marker(staging) or {}
-    marker["moves"] = [[str(destination), _sha256(staging / name)] for name, destination in moves]
+    marker["moves"] = [[name, str(destination), _sha256(staging / name)] for name, destination in moves]
     temporary = staging / f"{STAGING_MARKER}.new"  # inside the staging folder: ours whatever happens
     temporary.write_text(json.dumps(marker), encoding="utf-8")
     os.replace(temporary, staging / STAGING_MARKER)  # a kill leaves the old marker or the new, whole
     for name, destination in moves:
-        os.replace(staging / name, destination)
+        _move_without_replacing(staging / name, destination)
 
 
 def take_back(staging: Path) -> None:
-    """Undo a file write that did not reach its commit: remove the files it moved in (those whose content
-    is still what it recorded), then the staging folder. After the commit, only the folder goes."""
+    """Undo a file write that did not reach its commit: remove the files it moved in, then the staging
+    folder. After the commit, only the folder goes."""
     moves = (_marker(staging) or {}).get("moves", [])
-    if moves and not _holds(*moves[-1]):
-        for destination, sha256 in moves:
-            if _holds(destination, sha256):
+    if moves and not _moved_in(staging, *moves[-1]):
+        for name, destination, sha256 in moves:
+            if _moved_in(staging, name, destination, sha256):
                 Path(destination).unlink()
     remove_own_folder(staging)
 
@@ -236,8 +236,29 @@ def _holds_only_a_cut_marker(folder: Path) -> bool:
     return folder.is_dir() and [entry.name for entry in folder.iterdir()] == [STAGING_MARKER]
 
 
-def _holds(path: str | Path, sha256: str) -> bool:
-    return Path(path).is_file() and _sha256(Path(path)) == sha256
+def _move_without_replacing(source: Path, destination: Path) -> None:
+    """A rename that fails when `destination` exists (a hard link, then the source unlinked); on a file
+    system without hard links, a check and a rename."""
+    try:
+        os.link(source, destination)
+    except FileExistsError:
+        raise
+    except OSError:
+        if destination.exists() or destination.is_symlink():
+            raise FileExistsError(f"{destination} exists") from None
+        os.replace(source, destination)
+        return
+    source.unlink()
+
+
+def _moved_in(staging: Path, name: str, destination: str, sha256: str) -> bool:
+    """Whether this write put the file at `destination`: it holds the recorded content, and the source has
+    left the staging folder or is the same file (killed between the link and the unlink). A file of equal
+    content another run put there while this one's source stayed is not this write's."""
+    source, target = staging / name, Path(destination)
+    if not target.is_file() or _sha256(target) != sha256:
+        return False
+    return not source.exists() or os.path.samefile(source, target)
 
 
 def _sha256(path: Path) -> str:

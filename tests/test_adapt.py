@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -108,6 +109,15 @@ def test_an_interrupted_write_leaves_no_bundle(tmp_path: Path, bundle: ModelBund
     with pytest.raises(Interrupted):
         write_bundle_atomically(Exploding(), bundle.card, tmp_path / "m.keras")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_taken_while_adapt_ran_is_one_line_and_the_other_models_files_are_kept(
+        tmp_path: Path, bundle: ModelBundle) -> None:
+    out = tmp_path / "m.keras"
+    card_path_for(out).write_text("another run's card")  # written after check_out found the name free
+    with pytest.raises(DrumcatError, match="another run wrote a model under this name meanwhile"):
+        write_bundle_atomically(bundle.keras_model, copy.deepcopy(bundle.card), out)  # saving fills in its hashes
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"] and card_path_for(out).read_text() == "another run's card"
 
 
 def test_with_nothing_to_learn_the_head_is_the_base_model(bundle: ModelBundle) -> None:

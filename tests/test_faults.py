@@ -224,16 +224,16 @@ if point == "saved":  # the bundle whole in its staging folder, nothing recorded
         save_bundle(*args, **kwargs)
         die()
     adapt.save_bundle = saved_then_killed
-else:  # killed after the weights, the export, or the card (the last) was moved in beside the other models
-    moves_until_killed = {"weights moved": 1, "export moved": 2, "card moved": 3}[point]
-    replace, moved = os.replace, []
-    def replace_then_die(source, destination):
-        replace(source, destination)
-        if ".drumcat-adapt-" in Path(source).parent.name and ".drumcat-adapt-" not in str(destination):
-            moved.append(destination)
-            if len(moved) == moves_until_killed:
-                die()
-    os.replace = replace_then_die
+else:  # killed as the weights, the export, or the card (the last) arrived beside the other models: each
+    # move is a hard link and an unlink, and the kill lands between the two (both names hold the file)
+    links_until_killed = {"weights moved": 1, "export moved": 2, "card moved": 3}[point]
+    link, linked = os.link, []
+    def link_then_die(source, destination):
+        link(source, destination)
+        linked.append(destination)
+        if len(linked) == links_until_killed:
+            die()
+    os.link = link_then_die
 sys.argv = ["drumcat", "--catalog", catalog, "adapt"]
 from drumcat.cli import main
 main()

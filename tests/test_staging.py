@@ -110,3 +110,13 @@ def test_a_live_runs_staging_folders_are_not_taken_for_abandoned_ones(tmp_path: 
     assert (tree / "Kick").is_dir() and (tmp_path / "m.json").is_file()
     with context.Pool(1) as pool:  # and once this run is done there is nothing left to clean
         assert pool.apply(cleanup_in_another_process, (str(tmp_path), str(tree))) == [0, 0]
+
+
+def test_a_file_of_equal_content_that_this_write_did_not_move_is_kept(tmp_path: Path) -> None:
+    """Two runs writing the same bytes under one name: the one whose move was refused takes back nothing of
+    the other's, though the content is the same."""
+    with files_staged_beside(tmp_path / "m.keras", "adapt") as first:
+        move_in(first, staged_bundle(first))
+    with pytest.raises(FileExistsError), files_staged_beside(tmp_path / "m.keras", "adapt") as second:
+        move_in(second, staged_bundle(second))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]

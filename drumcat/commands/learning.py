@@ -27,7 +27,7 @@ from typing import Any
 
 from drumcat.commands.similar import forget_index
 from drumcat.errors import DrumcatError
-from drumcat.model.adapt import MIN_OVERRIDES, AdaptReport, adapt
+from drumcat.model.adapt import MIN_OVERRIDES, AdaptReport, adapt, adapted_models_folder
 from drumcat.model.bundle import card_path_for, lite_path_for
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import retire_model, set_active_model
@@ -53,7 +53,7 @@ def root_model(catalog: Catalog, model_id: int) -> int:
 
 def round_out(catalog: Catalog, root_name: str, corrections: int) -> Path:
     """models/ROOT-reviewed-N.keras beside the catalog, N the corrections it learned from (-2, -3 if taken)."""
-    folder = catalog.path.parent / "models"
+    folder = adapted_models_folder(catalog)
     stem = f"{root_name}-reviewed-{corrections}"
     names = itertools.chain([stem], (f"{stem}-{number}" for number in itertools.count(2)))
     return next(folder / f"{name}.keras" for name in names

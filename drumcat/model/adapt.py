@@ -423,11 +423,15 @@ def write_bundle_atomically(model: Any, card: ModelCard, out: Path) -> ModelCard
     """Save into a hidden folder beside `out`, then move the export and weights in and the card last: an
     interrupted adapt leaves no bundle (a bundle without its card is not loadable), and what a killed one
     moved in is taken back by the next (`remove_abandoned_file_writes`)."""
-    with files_staged_beside(out, "adapt") as staging:
-        card = save_bundle(model, card, staging / out.name)
-        written = [p for p in (staging / out.name, lite_path_for(staging / out.name)) if p.exists()]
-        written.append(card_path_for(staging / out.name))
-        move_in(staging, [(p.name, out.parent / p.name) for p in written])
+    try:
+        with files_staged_beside(out, "adapt") as staging:
+            card = save_bundle(model, card, staging / out.name)
+            written = [p for p in (staging / out.name, lite_path_for(staging / out.name)) if p.exists()]
+            written.append(card_path_for(staging / out.name))
+            move_in(staging, [(p.name, out.parent / p.name) for p in written])
+    except FileExistsError:  # another run wrote a model under this name since check_out; its files are kept
+        raise DrumcatError(f"--out {out}: another run wrote a model under this name meanwhile; run adapt again "
+                           "(without --out it picks the next free name) or choose another name") from None
     return card
 
 
