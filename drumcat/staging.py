@@ -36,6 +36,21 @@ ForeignFiles = Callable[[Path], list[str] | None]
 """The files in a folder that its output marker does not vouch for; None: not a whole output at all."""
 
 
+def write_whole(path: Path, content: str | bytes) -> None:
+    """Write a file so that a reader, or a kill, finds the old content or the new, never part of either:
+    into a hidden file beside it (`.NAME.drumcat-write-*`, a name of its own for each writer), renamed over
+    it. A failure removes the hidden file; a kill leaves it, and the file at `path` as it was."""
+    temporary = path.parent / f".{path.name}.drumcat-write-{secrets.token_hex(4)}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 @contextmanager
 def staging_beside(out: Path, kind: str) -> Iterator[Path]:
     """A marked hidden folder beside `out` to build into; swapped in for `out` when the block ends

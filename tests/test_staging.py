@@ -1,10 +1,12 @@
-"""drumcat.staging on its own: what a write takes back, and that a live run's folder is never taken for an
-abandoned one (the review page's learning loop and a terminal's `drumcat adapt` share a models folder)."""
+"""drumcat.staging on its own: what a write takes back, that a live run's folder is never taken for an
+abandoned one (the review page's learning loop and a terminal's `drumcat adapt` share a models folder), and
+single files written whole."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from drumcat.staging import (
     remove_abandoned_file_writes,
     remove_abandoned_staging,
     staging_beside,
+    write_whole,
 )
 
 
@@ -120,3 +123,23 @@ def test_a_file_of_equal_content_that_this_write_did_not_move_is_kept(tmp_path: 
     with pytest.raises(FileExistsError), files_staged_beside(tmp_path / "m.keras", "adapt") as second:
         move_in(second, staged_bundle(second))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "m.tflite"]
+
+
+def test_a_whole_write_replaces_the_file_with_the_umasks_mode(tmp_path: Path) -> None:
+    card = tmp_path / "m.json"
+    card.write_text("old")
+    umask = os.umask(0o022)
+    try:
+        write_whole(card, "new")
+    finally:
+        os.umask(umask)
+    assert card.read_text() == "new" and card.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert list(tmp_path.iterdir()) == [card]
+
+
+def test_a_failed_whole_write_leaves_the_old_file_and_nothing_beside_it(tmp_path: Path) -> None:
+    card = tmp_path / "m.json"
+    card.write_text("old")
+    with pytest.raises(UnicodeEncodeError):
+        write_whole(card, "new \udc80")  # fails once the hidden file is open
+    assert card.read_text() == "old" and list(tmp_path.iterdir()) == [card]

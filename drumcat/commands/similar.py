@@ -11,7 +11,6 @@ A numpy matrix rather than sqlite-vec: a brute-force product over 1,000,000 x 12
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from drumcat.errors import DrumcatError
+from drumcat.staging import write_whole
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import decode_embeddings, unit_rows
 from drumcat.storage.rules import RuleChanges, resolve_hash, rules_for_this_command
@@ -88,10 +88,8 @@ class EmbeddingIndex:
         np.save(folder / f"{stem}.hashes.npy", self.hashes)
         meta = folder / f"model-{self.model_id}.json"
         old = json.loads(meta.read_text()) if meta.is_file() else None
-        temporary = meta.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"matrix": f"{stem}.npy", "hashes": f"{stem}.hashes.npy",
-                                         "max_rowid": self.max_rowid}))
-        os.replace(temporary, meta)
+        write_whole(meta, json.dumps({"matrix": f"{stem}.npy", "hashes": f"{stem}.hashes.npy",
+                                      "max_rowid": self.max_rowid}))
         if old and old["matrix"] != f"{stem}.npy":
             for name in (old["matrix"], old["hashes"]):
                 (folder / name).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from drumcat.model.runtime import (
     two_output_model,
 )
 from drumcat.resources import default_model_path
+from drumcat.staging import write_whole
 from drumcat.times import utc_now
 
 CARD_FORMAT = "drumcat-model-card/1"
@@ -284,7 +285,7 @@ def write_lite_export(model: Any, card: ModelCard, model_path: Path, weights: st
     lacks) keeps running on Keras: returns False."""
     lite_path = lite_path_for(model_path)
     try:
-        lite_path.write_bytes(lite_flatbuffer(two_output_model(model, card.embedding_layer), weights))
+        write_whole(lite_path, lite_flatbuffer(two_output_model(model, card.embedding_layer), weights))
         _checked_lite_runtime(lite_path, card)
     except Exception:  # the converter raises many kinds; the Keras runtime remains, so nothing is lost
         lite_path.unlink(missing_ok=True)
@@ -320,7 +321,7 @@ def add_model(
     model = _load_checked_keras(model_path, card, trust_unsafe)
     if not trust_unsafe:  # a model trusted once stays on Keras, so every later load asks for trust again
         write_lite_export(model, card, model_path)
-    card_path.write_text(card.to_json(), encoding="utf-8")
+    write_whole(card_path, card.to_json())  # with --force, a kill leaves the old card whole
     return card
 
 
@@ -331,5 +332,5 @@ def save_bundle(model: Any, card: ModelCard, model_path: Path) -> ModelCard:
     model.save(str(model_path))
     card.weights_sha256 = file_sha256(model_path)
     write_lite_export(model, card, model_path, card.lite_weights)
-    card_path_for(model_path).write_text(card.to_json(), encoding="utf-8")
+    write_whole(card_path_for(model_path), card.to_json())
     return card

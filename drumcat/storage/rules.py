@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from drumcat.config import Config
 from drumcat.errors import DrumcatError, listing
 from drumcat.outputs import refuse_archive_overlap
 from drumcat.paths import catalog_text
+from drumcat.staging import write_whole
 from drumcat.storage.catalog import Catalog, execute_many, rows, scanned_archives
 from drumcat.taxonomy import CORE_CLASSES, MISC, read_canonical_mapping
 from drumcat.times import utc_now
@@ -317,9 +317,7 @@ def write_overrides_file(catalog: Catalog, path: Path) -> int:
             raise DrumcatError(f"{path}: exists and is not an overrides file; drumcat replaces only an earlier "
                                "export: choose another file") from exc
     items = export_overrides(catalog)
-    staging = path.with_name(f".{path.name}.drumcat-export")
-    staging.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
-    os.replace(staging, path)
+    write_whole(path, "".join(json.dumps(item) + "\n" for item in items))
     return len(items)
 
 

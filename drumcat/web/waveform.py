@@ -6,12 +6,12 @@ around the middle line, drawn as one filled path. Decoding at 8 kHz is plenty fo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from drumcat.audio.files import decode
+from drumcat.staging import write_whole
 
 WIDTH, HEIGHT = 240, 48
 RATE = 8_000
@@ -46,7 +46,5 @@ def thumbnail(path: Path, cache_dir: Path, digest: str) -> str:
         pass
     picture = svg(envelope(decode(path, RATE, max_seconds=SECONDS)))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(picture)
-    os.replace(temporary, cached)
+    write_whole(cached, picture)  # two requests may draw it at once: each writes its own hidden file
     return picture

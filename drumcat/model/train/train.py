@@ -48,6 +48,7 @@ from drumcat.model.train.dataset import (
     synth_kit_clips,
 )
 from drumcat.model.train.kernels import kernels_in_effect, machine_description
+from drumcat.staging import write_whole
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, MISC, canonical, core_decisions, core_membership
 from drumcat.times import utc_now
 
@@ -1051,7 +1052,7 @@ def train(
     save_bundle(shipped.model, card, out)
     if card.litert_sha256:  # exported (a network LiteRT cannot express runs on Keras, and has no such figures)
         card.metrics["test_litert"] = litert_on_test(out, x_test, test_split, card, shipped.test_core_predictions)
-        card_path_for(out).write_text(card.to_json(), encoding="utf-8")
+        write_whole(card_path_for(out), card.to_json())
     return card
 
 
