@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -36,19 +37,35 @@ ForeignFiles = Callable[[Path], list[str] | None]
 """The files in a folder that its output marker does not vouch for; None: not a whole output at all."""
 
 
-def write_whole(path: Path, content: str | bytes) -> None:
+def write_whole(path: Path, content: str | bytes, *, sweep: bool = True) -> None:
     """Write a file so that a reader, or a kill, finds the old content or the new, never part of either:
-    into a hidden file beside it (`.NAME.drumcat-write-*`, a name of its own for each writer), renamed over
-    it. A failure removes the hidden file; a kill leaves it, and the file at `path` as it was."""
+    into a hidden file beside it (`.NAME.drumcat-write-*`, a name of its own for each writer, locked while
+    it is written), renamed over it. A failure removes the hidden file; a kill leaves it, and the next
+    write of `path` removes it, unless `sweep` is off (that looks through the whole folder: too slow for
+    every write into a cache of a hundred thousand files)."""
+    if sweep:
+        _remove_killed_writes(path)
     temporary = path.parent / f".{path.name}.drumcat-write-{secrets.token_hex(4)}"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if not _still_at(handle.fileno(), temporary):  # taken for a leftover before it was locked
+                raise FileNotFoundError(f"{temporary}: removed by another writer of {path.name}; write again")
             handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-        os.replace(temporary, path)
+            handle.flush()
+            os.replace(temporary, path)  # before the lock is released with the close
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _remove_killed_writes(path: Path) -> None:
+    """The hidden files killed writers of `path` left (`write_whole`): those no live writer holds locked."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.drumcat-write-{'[0-9a-f]' * 8}"):
+        with _locked(leftover, wait=False) as abandoned:
+            if abandoned and leftover.is_file():
+                leftover.unlink()
 
 
 @contextmanager
@@ -119,7 +136,7 @@ def remove_abandoned_file_writes(folder: Path, kind: str) -> list[Path]:
 def remove_abandoned_staging(out: Path, foreign_files: ForeignFiles) -> list[Path]:
     """Folders an interrupted run left beside `out` (an output being built, or the old one being
     removed): removed when proven drumcat's for `out` (`made_for`), or when they are empty."""
-    return _remove_abandoned(out.parent.glob(f".{out.name}.drumcat-*"),
+    return _remove_abandoned(out.parent.glob(f".{glob.escape(out.name)}.drumcat-*"),
                              lambda candidate: made_for(candidate, out, foreign_files), remove_own_folder)
 
 
@@ -209,11 +226,11 @@ def _new_staging_folder(out: Path, kind: str) -> Iterator[Path]:
 
 
 @contextmanager
-def _locked(folder: Path, *, wait: bool) -> Iterator[bool]:
-    """Hold an exclusive lock on `folder` while the block runs. False when the folder is gone (removed by
+def _locked(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive lock on a folder or a file while the block runs. False when it is gone (removed by
     another run before the lock was taken) or, without `wait`, when a live run holds its lock."""
     try:
-        descriptor = os.open(folder, os.O_RDONLY)
+        descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         yield False
         return
@@ -223,14 +240,15 @@ def _locked(folder: Path, *, wait: bool) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield _same_folder(descriptor, folder)  # False: removed while this run waited for the lock
+        yield _still_at(descriptor, path)  # False: removed while this run waited for the lock
     finally:
         os.close(descriptor)  # releases the lock
 
 
-def _same_folder(descriptor: int, folder: Path) -> bool:
+def _still_at(descriptor: int, path: Path) -> bool:
+    """Whether the open file or folder is still the one at `path` (not removed, nor replaced)."""
     try:
-        here = folder.stat()
+        here = path.stat()
     except FileNotFoundError:
         return False
     held = os.fstat(descriptor)

@@ -13,7 +13,17 @@ import pytest
 
 from drumcat.commands.infer import infer
 from drumcat.errors import DrumcatError
-from drumcat.model.adapt import MIN_OVERRIDES, Examples, Head, adapt, base_head, fit_head, write_bundle_atomically
+from drumcat.model.adapt import (
+    MIN_OVERRIDES,
+    Examples,
+    Head,
+    adapt,
+    adapted_models_folder,
+    base_head,
+    default_out,
+    fit_head,
+    write_bundle_atomically,
+)
 from drumcat.model.bundle import ModelBundle, card_path_for, file_sha256, lite_path_for, load_bundle
 from drumcat.resources import default_model_path
 from drumcat.storage.catalog import Catalog, rows
@@ -118,6 +128,15 @@ def test_a_name_taken_while_adapt_ran_is_one_line_and_the_other_models_files_are
     with pytest.raises(DrumcatError, match="another run wrote a model under this name meanwhile"):
         write_bundle_atomically(bundle.keras_model, copy.deepcopy(bundle.card), out)  # saving fills in its hashes
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"] and card_path_for(out).read_text() == "another run's card"
+
+
+def test_the_default_name_skips_every_taken_one_even_when_the_base_name_looks_like_a_pattern(
+        catalog: Catalog) -> None:
+    folder = adapted_models_folder(catalog)
+    folder.mkdir()
+    (folder / "kit[1]-adapted-1.keras").write_bytes(b"")
+    (folder / "kit[1]-adapted-2.tflite").write_bytes(b"")  # an export alone takes the name too
+    assert default_out(catalog, "kit[1]") == folder / "kit[1]-adapted-3.keras"
 
 
 def test_with_nothing_to_learn_the_head_is_the_base_model(bundle: ModelBundle) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from bench.archive import make_archive
 from drumcat.model.adapt import adapt, adapted_models_folder
-from drumcat.model.bundle import card_path_for, lite_path_for, load_bundle
+from drumcat.model.bundle import bundle_files, load_bundle
 from drumcat.outputs import KIT_MARKER, TREE_MARKER
 from drumcat.storage.catalog import Catalog
 
@@ -257,7 +257,6 @@ def test_an_adapt_killed_at_each_step_of_its_write_is_undone_by_the_next(correct
     assert report.out.name == ("drumcat-v2-adapted-2.keras" if committed else "drumcat-v2-adapted-1.keras")
     first = models / "drumcat-v2-adapted-1.keras"
     assert sorted(p.name for p in models.iterdir()) == sorted(
-        p.name for p in ([first, card_path_for(first), lite_path_for(first)] if committed else [])
-        + [report.out, card_path_for(report.out), lite_path_for(report.out)])
+        p.name for p in [*(bundle_files(first) if committed else []), *bundle_files(report.out)])
     if committed:
         assert load_bundle(first).card.training["adapted_from"]["name"] == "drumcat-v2"  # whole and loadable

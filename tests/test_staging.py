@@ -4,6 +4,7 @@ single files written whole."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -143,3 +144,25 @@ def test_a_failed_whole_write_leaves_the_old_file_and_nothing_beside_it(tmp_path
     with pytest.raises(UnicodeEncodeError):
         write_whole(card, "new \udc80")  # fails once the hidden file is open
     assert card.read_text() == "old" and list(tmp_path.iterdir()) == [card]
+
+
+def test_a_killed_writers_hidden_file_goes_with_the_next_write_and_a_live_ones_stays(tmp_path: Path) -> None:
+    card = tmp_path / "m.json"
+    killed, live = (tmp_path / f".m.json.drumcat-write-{tag}" for tag in ("0123abcd", "4567ef01"))
+    killed.write_text('{"na')
+    live.write_text('{"name"')
+    descriptor = os.open(live, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # as the writer that made it holds it
+    try:
+        write_whole(card, "{}")
+    finally:
+        os.close(descriptor)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "m.json"]
+
+
+def test_leftovers_of_an_output_whose_name_looks_like_a_pattern_are_found(tmp_path: Path) -> None:
+    out = tmp_path / "Kit [808]"
+    leftover = tmp_path / ".Kit [808].drumcat-new-x1"
+    leftover.mkdir()
+    (leftover / STAGING_MARKER).write_text(json.dumps({"out": str(out)}))
+    assert remove_abandoned_staging(out, not_a_whole_output) == [leftover]

@@ -28,7 +28,7 @@ from typing import Any
 from drumcat.commands.similar import forget_index
 from drumcat.errors import DrumcatError
 from drumcat.model.adapt import MIN_OVERRIDES, AdaptReport, adapt, adapted_models_folder
-from drumcat.model.bundle import card_path_for, lite_path_for
+from drumcat.model.bundle import bundle_files
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import retire_model, set_active_model
 
@@ -57,7 +57,7 @@ def round_out(catalog: Catalog, root_name: str, corrections: int) -> Path:
     stem = f"{root_name}-reviewed-{corrections}"
     names = itertools.chain([stem], (f"{stem}-{number}" for number in itertools.count(2)))
     return next(folder / f"{name}.keras" for name in names
-                if not any((folder / f"{name}{suffix}").exists() for suffix in (".keras", ".json", ".tflite")))
+                if not any(p.exists() for p in bundle_files(folder / f"{name}.keras")))
 
 
 class Learner:
@@ -184,5 +184,5 @@ def retire_learned(catalog: Catalog, model_id: int, path: Path) -> None:
     except DrumcatError:
         return
     forget_index(catalog, model_id)
-    for file in (path, lite_path_for(path), card_path_for(path)):
+    for file in bundle_files(path):
         file.unlink(missing_ok=True)

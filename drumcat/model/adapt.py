@@ -21,6 +21,7 @@ Measured against the alternatives in bench/adapt.py (README, "Adapting to your l
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from drumcat.errors import DrumcatError
-from drumcat.model.bundle import ModelBundle, ModelCard, card_path_for, lite_path_for, load_bundle, save_bundle
+from drumcat.model.bundle import ModelBundle, ModelCard, bundle_files, load_bundle, save_bundle
 from drumcat.model.metrics import accuracy
 from drumcat.resources import models_dir
 from drumcat.staging import files_staged_beside, move_in, remove_abandoned_file_writes
@@ -401,12 +402,10 @@ def adapted_models_folder(catalog: Catalog) -> Path:
 
 
 def default_out(catalog: Catalog, base_name: str) -> Path:
+    """models/BASE-adapted-N.keras, N the first number none of whose bundle's files exist."""
     folder = adapted_models_folder(catalog)
-    taken = {p.stem for p in folder.glob(f"{base_name}-adapted-*.keras")} if folder.is_dir() else set()
-    number = 1
-    while f"{base_name}-adapted-{number}" in taken:
-        number += 1
-    return folder / f"{base_name}-adapted-{number}.keras"
+    candidates = (folder / f"{base_name}-adapted-{number}.keras" for number in itertools.count(1))
+    return next(out for out in candidates if not any(p.exists() for p in bundle_files(out)))
 
 
 def check_out(out: Path, base_path: Path) -> None:
@@ -415,7 +414,7 @@ def check_out(out: Path, base_path: Path) -> None:
         raise DrumcatError(f"--out {out}: name the new model NAME.keras")
     if real.parent == models_dir().resolve() or real == base_path.resolve():
         raise DrumcatError(f"--out {out}: would overwrite a shipped or base model's files; choose another path")
-    if any(p.exists() for p in (real, card_path_for(real), lite_path_for(real))):
+    if any(p.exists() for p in bundle_files(real)):
         raise DrumcatError(f"--out {out}: a model is there already; choose another name")
 
 
@@ -426,8 +425,7 @@ def write_bundle_atomically(model: Any, card: ModelCard, out: Path) -> ModelCard
     try:
         with files_staged_beside(out, "adapt") as staging:
             card = save_bundle(model, card, staging / out.name)
-            written = [p for p in (staging / out.name, lite_path_for(staging / out.name)) if p.exists()]
-            written.append(card_path_for(staging / out.name))
+            written = [p for p in bundle_files(staging / out.name) if p.exists()]  # no export: runs on Keras
             move_in(staging, [(p.name, out.parent / p.name) for p in written])
     except FileExistsError:  # another run wrote a model under this name since check_out; its files are kept
         raise DrumcatError(f"--out {out}: another run wrote a model under this name meanwhile; run adapt again "

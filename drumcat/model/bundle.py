@@ -45,6 +45,12 @@ def lite_path_for(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".tflite")
 
 
+def bundle_files(model_path: Path) -> tuple[Path, Path, Path]:
+    """A bundle's files in the order they are moved in: the Keras model, its LiteRT export, and its card
+    last (the card is what makes the others loadable)."""
+    return Path(model_path), lite_path_for(model_path), card_path_for(model_path)
+
+
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

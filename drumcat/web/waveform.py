@@ -46,5 +46,7 @@ def thumbnail(path: Path, cache_dir: Path, digest: str) -> str:
         pass
     picture = svg(envelope(decode(path, RATE, max_seconds=SECONDS)))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    write_whole(cached, picture)  # two requests may draw it at once: each writes its own hidden file
+    # two requests may draw it at once: each writes its own hidden file; a folder of one file per sound is
+    # not looked through for a killed request's leftover on every picture
+    write_whole(cached, picture, sweep=False)
     return picture
