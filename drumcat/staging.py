@@ -60,6 +60,11 @@ def write_whole(path: Path, content: str | bytes, *, sweep: bool = True) -> None
         raise
 
 
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _remove_killed_writes(path: Path) -> None:
     """The hidden files killed writers of `path` left (`write_whole`): those no live writer holds locked."""
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.drumcat-write-{'[0-9a-f]' * 8}"):
@@ -104,10 +109,8 @@ def move_in(staging: Path, moves: list[tuple[str, Path]]) -> None:
     replaced: the write stops there, as another run took the name first. The marker first records each
     move and its content's sha256, so that a run killed part way is undone (`take_back`)."""
     marker = _marker(staging) or {}
-    marker["moves"] = [[name, str(destination), _sha256(staging / name)] for name, destination in moves]
-    temporary = staging / f"{STAGING_MARKER}.new"  # inside the staging folder: ours whatever happens
-    temporary.write_text(json.dumps(marker), encoding="utf-8")
-    os.replace(temporary, staging / STAGING_MARKER)  # a kill leaves the old marker or the new, whole
+    marker["moves"] = [[name, str(destination), file_sha256(staging / name)] for name, destination in moves]
+    write_whole(staging / STAGING_MARKER, json.dumps(marker))  # a kill leaves the old marker or the new, whole
     for name, destination in moves:
         _move_without_replacing(staging / name, destination)
 
@@ -289,14 +292,9 @@ def _moved_in(staging: Path, name: str, destination: str, sha256: str) -> bool:
     left the staging folder or is the same file (killed between the link and the unlink). A file of equal
     content another run put there while this one's source stayed is not this write's."""
     source, target = staging / name, Path(destination)
-    if not target.is_file() or _sha256(target) != sha256:
+    if not target.is_file() or file_sha256(target) != sha256:
         return False
     return not source.exists() or os.path.samefile(source, target)
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from drumcat.commands.similar import forget_index
 from drumcat.errors import DrumcatError
 from drumcat.model.adapt import MIN_OVERRIDES, AdaptReport, adapt, adapted_models_folder
-from drumcat.model.bundle import bundle_files
+from drumcat.model.bundle import bundle_files, first_free_bundle
 from drumcat.storage.catalog import Catalog, rows
 from drumcat.storage.results import retire_model, set_active_model
 
@@ -56,8 +56,7 @@ def round_out(catalog: Catalog, root_name: str, corrections: int) -> Path:
     folder = adapted_models_folder(catalog)
     stem = f"{root_name}-reviewed-{corrections}"
     names = itertools.chain([stem], (f"{stem}-{number}" for number in itertools.count(2)))
-    return next(folder / f"{name}.keras" for name in names
-                if not any(p.exists() for p in bundle_files(folder / f"{name}.keras")))
+    return first_free_bundle(folder / f"{name}.keras" for name in names)
 
 
 class Learner:

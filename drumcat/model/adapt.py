@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from drumcat.errors import DrumcatError
-from drumcat.model.bundle import ModelBundle, ModelCard, bundle_files, load_bundle, save_bundle
+from drumcat.model.bundle import ModelBundle, ModelCard, bundle_files, first_free_bundle, load_bundle, save_bundle
 from drumcat.model.metrics import accuracy
 from drumcat.resources import models_dir
 from drumcat.staging import files_staged_beside, move_in, remove_abandoned_file_writes
@@ -402,10 +402,9 @@ def adapted_models_folder(catalog: Catalog) -> Path:
 
 
 def default_out(catalog: Catalog, base_name: str) -> Path:
-    """models/BASE-adapted-N.keras, N the first number none of whose bundle's files exist."""
+    """models/BASE-adapted-N.keras, N the first number whose name is free."""
     folder = adapted_models_folder(catalog)
-    candidates = (folder / f"{base_name}-adapted-{number}.keras" for number in itertools.count(1))
-    return next(out for out in candidates if not any(p.exists() for p in bundle_files(out)))
+    return first_free_bundle(folder / f"{base_name}-adapted-{number}.keras" for number in itertools.count(1))
 
 
 def check_out(out: Path, base_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from drumcat.model.runtime import (
     two_output_model,
 )
 from drumcat.resources import default_model_path
-from drumcat.staging import write_whole
+from drumcat.staging import file_sha256, write_whole
 from drumcat.times import utc_now
 
 CARD_FORMAT = "drumcat-model-card/1"
@@ -51,9 +51,9 @@ def bundle_files(model_path: Path) -> tuple[Path, Path, Path]:
     return Path(model_path), lite_path_for(model_path), card_path_for(model_path)
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def first_free_bundle(candidates: Iterable[Path]) -> Path:
+    """The first model path none of whose bundle files exists (a card or an export alone takes a name)."""
+    return next(path for path in candidates if not any(file.exists() for file in bundle_files(path)))
 
 
 @dataclass
