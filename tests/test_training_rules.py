@@ -63,14 +63,14 @@ def test_the_collection_readers_skip_a_file_whose_name_contradicts_its_folder(tm
 
     tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
     for relative in ["machines/Linn9000/linn9000-rd/Ride-01.wav", "machines/Linn9000/linn9000-rd/Crash-03.wav",
-                     "hh/000_hh3hit1.wav", "hh/011_hh3snare1.wav"]:
+                     "hc/HHCD0.wav", "hc/HHCD2 snare.wav"]:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / relative, tone, 22050)
     skipped: Counter = Counter()
     tidal = [(item.path.name, item.label) for item in tidal_files(tmp_path, skipped)]
     dirt = [(item.path.name, item.label) for item in dirt_files(tmp_path, skipped)]
-    assert tidal == [("Ride-01.wav", "Ride")] and dirt == [("000_hh3hit1.wav", "Hihat")]
-    assert sorted(skipped) == ["dirt: hh/011_hh3snare1.wav (its name says another class)",
+    assert tidal == [("Ride-01.wav", "Ride")] and dirt == [("HHCD0.wav", "Hihat")]
+    assert sorted(skipped) == ["dirt: hc/HHCD2 snare.wav (its name says another class)",
                                "tidal: linn9000-rd/Crash-03.wav (its name says another class)"]
 
 
@@ -105,6 +105,9 @@ def test_a_tidal_file_in_a_folder_of_anything_is_taken_only_by_a_hand_percussion
     ("ul", "005_ulnoisey-run", None), ("glitch", "005_P1", None), ("glitch", "001_CB", "Cowbell"),
     ("short", "sampleoftheday-gtt-snare-drum-010", "Snare"), ("short", "sampleoftheday-gtt-fx-synth-009", None),
     ("v", "004_v_snare01", "Snare"), ("dr", "000_002", None), ("stomp", "000_0", None), ("808", "000_BD", "Kick"),
+    ("hh", "000_hh3closedhh", "Hihat"), ("hh", "005_hh3kick1", "Kick"), ("hh", "011_hh3snare1", "Snare"),
+    ("hh", "002_hh3hit1", None), ("hh", "008_hh3rerc1", None), ("house", "004_OH", None), ("jazz", "004_OH", None),
+    ("house", "003_HH", "Hihat"),
 ])
 def test_a_dirt_kit_folder_is_labeled_by_its_file_names_without_the_kits_prefix(
         folder: str, stem: str, label: str | None) -> None:
@@ -140,14 +143,14 @@ def test_the_collection_readers_file_a_reversed_hit_under_reverse(tmp_path: Path
 
     tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
     for relative in ["machines/AlesisSR16/alesissr16-oh/Hat Open.wav",
-                     "machines/AlesisSR16/alesissr16-oh/Hat Reverse.wav", "hh/000_hh3hit1.wav", "hh/001_hhreverse.wav"]:
+                     "machines/AlesisSR16/alesissr16-oh/Hat Reverse.wav", "hc/HHCD0.wav", "hc/HHCD2reverse.wav"]:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / relative, tone, 22050)
     skipped: Counter = Counter()
     tidal = [(item.path.name, item.label) for item in tidal_files(tmp_path, skipped)]
     dirt = [(item.path.name, item.label) for item in dirt_files(tmp_path, skipped)]
     assert tidal == [("Hat Open.wav", "Hihat"), ("Hat Reverse.wav", "Reverse")]
-    assert dirt == [("000_hh3hit1.wav", "Hihat"), ("001_hhreverse.wav", "Reverse")]
+    assert dirt == [("HHCD0.wav", "Hihat"), ("HHCD2reverse.wav", "Reverse")]
     assert not skipped
 
 

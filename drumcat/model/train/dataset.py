@@ -355,13 +355,6 @@ def without_duplicates(clips: list[Clip]) -> tuple[list[Clip], int]:
 SPLIT_PRECEDENCE = {"test": 0, "validation": 1, "train": 2}
 
 
-# The duration slack this dataset's drops were found with: none. drumcat's own comparison allows 50 ms since
-# session 50 (pair_search.LENGTH_SLACK_S), which finds one more recording two kits share here (Dirt-Samples'
-# electro1 crash, a training clip) and so changes the dataset 3.7.0 was trained on (sha256 653b5d96); it goes
-# in with the next model trained, not under a card that did not train on it.
-DATASET_LENGTH_SLACK_S = 0.0
-
-
 def without_shared_recordings(clips: list[Clip], rate: int = CLIP_RATE) -> tuple[list[Clip], Counter]:
     """Keep a recording that two kits share once (drumcat's near-duplicate fingerprints: the same take after
     resampling, a gain change, trimming or re-encoding; another velocity layer is another take): in the
@@ -372,7 +365,7 @@ def without_shared_recordings(clips: list[Clip], rate: int = CLIP_RATE) -> tuple
     trained on (bench/split_overlap.py counts them). Returns the kept clips and, per kit, how many it lost."""
     prints = fingerprints([resample(clip.samples, rate, FINGERPRINT_RATE) for clip in clips], FINGERPRINT_RATE)
     lengths = np.array([len(clip.samples) / rate for clip in clips])
-    close, _ = close_pairs(prints, lengths, slack=DATASET_LENGTH_SLACK_S)
+    close, _ = close_pairs(prints, lengths)
     rank = [(SPLIT_PRECEDENCE[split_of(clip.kit)], index) for index, clip in enumerate(clips)]
     dropped: set[int] = set()
     for a, b in close:

@@ -373,7 +373,7 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.7.0"
+MODEL_VERSION = "3.7.1"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
