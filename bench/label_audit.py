@@ -35,16 +35,14 @@ from cleanlab.filter import find_label_issues
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fold_decisions import geometric_mean  # noqa: E402
-from drumcat.taxonomy import CORE_CLASSES, MISC, canonical, core_membership  # noqa: E402
+from drumcat.taxonomy import canonical, core_groups, core_membership  # noqa: E402
 
-CORE = [*CORE_CLASSES, MISC]
 # A group is worth a look when at least this share of its clips is flagged.
 GROUP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class Flag:
-    index: int
     label: str  # the fine label the table gave
     predicted: str  # the core folder the witness picks
     top_fine: str
@@ -63,20 +61,16 @@ def origin_group(origin: str) -> str:
     return origin.split(": ", 1)[0]
 
 
-def core_probabilities(probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
-    return probabilities @ core_membership(classes)
-
-
 def flagged_clips(runs: list[dict[str, np.ndarray]], origins: dict[str, str]) -> tuple[list[Flag], int]:
     """The clips whose label the out-of-fold ensemble contradicts; and how many clips were judged."""
     first = runs[0]
     classes = [str(c) for c in first["classes"]]
     ensemble = geometric_mean([run["probabilities"] for run in runs])
-    core = core_probabilities(ensemble, classes)
-    given = np.array([CORE.index(canonical(str(label))) for label in first["labels"]])
+    core, folders = ensemble @ core_membership(classes), core_groups(classes)  # folders name core's columns
+    given = np.array([folders.index(canonical(str(label))) for label in first["labels"]])
     issues = find_label_issues(given, core, filter_by="prune_by_noise_rate",
                                return_indices_ranked_by="self_confidence", n_jobs=1)
-    flags = [Flag(int(i), str(first["labels"][i]), CORE[int(core[i].argmax())], classes[int(ensemble[i].argmax())],
+    flags = [Flag(str(first["labels"][i]), folders[int(core[i].argmax())], classes[int(ensemble[i].argmax())],
                   float(core[i, given[i]]), str(first["kits"][i]), origins[str(first["paths"][i])])
              for i in issues]
     return flags, len(given)

@@ -382,7 +382,8 @@ Reverse; 3.5.1: files cut at their onset at inference, as the clips were; 3.5.2:
 before that cut, the test figures measured so; 3.6: trained with portable kernels, so that another x86
 machine of the same kind repeats the run (run 61: not one of another kind), and the card records them with
 the dataset's sha256 and the Python packages' versions; 3.7: the collections read wherever a file's own name
-says its class: hand percussion in the machines' perc folders and 22 more Dirt-Samples kit folders; README,
+says its class: hand percussion in the machines' perc folders and 22 more Dirt-Samples kit folders; 3.7.1:
+two Dirt-Samples labels mended and shared recordings found with drumcat's own duration slack; README,
 "The default model")."""
 
 MEMBER_SEED_STEP = 1000
