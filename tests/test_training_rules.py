@@ -11,6 +11,7 @@ import soundfile as sf
 
 from drumcat.model.metrics import apply_temperature, expected_calibration_error, fit_temperature, per_class_table
 from drumcat.model.train.labels import (
+    FILE_EXCEPTIONS,
     FONT_KEY_OVERRIDES,
     GM_KEYS,
     label_by_name,
@@ -20,6 +21,7 @@ from drumcat.model.train.labels import (
     label_for_sonic_pi,
     label_for_tidal,
     name_contradicts,
+    with_exceptions,
 )
 from drumcat.taxonomy import CORE_CLASSES, FINE_CLASSES, default_canonical_map
 
@@ -106,8 +108,7 @@ def test_a_tidal_file_in_a_folder_of_anything_is_taken_only_by_a_hand_percussion
     ("short", "sampleoftheday-gtt-snare-drum-010", "Snare"), ("short", "sampleoftheday-gtt-fx-synth-009", None),
     ("v", "004_v_snare01", "Snare"), ("dr", "000_002", None), ("stomp", "000_0", None), ("808", "000_BD", "Kick"),
     ("hh", "000_hh3closedhh", "Hihat"), ("hh", "005_hh3kick1", "Kick"), ("hh", "011_hh3snare1", "Snare"),
-    ("hh", "002_hh3hit1", None), ("hh", "008_hh3rerc1", None), ("house", "004_OH", None), ("jazz", "004_OH", None),
-    ("house", "003_HH", "Hihat"),
+    ("hh", "002_hh3hit1", None), ("hh", "008_hh3rerc1", None), ("house", "003_HH", "Hihat"),
 ])
 def test_a_dirt_kit_folder_is_labeled_by_its_file_names_without_the_kits_prefix(
         folder: str, stem: str, label: str | None) -> None:
@@ -136,6 +137,41 @@ def test_a_dirt_kit_named_after_a_drum_does_not_contradict_its_files(tmp_path: P
 ])
 def test_a_file_named_as_played_backwards_is_the_reverse_class(label: str, stem: str, expected: str) -> None:
     assert label_by_name(label, stem) == expected
+
+
+def test_the_collection_readers_apply_the_per_file_exceptions(tmp_path: Path) -> None:
+    from drumcat.model.train.sources import dirt_files, tidal_files
+
+    tone = np.sin(np.linspace(0, 200, 2205)).astype(np.float32)
+    for relative in ["machines/EmuDrumulator/emudrumulator-cr/Cymbal.wav", "house/003_HH.wav", "house/004_OH.wav",
+                     "jazz/004_OH.wav"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / relative, tone, 22050)
+    skipped: Counter = Counter()
+    tidal = [(item.path.name, item.label) for item in tidal_files(tmp_path, skipped)]
+    dirt = [(item.path.name, item.label) for item in dirt_files(tmp_path, skipped)]
+    assert tidal == [("Cymbal.wav", "Ride")]  # its folder says crash; the Drumulator's one cymbal is a ride
+    assert dirt == [("003_HH.wav", "Hihat")]
+    assert skipped == Counter({"dirt: house": 1, "dirt: jazz": 1})
+
+
+def test_a_per_file_exception_names_its_sound_and_leaves_the_others_to_the_rules() -> None:
+    assert with_exceptions("hydrogen", "ElectricEmpireKit", "Hat Ring 2", "Hihat") is None
+    assert with_exceptions("hydrogen", "ElectricEmpireKit", "Hat Ring 1", "Hihat") == "Hihat"
+    assert with_exceptions("hydrogen", "OtherKit", "Hat Ring 2", "Hihat") == "Hihat"
+    assert with_exceptions("Dirt-Samples", "house", "004_OH", "Hihat") is None
+
+
+def test_the_per_file_exceptions_name_known_collections_and_classes() -> None:
+    from drumcat.model.train.sources import COLLECTIONS
+
+    assert {collection for collection, _, _ in FILE_EXCEPTIONS} <= {"hydrogen"} | {c.name for c in COLLECTIONS}
+    assert {label for label in FILE_EXCEPTIONS.values() if label} <= set(FINE_CLASSES)
+
+
+def test_timgm6mb_key_51_is_skipped_where_a_filter_snap_layers_over_its_ride() -> None:
+    assert label_for_font_key("TimGM6mb", 0, 51) == "Ride"
+    assert all(label_for_font_key("TimGM6mb", preset, 51) is None for preset in (24, 25, 48))
 
 
 def test_the_collection_readers_file_a_reversed_hit_under_reverse(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ from drumcat.model.train.labels import (
     label_for_instrument,
     label_for_sonic_pi,
     name_contradicts,
+    with_exceptions,
 )
 
 # What `make dataset` installs (the Makefile reads this list) and the model card records with versions.
@@ -175,7 +176,7 @@ def hydrogen_clips(skipped: Counter, rate: int = CLIP_RATE) -> Iterator[Clip]:
                 continue
             name = next((child.text or "" for child in element if _local(child.tag) == "name"), "")
             files = [e.text for e in element.iter() if _local(e.tag) == "filename" and e.text]
-            label = label_for_instrument(name)
+            label = with_exceptions("hydrogen", kit_xml.parent.name, name, label_for_instrument(name))
             if label is None:
                 if files:
                     skipped[f"{kit}: {name!r}"] += len(files)

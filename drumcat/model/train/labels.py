@@ -40,7 +40,9 @@ FONT_KEY_OVERRIDES: dict[tuple[str, int], dict[int, str | None]] = {
     ("MuseScore_General_Lite", 42): _BRUSH_KIT,
     ("sf_GMbank", 48): {**_ORCHESTRA_TIMPANI, 36: None, 39: "Perc", 59: None},  # 36: taiko + timpani layers
     ("sf_GMbank", 40): _BRUSH_KIT,  # 40: "Ocean Wave", a swirl
-    ("TimGM6mb", 48): {36: None, 59: None},  # layers of a timpani or a crash with other sounds
+    # 36 and 59 layer a timpani or a crash with other sounds; 51 layers "Filter Snap" about 10 dB over
+    # "Ride Ping" (measured against preset 0's key 51, the ride alone), in presets 24 and 25 too
+    ("TimGM6mb", 48): {36: None, 51: None, 59: None}, ("TimGM6mb", 24): {51: None}, ("TimGM6mb", 25): {51: None},
     ("TimGM6mb", 40): _BRUSH_KIT,
     ("Black_Pearl_4_LV2", 0): _AVL_KIT, ("Red_Zeppelin_4_LV2", 0): _AVL_KIT,
 }
@@ -226,21 +228,33 @@ def dirt_name(folder: str, stem: str) -> str:
     return re.sub(f"^({DIRT_NAMED_FOLDERS.get(folder, '')})", "", name).strip()
 
 
-# Files whose name says one class and whose sound another, found where the kit folds' models disagreed
-# with the label and read against the sound: skipped, like any file whose class is not clear.
-DIRT_MISNAMED_FILES = {
-    # "OH", but it opens with a clap's three bursts 12 ms apart, the level in each 4 ms of its first 60 ms
-    # within 4 dB of cp/HANDCLP0.wav's; an open hat rings from its attack ("jazz" is a copy of "house")
-    ("house", "004_OH"), ("jazz", "004_OH"),
-}
-
-
 def label_for_dirt(folder: str, stem: str) -> str | None:
     """A Dirt-Samples folder and file stem -> fine class, or None (folder not one-shot drums, or unnamed)."""
-    if (folder, stem) in DIRT_MISNAMED_FILES:
-        return None
     if folder in DIRT_FOLDERS:
         return DIRT_FOLDERS[folder]
     if folder in DIRT_NAMED_FOLDERS:
         return _first_match(_DIRT_NAME_RULES, dirt_name(folder, stem))
     return None
+
+
+# --- Per-file exceptions -----------------------------------------------------------------------------
+# Sounds whose name says one class and whose sound another, found where the kit folds' models disagreed
+# with the label and read against the sound (docs/model-history.md gives each one's evidence). Keyed by
+# collection, folder and name: a Hydrogen kit and instrument, a tidal folder and file stem, a Dirt folder
+# and file stem. A class relabels the sound; None skips it, like any sound whose class is not clear.
+FILE_EXCEPTIONS: dict[tuple[str, str, str], str | None] = {
+    # "OH", but it opens with a clap's three bursts 12 ms apart, the level in each 4 ms of its first 60 ms
+    # within 4 dB of cp/HANDCLP0.wav's; an open hat rings from its attack ("jazz" is a copy of "house")
+    ("Dirt-Samples", "house", "004_OH"): None, ("Dirt-Samples", "jazz", "004_OH"): None,
+    # The E-mu Drumulator's twelve sounds include a ride and no crash (E&MM review, June 1983): its one
+    # cymbal, filed under "cr", is the ride
+    ("tidal-drum-machines", "emudrumulator-cr", "Cymbal"): "Ride",
+    # Two "hats" with 93-95% of their energy below 150 Hz: whatever they are, they do not sound as hats
+    ("hydrogen", "ElectricEmpireKit", "Hat Closed Bs"): None,
+    ("hydrogen", "ElectricEmpireKit", "Hat Ring 2"): None,
+}
+
+
+def with_exceptions(collection: str, folder: str, name: str, label: str | None) -> str | None:
+    """`label` as the rules gave it for one sound, unless FILE_EXCEPTIONS says otherwise."""
+    return FILE_EXCEPTIONS.get((collection, folder, name), label)

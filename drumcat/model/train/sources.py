@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drumcat.audio.files import AudioReadError, decode
-from drumcat.model.train.labels import dirt_name, label_by_name, label_for_dirt, label_for_tidal, name_contradicts
+from drumcat.model.train.labels import (
+    dirt_name,
+    label_by_name,
+    label_for_dirt,
+    label_for_tidal,
+    name_contradicts,
+    with_exceptions,
+)
 
 DEFAULT_SOURCES_DIR = Path("build/sources")
 
@@ -104,7 +111,7 @@ def tidal_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if path.suffix.lower() != ".wav":
             continue
         machine, folder = path.parent.parent.name, path.parent.name
-        label = label_for_tidal(folder.rsplit("-", 1)[-1], path.stem)
+        label = with_exceptions(TIDAL.name, folder, path.stem, label_for_tidal(folder.rsplit("-", 1)[-1], path.stem))
         if label is None:
             skipped[f"tidal: {folder}"] += 1
             continue
@@ -120,7 +127,7 @@ def dirt_files(root: Path, skipped: Counter) -> Iterator[CollectionFile]:
         if path.suffix.lower() != ".wav":
             continue
         folder = path.parent.name
-        label = label_for_dirt(folder, path.stem)
+        label = with_exceptions(DIRT.name, folder, path.stem, label_for_dirt(folder, path.stem))
         if label is None:
             skipped[f"dirt: {folder}"] += 1
             continue

@@ -373,7 +373,7 @@ def member_prefix(index: int) -> str:
     return f"member{index}_"
 
 
-MODEL_VERSION = "3.7.1"
+MODEL_VERSION = "3.7.2"
 """The version `train` writes into the card: 3 since the card gives the LiteRT export's own test figures and
 a model may be an ensemble (2.2: the core-class loss; 3.1: soundfont keys labeled per kit, from each font's
 own instrument names; 3.2: files whose own name names another core class skipped; 3.3: a recording two
@@ -383,8 +383,8 @@ before that cut, the test figures measured so; 3.6: trained with portable kernel
 machine of the same kind repeats the run (run 61: not one of another kind), and the card records them with
 the dataset's sha256 and the Python packages' versions; 3.7: the collections read wherever a file's own name
 says its class: hand percussion in the machines' perc folders and 22 more Dirt-Samples kit folders; 3.7.1:
-two Dirt-Samples labels mended and shared recordings found with drumcat's own duration slack; README,
-"The default model")."""
+two Dirt-Samples labels mended and shared recordings found with drumcat's own duration slack; 3.7.2: run
+67's label audit mended (labels.FILE_EXCEPTIONS, TimGM6mb's key 51); README, "The default model")."""
 
 MEMBER_SEED_STEP = 1000
 """Member k of the ensemble trained for seed s is trained with seed s + k x this: member 0 is the single
